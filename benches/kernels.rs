@@ -1,0 +1,31 @@
+//! Criterion baselines of the kernel set in docre::bench (the same cases as
+//! `docre bench kernels`), timed with GPU timestamps where the adapter has them.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use docre::bench::{kernel_cases, Unit};
+use docre::gpu::{Gpu, GpuTimer};
+
+fn kernels(c: &mut Criterion) {
+    let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let timer = GpuTimer::new(&gpu);
+    let quick = std::env::var_os("DOCRE_BENCH_QUICK").is_some();
+    let mut group = c.benchmark_group("kernels");
+    group.sample_size(10);
+    for case in kernel_cases(&gpu, quick).unwrap_or_else(|e| panic!("{e}")) {
+        group.throughput(match case.unit {
+            Unit::Flop => Throughput::Elements(case.work as u64),
+            Unit::Bytes => Throughput::Bytes(case.work as u64),
+        });
+        case.time(&gpu, &timer, 1).unwrap_or_else(|e| panic!("{e}"));
+        group.bench_function(format!("{} {}", case.kernel, case.shape), |b| {
+            b.iter_custom(|iters| {
+                let s = case.time(&gpu, &timer, iters as usize).unwrap_or_else(|e| panic!("{e}"));
+                std::time::Duration::from_secs_f64(s)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);

@@ -1,0 +1,100 @@
+// Element-wise kernels over flat tensors of n elements.
+//
+// Immediates: Ew { n, nb, alpha, beta }. `nb` is the length of the second operand, which is
+// broadcast by wrapping (index i % nb), so a [cols] vector applies to every row of [rows, cols].
+// Dispatch: ceil(n / 256) workgroups of 256 invocations, split over x/y (linear index via
+// group_index); one invocation per element.
+//
+// Entry points and their bindings (storage buffers in binding order):
+//   add_scaled    x (read), y (read), out (rw)    out = alpha*x + beta*y[i % nb]
+//   mul           x (read), y (read), out (rw)    out = x * y[i % nb]
+//   act_backward  x (read), y (read), out (rw)    out = y * f'(x)   (y = upstream gradient)
+//   scale         x (read), o1 (rw)               o1 = alpha*x
+//   act_forward   x (read), o1 (rw)               o1 = f(x)
+//   accumulate    acc (rw), y (read)              acc += alpha*y[i % nb]
+//   fill          acc (rw)                        acc = alpha
+// The activation f is the override ACT: 0 GELU (erf form, as HF BERT), 1 tanh, 2 ReLU, 3 sigmoid.
+
+struct Ew { n: u32, nb: u32, alpha: f32, beta: f32 }
+var<immediate> p: Ew;
+
+override ACT: u32 = 0u;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> o1: array<f32>;
+@group(0) @binding(0) var<storage, read_write> acc: array<f32>;
+
+// Abramowitz & Stegun 7.1.26, |error| < 1.5e-7: WGSL has no erf builtin.
+fn erf_approx(v: f32) -> f32 {
+    let s = sign(v);
+    let a = abs(v);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t;
+    return s * (1.0 - poly * exp(-a * a));
+}
+
+fn act(v: f32) -> f32 {
+    switch ACT {
+        case 0u: { return 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752)); }
+        // Clamped because some drivers return NaN for tanh of large arguments.
+        case 1u: { return tanh(clamp(v, -15.0, 15.0)); }
+        case 2u: { return max(v, 0.0); }
+        default: { return 1.0 / (1.0 + exp(-v)); }
+    }
+}
+
+fn act_grad(v: f32) -> f32 {
+    switch ACT {
+        case 0u: {
+            let cdf = 0.5 * (1.0 + erf_approx(v * 0.70710678118654752));
+            return cdf + v * 0.39894228040143268 * exp(-0.5 * v * v);
+        }
+        case 1u: { let t = tanh(clamp(v, -15.0, 15.0)); return 1.0 - t * t; }
+        case 2u: { return select(0.0, 1.0, v > 0.0); }
+        default: { let s = 1.0 / (1.0 + exp(-v)); return s * (1.0 - s); }
+    }
+}
+
+@compute @workgroup_size(256)
+fn add_scaled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = group_index(wid, nwg) * 256u + li;
+    if (i < p.n) { out[i] = p.alpha * x[i] + p.beta * y[i % p.nb]; }
+}
+
+@compute @workgroup_size(256)
+fn mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = group_index(wid, nwg) * 256u + li;
+    if (i < p.n) { out[i] = x[i] * y[i % p.nb]; }
+}
+
+@compute @workgroup_size(256)
+fn act_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = group_index(wid, nwg) * 256u + li;
+    if (i < p.n) { out[i] = y[i] * act_grad(x[i]); }
+}
+
+@compute @workgroup_size(256)
+fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = group_index(wid, nwg) * 256u + li;
+    if (i < p.n) { o1[i] = p.alpha * x[i]; }
+}
+
+@compute @workgroup_size(256)
+fn act_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = group_index(wid, nwg) * 256u + li;
+    if (i < p.n) { o1[i] = act(x[i]); }
+}
+
+@compute @workgroup_size(256)
+fn accumulate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = group_index(wid, nwg) * 256u + li;
+    if (i < p.n) { acc[i] = acc[i] + p.alpha * y[i % p.nb]; }
+}
+
+@compute @workgroup_size(256)
+fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = group_index(wid, nwg) * 256u + li;
+    if (i < p.n) { acc[i] = p.alpha; }
+}

@@ -1,0 +1,94 @@
+// LayerNorm over the last dimension: y = (x - mean) * rstd * gamma + beta, rstd = 1/sqrt(var + eps)
+// (biased variance, as PyTorch).
+//
+// layernorm_forward          in0 = x [rows, cols], in1 = gamma [cols], in2 = beta [cols],
+//                            out3 = y [rows, cols], out4 = stats [rows, 2] (mean, rstd) for backward.
+// layernorm_backward_input   in0 = x, in1 = gamma, in2 = dy, in3 = stats, out4 = dx:
+//                            g = dy*gamma; dx = rstd * (g - mean(g) - xhat * mean(g*xhat)).
+// Dispatch (both): one workgroup of WG invocations per row, rows split over x/y.
+// layernorm_backward_params  in0 = x, in1 = dy, in2 = stats, out3 = dgamma [cols], out4 = dbeta [cols]:
+//                            column sums over all rows in row order (deterministic, no atomics).
+// Dispatch: one invocation per column, ceil(cols / 64) workgroups of 64.
+
+struct Ln { rows: u32, cols: u32, eps: f32 }
+var<immediate> p: Ln;
+
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> in0: array<f32>;
+@group(0) @binding(1) var<storage, read> in1: array<f32>;
+@group(0) @binding(2) var<storage, read> in2: array<f32>;
+@group(0) @binding(3) var<storage, read> in3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out4: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+
+fn reduce_sum(v: f32, li: u32) -> f32 {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (li < s) { red[li] = red[li] + red[li + s]; }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = group_index(wid, nwg);
+    if (r >= p.rows) { return; }
+    let base = r * p.cols;
+    let n = f32(p.cols);
+    var s = 0.0;
+    for (var c = li; c < p.cols; c += WG) { s += in0[base + c]; }
+    let mean = reduce_sum(s, li) / n;
+    // Two-pass variance: the one-pass E[x^2] - mean^2 loses digits on BERT's large activations.
+    var v = 0.0;
+    for (var c = li; c < p.cols; c += WG) { let d = in0[base + c] - mean; v += d * d; }
+    let rstd = inverseSqrt(reduce_sum(v, li) / n + p.eps);
+    for (var c = li; c < p.cols; c += WG) {
+        out3[base + c] = (in0[base + c] - mean) * rstd * in1[c] + in2[c];
+    }
+    if (li == 0u) { out4[2u * r] = mean; out4[2u * r + 1u] = rstd; }
+}
+
+@compute @workgroup_size(WG)
+fn layernorm_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = group_index(wid, nwg);
+    if (r >= p.rows) { return; }
+    let base = r * p.cols;
+    let mean = in3[2u * r];
+    let rstd = in3[2u * r + 1u];
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var c = li; c < p.cols; c += WG) {
+        let g = in2[base + c] * in1[c];
+        sg += g;
+        sgx += g * (in0[base + c] - mean) * rstd;
+    }
+    let n = f32(p.cols);
+    let mg = reduce_sum(sg, li) / n;
+    let mgx = reduce_sum(sgx, li) / n;
+    for (var c = li; c < p.cols; c += WG) {
+        let xhat = (in0[base + c] - mean) * rstd;
+        out4[base + c] = rstd * (in2[base + c] * in1[c] - mg - xhat * mgx);
+    }
+}
+
+@compute @workgroup_size(64)
+fn layernorm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    if (c >= p.cols) { return; }
+    var dg = 0.0;
+    var db = 0.0;
+    for (var r = 0u; r < p.rows; r++) {
+        let dy = in1[r * p.cols + c];
+        dg += dy * (in0[r * p.cols + c] - in2[2u * r]) * in2[2u * r + 1u];
+        db += dy;
+    }
+    out3[c] = dg;
+    out4[c] = db;
+}

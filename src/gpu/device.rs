@@ -1,0 +1,203 @@
+//! Adapter choice and the `Gpu` handle every launcher works through.
+//!
+//! Order of preference: discrete GPU, integrated GPU, virtual GPU, then a CPU adapter (Mesa
+//! lavapipe). `WGPU_BACKEND` (vulkan, metal, dx12, gl) restricts the backends and
+//! `DOCRE_ADAPTER` picks the first adapter whose name contains the given substring.
+//! The device is created with the adapter's own limits, not the WebGPU defaults, because
+//! lavapipe and most GPUs allow far larger storage bindings than 128 MiB / 256 MiB defaults.
+
+use std::sync::{Arc, Mutex};
+
+use super::pipeline::PipelineCache;
+use super::pool::BufferPool;
+use crate::error::{Error, Result};
+
+/// Bytes of immediate data (push constants) every kernel may use; Vulkan guarantees 128.
+pub const IMMEDIATE_BYTES: u32 = 128;
+
+/// Broad class of the adapter; kernels pick tile sizes by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdapterKind {
+    /// A real GPU (discrete, integrated or virtual).
+    Gpu,
+    /// A CPU implementation such as lavapipe: no fast workgroup memory, SIMD across invocations.
+    Cpu,
+}
+
+/// What was chosen, for `docre info` and benchmark reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_immediate_size: u32,
+    pub shader_f16: bool,
+    pub timestamp_query: bool,
+    pub subgroups: bool,
+}
+
+pub(crate) struct GpuInner {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub kind: AdapterKind,
+    pub report: AdapterReport,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pub pipelines: PipelineCache,
+    pub pool: Arc<Mutex<BufferPool>>,
+}
+
+/// Cheap-to-clone handle to the device, queue, pipeline cache and buffer pool.
+#[derive(Clone)]
+pub struct Gpu(pub(crate) Arc<GpuInner>);
+
+fn rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+const NO_ADAPTER_HELP: &str = "docre needs a GPU driver with Vulkan, Metal or DX12. On a machine \
+without a GPU, install a CPU Vulkan device: `apt-get install mesa-vulkan-drivers libvulkan1` \
+(Debian/Ubuntu). Check with `docre info`.";
+
+impl Gpu {
+    /// Pick an adapter as described in the module docs and open a device on it.
+    pub fn new() -> Result<Gpu> {
+        pollster::block_on(Self::new_async())
+    }
+
+    async fn new_async() -> Result<Gpu> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        // Compute only: the GL backend cannot run our storage-heavy kernels well and would only
+        // add a confusing second software adapter; it stays reachable through WGPU_BACKEND=gl.
+        if std::env::var_os("WGPU_BACKEND").is_none() {
+            desc.backends = wgpu::Backends::PRIMARY;
+        }
+        let instance = wgpu::Instance::new(desc);
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+        let mut adapters = instance.enumerate_adapters(backends).await;
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(format!("no graphics adapter was found. {NO_ADAPTER_HELP}")));
+        }
+        let wanted = std::env::var("DOCRE_ADAPTER").ok().filter(|s| !s.is_empty());
+        if let Some(w) = &wanted {
+            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&w.to_lowercase()));
+            if adapters.is_empty() {
+                return Err(Error::NoAdapter(format!(
+                    "DOCRE_ADAPTER={w:?} matches none of the adapters found ({}). Unset it or \
+                     give a substring of one of those names.",
+                    names.join(", ")
+                )));
+            }
+        }
+        adapters.sort_by_key(|a| rank(a.get_info().device_type));
+        let adapter = adapters.swap_remove(0);
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        if limits.max_immediate_size < IMMEDIATE_BYTES {
+            return Err(Error::NoAdapter(format!(
+                "adapter {} offers {} bytes of immediate data; docre needs {IMMEDIATE_BYTES}. \
+                 Pick another adapter with DOCRE_ADAPTER.",
+                info.name, limits.max_immediate_size
+            )));
+        }
+        let offered = adapter.features();
+        let wanted_features = wgpu::Features::IMMEDIATES
+            | (offered & (wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP));
+        if !offered.contains(wgpu::Features::IMMEDIATES) {
+            return Err(Error::NoAdapter(format!(
+                "adapter {} lacks immediate data (push constants), which every docre kernel uses.",
+                info.name
+            )));
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("docre"),
+                required_features: wanted_features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(format!("could not open a device on {}: {e}", info.name)))?;
+        let kind = if info.device_type == wgpu::DeviceType::Cpu { AdapterKind::Cpu } else { AdapterKind::Gpu };
+        let report = AdapterReport {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            max_immediate_size: limits.max_immediate_size,
+            shader_f16: wanted_features.contains(wgpu::Features::SHADER_F16),
+            timestamp_query: wanted_features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroups: wanted_features.contains(wgpu::Features::SUBGROUP),
+        };
+        Ok(Gpu(Arc::new(GpuInner {
+            device,
+            queue,
+            kind,
+            report,
+            limits,
+            features: wanted_features,
+            pipelines: PipelineCache::default(),
+            pool: Arc::new(Mutex::new(BufferPool::default())),
+        })))
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.0.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.0.queue
+    }
+    pub fn kind(&self) -> AdapterKind {
+        self.0.kind
+    }
+    pub fn report(&self) -> &AdapterReport {
+        &self.0.report
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.0.limits
+    }
+    pub fn has_timestamps(&self) -> bool {
+        self.0.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Block until all submitted work has finished.
+    pub fn wait(&self) -> Result<()> {
+        self.0
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("waiting for the device failed: {e}")))?;
+        Ok(())
+    }
+
+    /// Bytes currently held by the buffer pool (live tensors plus free buffers kept for reuse).
+    pub fn pool_bytes(&self) -> u64 {
+        self.0.pool.lock().unwrap().allocated_bytes()
+    }
+
+    /// Free every pooled buffer that no tensor uses.
+    pub fn trim_pool(&self) {
+        self.0.pool.lock().unwrap().trim();
+    }
+}

@@ -1,0 +1,14 @@
+//! The GPU runtime: adapter and device, tensors, buffer pool, pipeline cache, recorder, timer.
+
+mod device;
+mod pipeline;
+mod pool;
+mod recorder;
+mod tensor;
+mod timer;
+
+pub use device::{AdapterKind, AdapterReport, Gpu};
+pub use pipeline::{Access, Kernel, Shader};
+pub use recorder::{grid, Imm, Recorder};
+pub use tensor::{DType, Tensor};
+pub use timer::GpuTimer;

@@ -1,0 +1,124 @@
+//! Shader modules and compute pipelines, cached by (shader, entry point, override constants).
+//!
+//! Every kernel uses one bind group: storage buffers at bindings 0.., in the order its
+//! `Kernel::bindings` lists them, and up to `IMMEDIATE_BYTES` of immediate data for scalars.
+//! Pipeline creation runs inside an error scope so a WGSL mistake becomes an `Error::Shader`
+//! naming the kernel instead of a panic in wgpu's default error handler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::device::{Gpu, IMMEDIATE_BYTES};
+use crate::error::{Error, Result};
+
+/// Read-only or read-write storage binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A WGSL source file; `PRELUDE` is prepended to every one.
+pub struct Shader {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// One entry point of a shader with its binding list.
+pub struct Kernel {
+    pub shader: &'static Shader,
+    pub entry: &'static str,
+    pub bindings: &'static [Access],
+}
+
+const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+pub struct Cached {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+#[derive(Default)]
+pub struct PipelineCache {
+    modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<Key, Arc<Cached>>>,
+}
+
+impl Gpu {
+    fn module(&self, shader: &'static Shader) -> Result<Arc<wgpu::ShaderModule>> {
+        let cache = &self.0.pipelines;
+        if let Some(m) = cache.modules.lock().unwrap().get(shader.name) {
+            return Ok(m.clone());
+        }
+        let scope = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let source = format!("{PRELUDE}\n{}", shader.source);
+        let module = self.device().create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader.name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader(shader.name.to_string(), e.to_string()));
+        }
+        let m = Arc::new(module);
+        cache.modules.lock().unwrap().insert(shader.name, m.clone());
+        Ok(m)
+    }
+
+    /// The pipeline for `kernel` specialized with `constants` (WGSL `override` values).
+    pub fn pipeline(&self, kernel: &Kernel, constants: &[(&'static str, f64)]) -> Result<Arc<Cached>> {
+        let key: Key = (
+            kernel.shader.name,
+            kernel.entry,
+            constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        );
+        if let Some(p) = self.0.pipelines.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(kernel.shader)?;
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, a)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let scope = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let layout = self.device().create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(kernel.entry),
+            entries: &entries,
+        });
+        let pl = self.device().create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: IMMEDIATE_BYTES,
+        });
+        let pipeline = self.device().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: Some(&pl),
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                // Kernels never read workgroup memory before writing it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Shader(format!("{}::{}", kernel.shader.name, kernel.entry), e.to_string()));
+        }
+        let c = Arc::new(Cached { pipeline, layout });
+        self.0.pipelines.pipelines.lock().unwrap().insert(key, c.clone());
+        Ok(c)
+    }
+}

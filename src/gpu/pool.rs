@@ -1,0 +1,74 @@
+//! Buffer pool: buffers are reused by size class so a steady-state training step allocates
+//! nothing. Size classes are four per power of two (at most 19 % slack), so that a buffer of
+//! a given class fits every tensor that rounds to it. `DOCRE_NO_POOL=1` turns reuse off, which
+//! helps when hunting a use-after-free style bug in a launcher.
+
+use std::collections::HashMap;
+
+#[derive(Default)]
+pub struct BufferPool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    allocated: u64,
+}
+
+/// Round a byte count up to its size class.
+pub fn size_class(bytes: u64) -> u64 {
+    let b = bytes.max(256);
+    let p = 63 - (b - 1).leading_zeros() as u64; // 2^p < b <= 2^(p+1) for b > 1
+    let base = 1u64 << p;
+    let step = (base / 4).max(1);
+    base + b.saturating_sub(base).div_ceil(step) * step
+}
+
+impl BufferPool {
+    pub fn take(&mut self, device: &wgpu::Device, bytes: u64, max_buffer: u64, label: &str) -> wgpu::Buffer {
+        let class = size_class(bytes).min(max_buffer.max(bytes));
+        if let Some(b) = self.free.get_mut(&class).and_then(|v| v.pop()) {
+            return b;
+        }
+        self.allocated += class;
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: class,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub fn give(&mut self, buffer: wgpu::Buffer) {
+        if std::env::var_os("DOCRE_NO_POOL").is_some() {
+            self.allocated -= buffer.size();
+            buffer.destroy();
+            return;
+        }
+        self.free.entry(buffer.size()).or_default().push(buffer);
+    }
+
+    /// Bytes of device memory held (in use or free for reuse).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated
+    }
+
+    pub fn trim(&mut self) {
+        for (_, v) in self.free.drain() {
+            for b in v {
+                self.allocated -= b.size();
+                b.destroy();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+    #[test]
+    fn classes_cover_and_bound_slack() {
+        for b in [1u64, 255, 256, 257, 1000, 4096, 4097, 1 << 20, (1 << 20) + 1, 123_456_789] {
+            let c = size_class(b);
+            assert!(c >= b, "{b} -> {c}");
+            assert!(c <= (b.max(256) as f64 * 1.25) as u64 + 1, "{b} -> {c}");
+            assert_eq!(size_class(c), c, "class of a class is itself");
+        }
+    }
+}

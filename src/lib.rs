@@ -1,0 +1,9 @@
+//! docre: DocRE-II document-level relation extraction, trained and run on the GPU through wgpu,
+//! with every kernel hand-written in WGSL (see README.md and shaders/).
+
+pub mod bench;
+pub mod error;
+pub mod gpu;
+pub mod ops;
+
+pub use error::{Error, Result};

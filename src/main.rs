@@ -1,0 +1,121 @@
+//! The `docre` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use docre::gpu::{Gpu, GpuTimer};
+use docre::{bench, Error, Result};
+
+#[derive(Parser)]
+#[command(name = "docre", version, about = "DocRE-II relation extraction on any GPU through wgpu")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the chosen adapter: name, backend, device type, limits and features.
+    Info {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run benchmarks and print a table.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// matmul (256³ to 1024³ and BERT-layer shapes), softmax and layernorm.
+    Kernels {
+        /// Also write the measurements as a JSON list to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Timed runs per case (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// Skip the 1024³ matmul.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(match e {
+                Error::Input(_) | Error::Io { .. } => 2,
+                _ => 1,
+            })
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { json } => info(json),
+        Command::Bench { what: BenchWhat::Kernels { json, samples, quick } } => bench_kernels(json.as_deref(), samples, quick),
+    }
+}
+
+fn info(json: bool) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let r = gpu.report();
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).expect("adapter report serializes"));
+        return Ok(());
+    }
+    println!("adapter      {}", r.name);
+    println!("backend      {}", r.backend);
+    println!("device type  {} (kernels tuned for {:?})", r.device_type, gpu.kind());
+    println!("driver       {} {}", r.driver, r.driver_info);
+    println!("limits       storage binding {} MiB, buffer {} MiB, workgroup memory {} KiB, {} invocations/workgroup, {} workgroups/dimension, {} bytes immediates",
+        r.max_storage_buffer_binding_size >> 20, r.max_buffer_size >> 20, r.max_compute_workgroup_storage_size >> 10,
+        r.max_compute_invocations_per_workgroup, r.max_compute_workgroups_per_dimension, r.max_immediate_size);
+    println!("features     shader-f16 {}, timestamp queries {}, subgroups {}", yes(r.shader_f16), yes(r.timestamp_query), yes(r.subgroups));
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn bench_kernels(json: Option<&Path>, samples: usize, quick: bool) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let timer = GpuTimer::new(&gpu);
+    println!("adapter: {} ({}), timing: {}", gpu.report().name, gpu.report().backend, timer.method());
+    println!("{:<20} {:<22} {:>12} {:>10}", "kernel", "shape", "ms", "rate");
+    let mut rows = Vec::new();
+    for case in bench::kernel_cases(&gpu, quick)? {
+        let m = case.measure(&gpu, &timer, samples)?;
+        let rate = match (m.gflops, m.gbps) {
+            (Some(g), _) => format!("{g:.2} GFLOP/s"),
+            (_, Some(b)) => format!("{b:.2} GB/s"),
+            _ => String::new(),
+        };
+        println!("{:<20} {:<22} {:>12.3} {:>10}", m.kernel, m.shape, m.seconds * 1e3, rate);
+        rows.push(m);
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&rows).expect("measurements serialize");
+        write_atomic(path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Write to a temporary file beside `path`, then rename, so no half-written file is left.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let io = |context: String| move |source| Error::Io { context, source };
+    std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("cannot move {} to {}", tmp.display(), path.display())))
+}

@@ -1,0 +1,120 @@
+//! Launchers for shaders/elementwise.wgsl: arithmetic and activations with their backward.
+
+use super::{launch_flat, reduce};
+use crate::error::{shape_err, Result};
+use crate::gpu::{Access, DType, Imm, Kernel, Recorder, Shader, Tensor};
+
+static SHADER: Shader = Shader { name: "elementwise", source: include_str!("../../shaders/elementwise.wgsl") };
+const BINARY: &[Access] = &[Access::Read, Access::Read, Access::Write];
+const UNARY: &[Access] = &[Access::Read, Access::Write];
+static ADD_SCALED: Kernel = Kernel { shader: &SHADER, entry: "add_scaled", bindings: BINARY };
+static MUL: Kernel = Kernel { shader: &SHADER, entry: "mul", bindings: BINARY };
+static ACT_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "act_backward", bindings: BINARY };
+static SCALE: Kernel = Kernel { shader: &SHADER, entry: "scale", bindings: UNARY };
+static ACT_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "act_forward", bindings: UNARY };
+static ACCUMULATE: Kernel = Kernel { shader: &SHADER, entry: "accumulate", bindings: &[Access::Write, Access::Read] };
+static FILL: Kernel = Kernel { shader: &SHADER, entry: "fill", bindings: &[Access::Write] };
+
+/// Point-wise nonlinearity; the discriminant is the shader's ACT override.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// erf form, as HF BERT's "gelu".
+    Gelu = 0,
+    Tanh = 1,
+    Relu = 2,
+    Sigmoid = 3,
+}
+
+impl Activation {
+    pub const ALL: [Activation; 4] = [Activation::Gelu, Activation::Tanh, Activation::Relu, Activation::Sigmoid];
+    fn constants(self) -> [(&'static str, f64); 1] {
+        [("ACT", self as u32 as f64)]
+    }
+}
+
+fn check_broadcast(op: &'static str, x: &Tensor, y: &Tensor) -> Result<()> {
+    x.expect_dtype(op, DType::F32)?;
+    y.expect_dtype(op, DType::F32)?;
+    let (n, nb) = (x.numel(), y.numel());
+    if n > 0 && (nb == 0 || n % nb != 0) {
+        return shape_err(op, format!("`{}` {:?} cannot broadcast over `{}` {:?} (its element count must divide)", y.name(), y.shape(), x.name(), x.shape()));
+    }
+    Ok(())
+}
+
+/// alpha*x + beta*y, with y broadcast by wrapping (e.g. a [cols] vector over [rows, cols]).
+pub fn add_scaled(rec: &mut Recorder, x: &Tensor, y: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
+    check_broadcast("add_scaled", x, y)?;
+    let out = Tensor::uninit(rec.gpu(), "add", x.shape(), DType::F32)?;
+    let imm = Imm::new().u(x.numel()).u(y.numel()).f(alpha).f(beta);
+    launch_flat(rec, &ADD_SCALED, &[], &[x, y, &out], &imm, x.numel())?;
+    Ok(out)
+}
+
+pub fn add(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    add_scaled(rec, x, y, 1.0, 1.0)
+}
+
+/// x * y, with y broadcast by wrapping.
+pub fn mul(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    check_broadcast("mul", x, y)?;
+    let out = Tensor::uninit(rec.gpu(), "mul", x.shape(), DType::F32)?;
+    let imm = Imm::new().u(x.numel()).u(y.numel());
+    launch_flat(rec, &MUL, &[], &[x, y, &out], &imm, x.numel())?;
+    Ok(out)
+}
+
+/// Gradients of out = x * y (y possibly broadcast): dx = dout*y, dy = sum over the broadcast
+/// copies of dout*x.
+pub fn mul_backward(rec: &mut Recorder, x: &Tensor, y: &Tensor, dout: &Tensor) -> Result<(Tensor, Tensor)> {
+    check_broadcast("mul_backward", x, y)?;
+    let dx = mul(rec, dout, y)?;
+    let prod = mul(rec, dout, x)?;
+    let dy = if y.numel() == x.numel() {
+        prod
+    } else {
+        let cols = prod.reshape(&[x.numel() / y.numel(), y.numel()])?;
+        reduce::col_sum(rec, &cols)?.reshape(y.shape())?
+    };
+    Ok((dx, dy))
+}
+
+pub fn scale(rec: &mut Recorder, x: &Tensor, alpha: f32) -> Result<Tensor> {
+    x.expect_dtype("scale", DType::F32)?;
+    let out = Tensor::uninit(rec.gpu(), "scale", x.shape(), DType::F32)?;
+    let imm = Imm::new().u(x.numel()).u(1).f(alpha);
+    launch_flat(rec, &SCALE, &[], &[x, &out], &imm, x.numel())?;
+    Ok(out)
+}
+
+/// acc += alpha * y (y broadcast by wrapping); gradient accumulation in place.
+pub fn accumulate(rec: &mut Recorder, acc: &Tensor, y: &Tensor, alpha: f32) -> Result<()> {
+    check_broadcast("accumulate", acc, y)?;
+    let imm = Imm::new().u(acc.numel()).u(y.numel()).f(alpha);
+    launch_flat(rec, &ACCUMULATE, &[], &[acc, y], &imm, acc.numel())
+}
+
+/// Set every element to `value`.
+pub fn fill(rec: &mut Recorder, t: &Tensor, value: f32) -> Result<()> {
+    let imm = Imm::new().u(t.numel()).u(1).f(value);
+    launch_flat(rec, &FILL, &[], &[t], &imm, t.numel())
+}
+
+pub fn activation(rec: &mut Recorder, act: Activation, x: &Tensor) -> Result<Tensor> {
+    x.expect_dtype("activation", DType::F32)?;
+    let out = Tensor::uninit(rec.gpu(), "activation", x.shape(), DType::F32)?;
+    let imm = Imm::new().u(x.numel()).u(1);
+    launch_flat(rec, &ACT_FORWARD, &act.constants(), &[x, &out], &imm, x.numel())?;
+    Ok(out)
+}
+
+/// dx = dy * f'(x), from the activation's input x.
+pub fn activation_backward(rec: &mut Recorder, act: Activation, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    if x.shape() != dy.shape() {
+        return shape_err("activation_backward", format!("x {:?} and dy {:?} differ", x.shape(), dy.shape()));
+    }
+    let out = Tensor::uninit(rec.gpu(), "activation_grad", x.shape(), DType::F32)?;
+    let imm = Imm::new().u(x.numel()).u(x.numel());
+    launch_flat(rec, &ACT_BACKWARD, &act.constants(), &[x, dy, &out], &imm, x.numel())?;
+    Ok(out)
+}

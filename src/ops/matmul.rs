@@ -1,0 +1,195 @@
+//! Launchers for shaders/matmul.wgsl: the strided batched GEMM and the linear-layer helpers
+//! built on it (forward, input gradient, weight gradient all reduce to one GEMM each).
+
+use super::reduce;
+use crate::error::{shape_err, Result};
+use crate::gpu::{Access, AdapterKind, DType, Imm, Kernel, Recorder, Shader, Tensor};
+
+static SHADER: Shader = Shader { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") };
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Write];
+static REG: Kernel = Kernel { shader: &SHADER, entry: "matmul_reg", bindings: BINDINGS };
+static TILED: Kernel = Kernel { shader: &SHADER, entry: "matmul_tiled", bindings: BINDINGS };
+
+/// Which matmul entry point runs. `Auto` picks by adapter kind; tests name one explicitly so
+/// both are checked on every device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulKernel {
+    Auto,
+    /// Register-blocked, no workgroup memory: what CPU adapters (lavapipe) run fastest.
+    Register,
+    /// Workgroup-memory tiles: what GPUs run fastest.
+    Tiled,
+}
+
+/// A strided matrix view inside a flat buffer: element (r, c) of batch (b1, b2) is at
+/// `offset + b1*s1 + b2*s2 + r*ld + c`, or `... + c*ld + r` when `trans`.
+#[derive(Clone, Copy, Debug)]
+pub struct View {
+    pub offset: usize,
+    pub ld: usize,
+    pub s1: usize,
+    pub s2: usize,
+    pub trans: bool,
+}
+
+impl View {
+    /// A dense row-major matrix stored as [rows, cols] per batch, batches `rows*cols` apart;
+    /// with `trans` the GEMM reads its transpose.
+    pub fn dense(rows: usize, cols: usize, trans: bool) -> View {
+        View { offset: 0, ld: cols, s1: rows * cols, s2: 0, trans }
+    }
+}
+
+/// C = alpha * op(A) * op(B) (+ bias) (+ C if accumulate), over batch1 x batch2 batches.
+#[derive(Clone, Copy, Debug)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch1: usize,
+    pub batch2: usize,
+    pub a: View,
+    pub b: View,
+    /// `trans` is ignored for C.
+    pub c: View,
+    pub alpha: f32,
+    pub accumulate: bool,
+}
+
+/// Largest flat index a view touches for a rows x cols operand (+1), or 0 when empty.
+fn extent(v: &View, rows: usize, cols: usize, b1: usize, b2: usize) -> usize {
+    if rows == 0 || cols == 0 || b1 == 0 || b2 == 0 {
+        return 0;
+    }
+    let (r, c) = (rows - 1, cols - 1);
+    let inner = if v.trans { c * v.ld + r } else { r * v.ld + c };
+    v.offset + (b1 - 1) * v.s1 + (b2 - 1) * v.s2 + inner + 1
+}
+
+/// The general launcher: every linear layer, its gradients and batched attention products.
+pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, c: &Tensor) -> Result<()> {
+    for t in [a, b, c] {
+        t.expect_dtype("gemm", DType::F32)?;
+    }
+    let checks = [
+        ("A", a, extent(&g.a, g.m, g.k, g.batch1, g.batch2)),
+        ("B", b, extent(&g.b, g.k, g.n, g.batch1, g.batch2)),
+        ("C", c, extent(&View { trans: false, ..g.c }, g.m, g.n, g.batch1, g.batch2)),
+    ];
+    for (role, t, need) in checks {
+        if need > t.numel() {
+            return shape_err("gemm", format!("{role} = `{}` {:?} has {} elements but the view reaches element {} (m={} n={} k={} batch={}x{})", t.name(), t.shape(), t.numel(), need, g.m, g.n, g.k, g.batch1, g.batch2));
+        }
+    }
+    if g.a.trans && g.a.ld < g.m || !g.a.trans && g.a.ld < g.k || g.b.trans && g.b.ld < g.k || !g.b.trans && g.b.ld < g.n || g.c.ld < g.n {
+        return shape_err("gemm", format!("a leading dimension is smaller than its row length: {g:?}"));
+    }
+    if let Some(bias) = bias {
+        if bias.numel() != g.n {
+            return shape_err("gemm", format!("bias `{}` has {} elements, expected n = {}", bias.name(), bias.numel(), g.n));
+        }
+    }
+    if g.m == 0 || g.n == 0 || g.batch1 * g.batch2 == 0 {
+        return Ok(());
+    }
+    let batch = g.batch1 * g.batch2;
+    let flags = bias.is_some() as usize | ((g.accumulate as usize) << 1);
+    let imm = Imm::new()
+        .u(g.m).u(g.n).u(g.k).u(g.batch2)
+        .u(g.a.ld).u(g.b.ld).u(g.c.ld).u(flags)
+        .u(g.a.offset).u(g.a.s1).u(g.a.s2)
+        .u(g.b.offset).u(g.b.s1).u(g.b.s2)
+        .u(g.c.offset).u(g.c.s1).u(g.c.s2)
+        .f(g.alpha);
+    let kernel = match kernel {
+        MatmulKernel::Auto if rec.gpu().kind() == AdapterKind::Cpu => MatmulKernel::Register,
+        MatmulKernel::Auto => MatmulKernel::Tiled,
+        k => k,
+    };
+    let trans = [("TRANS_A", g.a.trans as u32 as f64), ("TRANS_B", g.b.trans as u32 as f64)];
+    let bias = bias.unwrap_or(a);
+    match kernel {
+        MatmulKernel::Register => {
+            let (wx, wy, rm, rn) = (8usize, 8usize, 8usize, 8usize);
+            let consts = [trans[0], trans[1], ("WX", wx as f64), ("WY", wy as f64)];
+            let groups = [g.n.div_ceil(wx * rn) as u32, g.m.div_ceil(wy * rm) as u32, batch as u32];
+            rec.dispatch(&REG, &consts, &[a, b, bias, c], &imm, groups)
+        }
+        _ => {
+            let (bm, bn, bk) = (64usize, 64usize, 16usize);
+            let consts = [trans[0], trans[1], ("BM", bm as f64), ("BN", bn as f64), ("BK", bk as f64)];
+            let groups = [g.n.div_ceil(bn) as u32, g.m.div_ceil(bm) as u32, batch as u32];
+            rec.dispatch(&TILED, &consts, &[a, b, bias, c], &imm, groups)
+        }
+    }
+}
+
+/// op(A) * op(B) for dense [.., rows, cols] tensors with equal leading (batch) dims, or a 2-D B
+/// shared by every batch of A.
+pub fn matmul(rec: &mut Recorder, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+    if a.shape().len() < 2 || b.shape().len() < 2 {
+        return shape_err("matmul", format!("`{}` {:?} and `{}` {:?} must be at least 2-D", a.name(), a.shape(), b.name(), b.shape()));
+    }
+    let (ar, ac) = (a.shape()[a.shape().len() - 2], a.shape()[a.shape().len() - 1]);
+    let (br, bc) = (b.shape()[b.shape().len() - 2], b.shape()[b.shape().len() - 1]);
+    let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+    let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
+    if k != k2 {
+        return shape_err("matmul", format!("inner dimensions differ: `{}` {:?}{} x `{}` {:?}{}", a.name(), a.shape(), if trans_a { "ᵀ" } else { "" }, b.name(), b.shape(), if trans_b { "ᵀ" } else { "" }));
+    }
+    let lead = &a.shape()[..a.shape().len() - 2];
+    let batch: usize = lead.iter().product();
+    let b_lead = &b.shape()[..b.shape().len() - 2];
+    let b_shared = b_lead.is_empty();
+    if !b_shared && b_lead != lead {
+        return shape_err("matmul", format!("batch dims differ: `{}` {:?} vs `{}` {:?}", a.name(), a.shape(), b.name(), b.shape()));
+    }
+    let mut shape = lead.to_vec();
+    shape.extend([m, n]);
+    let c = Tensor::uninit(rec.gpu(), "matmul", &shape, DType::F32)?;
+    let mut bv = View::dense(br, bc, trans_b);
+    if b_shared {
+        bv.s1 = 0;
+    }
+    let g = Gemm { m, n, k, batch1: batch, batch2: 1, a: View::dense(ar, ac, trans_a), b: bv, c: View::dense(m, n, false), alpha: 1.0, accumulate: false };
+    gemm(rec, MatmulKernel::Auto, &g, a, b, None, &c)?;
+    Ok(c)
+}
+
+/// y = x Wᵀ + b for x [rows, in], W [out, in] (PyTorch layout), b [out].
+pub fn linear(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let (rows, inp) = super::rows_cols(x);
+    if w.shape().len() != 2 || w.shape()[1] != inp {
+        return shape_err("linear", format!("weight `{}` {:?} does not take inputs of width {inp} (`{}` {:?})", w.name(), w.shape(), x.name(), x.shape()));
+    }
+    let out_f = w.shape()[0];
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().unwrap() = out_f;
+    let y = Tensor::uninit(rec.gpu(), "linear", &shape, DType::F32)?;
+    let g = Gemm { m: rows, n: out_f, k: inp, batch1: 1, batch2: 1, a: View::dense(rows, inp, false), b: View::dense(out_f, inp, true), c: View::dense(rows, out_f, false), alpha: 1.0, accumulate: false };
+    gemm(rec, MatmulKernel::Auto, &g, x, w, b, &y)?;
+    Ok(y)
+}
+
+/// Gradients of `linear`: dx = dy W, dW = dyᵀ x, db = column sums of dy.
+pub struct LinearGrads {
+    pub dx: Tensor,
+    pub dw: Tensor,
+    pub db: Tensor,
+}
+
+pub fn linear_backward(rec: &mut Recorder, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<LinearGrads> {
+    let (rows, inp) = super::rows_cols(x);
+    let (rows2, out_f) = super::rows_cols(dy);
+    if rows != rows2 || w.shape() != [out_f, inp] {
+        return shape_err("linear_backward", format!("x {:?}, W {:?}, dy {:?} do not fit together", x.shape(), w.shape(), dy.shape()));
+    }
+    let dx = Tensor::uninit(rec.gpu(), "linear_dx", x.shape(), DType::F32)?;
+    let g = Gemm { m: rows, n: inp, k: out_f, batch1: 1, batch2: 1, a: View::dense(rows, out_f, false), b: View::dense(out_f, inp, false), c: View::dense(rows, inp, false), alpha: 1.0, accumulate: false };
+    gemm(rec, MatmulKernel::Auto, &g, dy, w, None, &dx)?;
+    let dw = Tensor::uninit(rec.gpu(), "linear_dw", w.shape(), DType::F32)?;
+    let g = Gemm { m: out_f, n: inp, k: rows, batch1: 1, batch2: 1, a: View::dense(rows, out_f, true), b: View::dense(rows, inp, false), c: View::dense(out_f, inp, false), alpha: 1.0, accumulate: false };
+    gemm(rec, MatmulKernel::Auto, &g, dy, x, None, &dw)?;
+    let db = reduce::col_sum(rec, &dy.reshape(&[rows, out_f])?)?;
+    Ok(LinearGrads { dx, dw, db })
+}

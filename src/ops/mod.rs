@@ -1,0 +1,62 @@
+//! Typed launchers, one module per shader family, and `reference`: plain f64 CPU versions of
+//! every op (forward and backward) that the tests hold the GPU kernels to.
+//!
+//! Launchers record into a `Recorder` and return new tensors (or write into the one given);
+//! they check shapes and return `Error::Shape` instead of reading out of bounds.
+
+pub mod adamw;
+pub mod dropout;
+pub mod elementwise;
+pub mod embedding;
+pub mod layernorm;
+pub mod matmul;
+pub mod reduce;
+pub mod reference;
+pub mod softmax;
+
+use crate::gpu::{grid, AdapterKind, Gpu, Imm, Kernel, Recorder, Tensor};
+use crate::error::Result;
+
+/// Invocations per workgroup for the row-reduction kernels (softmax, layernorm, reduce).
+/// llvmpipe runs a workgroup's invocations as SIMD loops and makes every barrier a coroutine
+/// switch, so CPU adapters get narrow workgroups; GPUs get enough lanes to hide latency.
+pub(crate) fn row_wg(gpu: &Gpu) -> f64 {
+    match gpu.kind() {
+        AdapterKind::Cpu => 16.0,
+        AdapterKind::Gpu => 128.0,
+    }
+}
+
+/// Record a kernel that runs one invocation per element over `count` elements in
+/// workgroups of 256 (the elementwise convention in the shader headers).
+pub(crate) fn launch_flat(
+    rec: &mut Recorder,
+    kernel: &Kernel,
+    constants: &[(&'static str, f64)],
+    bindings: &[&Tensor],
+    imm: &Imm,
+    count: usize,
+) -> Result<()> {
+    let g = grid(rec.gpu(), count.div_ceil(256));
+    rec.dispatch(kernel, constants, bindings, imm, g)
+}
+
+/// Record a kernel that runs one workgroup per row.
+pub(crate) fn launch_rows(
+    rec: &mut Recorder,
+    kernel: &Kernel,
+    constants: &[(&'static str, f64)],
+    bindings: &[&Tensor],
+    imm: &Imm,
+    rows: usize,
+) -> Result<()> {
+    let g = grid(rec.gpu(), rows);
+    rec.dispatch(kernel, constants, bindings, imm, g)
+}
+
+/// Rows and columns of a tensor viewed as [prod(leading dims), last dim].
+pub(crate) fn rows_cols(t: &Tensor) -> (usize, usize) {
+    let cols = *t.shape().last().unwrap_or(&1);
+    let rows = if cols == 0 { 0 } else { t.numel() / cols };
+    (rows, cols)
+}

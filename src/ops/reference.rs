@@ -1,0 +1,346 @@
+//! Plain f64 CPU versions of every kernel, forward and backward: the truth the GPU kernels are
+//! tested against. Written for clarity, never for speed; row-major everywhere.
+//! Their own backward passes are proven by finite differences in tests/reference_gradcheck.rs.
+
+use super::elementwise::Activation;
+use super::matmul::Gemm;
+
+/// C = alpha * op(A) op(B) (+ bias) (+ C_in if accumulate), exactly as shaders/matmul.wgsl.
+pub fn gemm(g: &Gemm, a: &[f64], b: &[f64], bias: Option<&[f64]>, c: &mut [f64]) {
+    for b1 in 0..g.batch1 {
+        for b2 in 0..g.batch2 {
+            let ab = g.a.offset + b1 * g.a.s1 + b2 * g.a.s2;
+            let bb = g.b.offset + b1 * g.b.s1 + b2 * g.b.s2;
+            let cb = g.c.offset + b1 * g.c.s1 + b2 * g.c.s2;
+            for m in 0..g.m {
+                for n in 0..g.n {
+                    let mut s = 0.0;
+                    for k in 0..g.k {
+                        let av = if g.a.trans { a[ab + k * g.a.ld + m] } else { a[ab + m * g.a.ld + k] };
+                        let bv = if g.b.trans { b[bb + n * g.b.ld + k] } else { b[bb + k * g.b.ld + n] };
+                        s += av * bv;
+                    }
+                    let mut r = g.alpha as f64 * s;
+                    if let Some(bias) = bias {
+                        r += bias[n];
+                    }
+                    let idx = cb + m * g.c.ld + n;
+                    c[idx] = if g.accumulate { c[idx] + r } else { r };
+                }
+            }
+        }
+    }
+}
+
+/// Dense C [m, n] = A [m, k] B [k, n].
+pub fn matmul(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            let av = a[i * k + p];
+            for j in 0..n {
+                c[i * n + j] += av * b[p * n + j];
+            }
+        }
+    }
+    c
+}
+
+pub fn transpose(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let mut t = vec![0.0; a.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = a[r * cols + c];
+        }
+    }
+    t
+}
+
+/// Gradients of C = A B: dA = dC Bᵀ, dB = Aᵀ dC.
+pub fn matmul_backward(a: &[f64], b: &[f64], dc: &[f64], m: usize, k: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let da = matmul(dc, &transpose(b, k, n), m, n, k);
+    let db = matmul(&transpose(a, m, k), dc, k, m, n);
+    (da, db)
+}
+
+/// y = x Wᵀ + b, x [rows, inp], W [out, inp].
+pub fn linear(x: &[f64], w: &[f64], b: Option<&[f64]>, rows: usize, inp: usize, out: usize) -> Vec<f64> {
+    let mut y = matmul(x, &transpose(w, out, inp), rows, inp, out);
+    if let Some(b) = b {
+        for r in 0..rows {
+            for o in 0..out {
+                y[r * out + o] += b[o];
+            }
+        }
+    }
+    y
+}
+
+/// (dx, dW, db) of `linear`.
+pub fn linear_backward(x: &[f64], w: &[f64], dy: &[f64], rows: usize, inp: usize, out: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let dx = matmul(dy, w, rows, out, inp);
+    let dw = matmul(&transpose(dy, rows, out), x, out, rows, inp);
+    (dx, dw, col_sum(dy, rows, out))
+}
+
+pub fn add_scaled(x: &[f64], y: &[f64], alpha: f64, beta: f64) -> Vec<f64> {
+    x.iter().enumerate().map(|(i, v)| alpha * v + beta * y[i % y.len()]).collect()
+}
+
+pub fn mul(x: &[f64], y: &[f64]) -> Vec<f64> {
+    x.iter().enumerate().map(|(i, v)| v * y[i % y.len()]).collect()
+}
+
+/// (dx, dy) of `mul` with y broadcast by wrapping.
+pub fn mul_backward(x: &[f64], y: &[f64], dout: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let dx = mul(dout, y);
+    let mut dy = vec![0.0; y.len()];
+    for i in 0..x.len() {
+        dy[i % y.len()] += dout[i] * x[i];
+    }
+    (dx, dy)
+}
+
+/// Exact erf (via the complementary error function's continued fraction / series), for GELU.
+pub fn erf(x: f64) -> f64 {
+    // Series for small |x|, continued fraction for large: both accurate far beyond f32.
+    let ax = x.abs();
+    let r = if ax < 2.5 {
+        let mut term = ax;
+        let mut sum = ax;
+        let mut n = 0.0;
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -ax * ax / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        2.0 / std::f64::consts::PI.sqrt() * sum
+    } else {
+        // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...))))
+        let mut f = ax;
+        for k in (1..60).rev() {
+            f = ax + (k as f64 / 2.0) / f;
+        }
+        1.0 - (-ax * ax).exp() / std::f64::consts::PI.sqrt() / f
+    };
+    if x < 0.0 { -r } else { r }
+}
+
+pub fn act(a: Activation, v: f64) -> f64 {
+    match a {
+        Activation::Gelu => 0.5 * v * (1.0 + erf(v / std::f64::consts::SQRT_2)),
+        Activation::Tanh => v.tanh(),
+        Activation::Relu => v.max(0.0),
+        Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+    }
+}
+
+pub fn act_grad(a: Activation, v: f64) -> f64 {
+    match a {
+        Activation::Gelu => {
+            0.5 * (1.0 + erf(v / std::f64::consts::SQRT_2)) + v * (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt()
+        }
+        Activation::Tanh => 1.0 - v.tanh().powi(2),
+        Activation::Relu => {
+            if v > 0.0 { 1.0 } else { 0.0 }
+        }
+        Activation::Sigmoid => {
+            let s = 1.0 / (1.0 + (-v).exp());
+            s * (1.0 - s)
+        }
+    }
+}
+
+pub fn activation(a: Activation, x: &[f64]) -> Vec<f64> {
+    x.iter().map(|&v| act(a, v)).collect()
+}
+
+pub fn activation_backward(a: Activation, x: &[f64], dy: &[f64]) -> Vec<f64> {
+    x.iter().zip(dy).map(|(&v, &d)| d * act_grad(a, v)).collect()
+}
+
+/// Row softmax of scale*x + mask[(r / div) % mask_rows] over rows of `cols`.
+pub fn softmax(x: &[f64], cols: usize, mask: Option<(&[f64], usize)>, scale: f64) -> Vec<f64> {
+    let rows = x.len() / cols;
+    let mut y = vec![0.0; x.len()];
+    for r in 0..rows {
+        let logit = |c: usize| {
+            let mut v = scale * x[r * cols + c];
+            if let Some((m, div)) = mask {
+                let mr = m.len() / cols;
+                v += m[((r / div) % mr) * cols + c];
+            }
+            v
+        };
+        let mx = (0..cols).map(logit).fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = (0..cols).map(|c| (logit(c) - mx).exp()).sum();
+        for c in 0..cols {
+            y[r * cols + c] = (logit(c) - mx).exp() / s;
+        }
+    }
+    y
+}
+
+pub fn softmax_backward(y: &[f64], dy: &[f64], cols: usize, scale: f64) -> Vec<f64> {
+    let mut dx = vec![0.0; y.len()];
+    for r in 0..y.len() / cols {
+        let row = r * cols..(r + 1) * cols;
+        let d: f64 = row.clone().map(|i| y[i] * dy[i]).sum();
+        for i in row {
+            dx[i] = scale * y[i] * (dy[i] - d);
+        }
+    }
+    dx
+}
+
+/// pooled[s] = logsumexp over rows in sets[s] of x [rows, dim]; empty sets give 0.
+pub fn lse_pool(x: &[f64], dim: usize, sets: &[Vec<u32>]) -> Vec<f64> {
+    let mut out = vec![0.0; sets.len() * dim];
+    for (s, set) in sets.iter().enumerate() {
+        if set.is_empty() {
+            continue;
+        }
+        for d in 0..dim {
+            let mx = set.iter().map(|&r| x[r as usize * dim + d]).fold(f64::NEG_INFINITY, f64::max);
+            let t: f64 = set.iter().map(|&r| (x[r as usize * dim + d] - mx).exp()).sum();
+            out[s * dim + d] = mx + t.ln();
+        }
+    }
+    out
+}
+
+pub fn lse_pool_backward(x: &[f64], dim: usize, sets: &[Vec<u32>], pooled: &[f64], dpooled: &[f64]) -> Vec<f64> {
+    let mut dx = vec![0.0; x.len()];
+    for (s, set) in sets.iter().enumerate() {
+        for &r in set {
+            for d in 0..dim {
+                let o = s * dim + d;
+                dx[r as usize * dim + d] += dpooled[o] * (x[r as usize * dim + d] - pooled[o]).exp();
+            }
+        }
+    }
+    dx
+}
+
+/// LayerNorm rows of `cols`; returns (y, per-row [mean, rstd]).
+pub fn layernorm(x: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>) {
+    let cols = gamma.len();
+    let rows = x.len() / cols;
+    let mut y = vec![0.0; x.len()];
+    let mut stats = vec![0.0; rows * 2];
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let mean = row.iter().sum::<f64>() / cols as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / cols as f64;
+        let rstd = 1.0 / (var + eps).sqrt();
+        for c in 0..cols {
+            y[r * cols + c] = (row[c] - mean) * rstd * gamma[c] + beta[c];
+        }
+        stats[2 * r] = mean;
+        stats[2 * r + 1] = rstd;
+    }
+    (y, stats)
+}
+
+/// (dx, dgamma, dbeta) of `layernorm`.
+pub fn layernorm_backward(x: &[f64], gamma: &[f64], stats: &[f64], dy: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let cols = gamma.len();
+    let rows = x.len() / cols;
+    let n = cols as f64;
+    let mut dx = vec![0.0; x.len()];
+    let mut dg = vec![0.0; cols];
+    let mut db = vec![0.0; cols];
+    for r in 0..rows {
+        let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
+        let xh = |c: usize| (x[r * cols + c] - mean) * rstd;
+        let g = |c: usize| dy[r * cols + c] * gamma[c];
+        let mg = (0..cols).map(g).sum::<f64>() / n;
+        let mgx = (0..cols).map(|c| g(c) * xh(c)).sum::<f64>() / n;
+        for c in 0..cols {
+            dx[r * cols + c] = rstd * (g(c) - mg - xh(c) * mgx);
+            dg[c] += dy[r * cols + c] * xh(c);
+            db[c] += dy[r * cols + c];
+        }
+    }
+    (dx, dg, db)
+}
+
+pub fn gather_rows(table: &[f64], dim: usize, ids: &[u32]) -> Vec<f64> {
+    let rows = table.len() / dim;
+    let mut out = vec![0.0; ids.len() * dim];
+    for (i, &id) in ids.iter().enumerate() {
+        if (id as usize) < rows {
+            out[i * dim..(i + 1) * dim].copy_from_slice(&table[id as usize * dim..(id as usize + 1) * dim]);
+        }
+    }
+    out
+}
+
+/// dst[index[j]] += src[j]: the backward of `gather_rows`.
+pub fn scatter_add_rows(src: &[f64], dim: usize, index: &[u32], dst: &mut [f64]) {
+    for (j, &t) in index.iter().enumerate() {
+        for d in 0..dim {
+            dst[t as usize * dim + d] += src[j * dim + d];
+        }
+    }
+}
+
+pub fn row_sum(x: &[f64], cols: usize) -> Vec<f64> {
+    x.chunks(cols).map(|r| r.iter().sum()).collect()
+}
+
+pub fn col_sum(x: &[f64], rows: usize, cols: usize) -> Vec<f64> {
+    let mut out = vec![0.0; cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c] += x[r * cols + c];
+        }
+    }
+    out
+}
+
+pub fn sum_squares(tensors: &[&[f64]]) -> f64 {
+    tensors.iter().flat_map(|t| t.iter()).map(|v| v * v).sum()
+}
+
+fn mix32(mut v: u32) -> u32 {
+    v ^= v >> 16;
+    v = v.wrapping_mul(0x7feb352d);
+    v ^= v >> 15;
+    v = v.wrapping_mul(0x846ca68b);
+    v ^= v >> 16;
+    v
+}
+
+/// Whether element `counter` survives dropout with probability `p` (same hash as the shader).
+pub fn dropout_keep(seed: u64, counter: u32, p: f64) -> bool {
+    let (lo, hi) = (seed as u32, (seed >> 32) as u32);
+    let h = mix32(mix32(counter ^ mix32(lo)).wrapping_add(mix32(hi ^ 0x9e37_79b9)));
+    ((h >> 8) as f64) * (1.0 / 16_777_216.0) >= p
+}
+
+/// Dropout forward; the backward is the same function applied to the gradient.
+pub fn dropout(x: &[f64], p: f64, seed: u64, offset: u32) -> Vec<f64> {
+    let scale = 1.0 / (1.0 - p);
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| if dropout_keep(seed, offset.wrapping_add(i as u32), p) { v * scale } else { 0.0 })
+        .collect()
+}
+
+/// One AdamW step in place, as shaders/adamw.wgsl (torch.optim.AdamW with clipping).
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_step(hp: &super::adamw::AdamW, step: u32, normsq: f64, param: &mut [f64], grad: &[f64], m: &mut [f64], v: &mut [f64]) {
+    let (b1, b2) = (hp.beta1 as f64, hp.beta2 as f64);
+    let coef = if hp.max_norm > 0.0 { (hp.max_norm as f64 / (normsq.sqrt() + 1e-6)).min(1.0) } else { 1.0 };
+    let bc1 = 1.0 - b1.powi(step as i32);
+    let bc2 = 1.0 - b2.powi(step as i32);
+    let lr = hp.lr as f64;
+    for i in 0..param.len() {
+        let g = coef * grad[i];
+        m[i] = b1 * m[i] + (1.0 - b1) * g;
+        v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+        let w = param[i] * (1.0 - lr * hp.weight_decay as f64);
+        param[i] = w - lr / bc1 * m[i] / ((v[i] / bc2).sqrt() + hp.eps as f64);
+    }
+}

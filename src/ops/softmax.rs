@@ -1,0 +1,121 @@
+//! Launchers for shaders/softmax.wgsl: masked softmax and log-sum-exp pooling over row sets.
+
+use super::embedding::{scatter_add_rows, RowScatter};
+use super::{launch_flat, launch_rows, row_wg, rows_cols};
+use crate::error::{shape_err, Error, Result};
+use crate::gpu::{Access, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
+
+static SHADER: Shader = Shader { name: "softmax", source: include_str!("../../shaders/softmax.wgsl") };
+const ROWS: &[Access] = &[Access::Read, Access::Read, Access::Write];
+static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_forward", bindings: ROWS };
+static BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_backward", bindings: ROWS };
+static LSE_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "lse_pool_forward", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write] };
+static LSE_BACKWARD: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "lse_pool_backward",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::Write],
+};
+
+/// An additive mask of shape [mask_rows, cols]; score row r uses mask row (r / div) % mask_rows.
+pub struct Mask<'a> {
+    pub mask: &'a Tensor,
+    pub div: usize,
+}
+
+/// y = softmax(scale * x + mask) over the last dimension.
+pub fn softmax(rec: &mut Recorder, x: &Tensor, mask: Option<Mask>, scale: f32) -> Result<Tensor> {
+    let (rows, cols) = rows_cols(x);
+    let (mask_t, mask_rows, div) = match &mask {
+        Some(m) => {
+            let (mr, mc) = rows_cols(m.mask);
+            if mc != cols || mr == 0 || m.div == 0 {
+                return shape_err("softmax", format!("mask `{}` {:?} does not fit scores {:?}", m.mask.name(), m.mask.shape(), x.shape()));
+            }
+            (m.mask, mr, m.div)
+        }
+        None => (x, 1, 1),
+    };
+    let y = Tensor::uninit(rec.gpu(), "softmax", x.shape(), DType::F32)?;
+    let imm = Imm::new().u(rows).u(cols).u(mask_rows).u(div).f(scale).u(mask.is_some() as usize);
+    launch_rows(rec, &FORWARD, &[("WG", row_wg(rec.gpu()))], &[x, mask_t, &y], &imm, rows)?;
+    Ok(y)
+}
+
+/// dx = scale * y * (dy - sum(dy * y)), from the softmax output y.
+pub fn softmax_backward(rec: &mut Recorder, y: &Tensor, dy: &Tensor, scale: f32) -> Result<Tensor> {
+    if y.shape() != dy.shape() {
+        return shape_err("softmax_backward", format!("y {:?} and dy {:?} differ", y.shape(), dy.shape()));
+    }
+    let (rows, cols) = rows_cols(y);
+    let dx = Tensor::uninit(rec.gpu(), "softmax_grad", y.shape(), DType::F32)?;
+    let imm = Imm::new().u(rows).u(cols).u(1).u(1).f(scale).u(0);
+    launch_rows(rec, &BACKWARD, &[("WG", row_wg(rec.gpu()))], &[y, dy, &dx], &imm, rows)?;
+    Ok(dx)
+}
+
+/// Variable-size sets of row indices into a [rows, dim] tensor (e.g. each entity's mention
+/// rows), uploaded once and reused by forward and backward.
+pub struct RowSets {
+    pub sets: usize,
+    pub rows: usize,
+    offsets: Tensor,
+    members: Tensor,
+    member_set: Tensor,
+    scatter: RowScatter,
+}
+
+impl RowSets {
+    pub fn new(gpu: &Gpu, sets: &[Vec<u32>], rows: usize) -> Result<RowSets> {
+        let mut offsets = vec![0u32];
+        let mut members = Vec::new();
+        let mut member_set = Vec::new();
+        for (s, set) in sets.iter().enumerate() {
+            for &r in set {
+                if r as usize >= rows {
+                    return Err(Error::Input(format!("row set {s} names row {r}, but there are only {rows} rows")));
+                }
+                members.push(r);
+                member_set.push(s as u32);
+            }
+            offsets.push(members.len() as u32);
+        }
+        Ok(RowSets {
+            sets: sets.len(),
+            rows,
+            offsets: Tensor::from_u32(gpu, "set_offsets", &[offsets.len()], &offsets)?,
+            members: Tensor::from_u32(gpu, "set_members", &[members.len()], &members)?,
+            member_set: Tensor::from_u32(gpu, "member_set", &[member_set.len()], &member_set)?,
+            scatter: RowScatter::new(gpu, &members, rows)?,
+        })
+    }
+
+    pub fn members(&self) -> usize {
+        self.members.numel()
+    }
+}
+
+/// pooled[s] = log sum over rows r of set s of exp(x[r]), element-wise; empty sets give 0.
+pub fn lse_pool(rec: &mut Recorder, x: &Tensor, sets: &RowSets) -> Result<Tensor> {
+    let (rows, dim) = rows_cols(x);
+    if rows != sets.rows {
+        return shape_err("lse_pool", format!("`{}` has {rows} rows, the row sets index {} rows", x.name(), sets.rows));
+    }
+    let out = Tensor::uninit(rec.gpu(), "lse_pool", &[sets.sets, dim], DType::F32)?;
+    let imm = Imm::new().u(sets.sets).u(dim).u(sets.members());
+    launch_flat(rec, &LSE_FORWARD, &[], &[x, &sets.offsets, &sets.members, &out], &imm, sets.sets * dim)?;
+    Ok(out)
+}
+
+/// dx [rows, dim] of `lse_pool`, given its output `pooled` and upstream gradient `dpooled`.
+pub fn lse_pool_backward(rec: &mut Recorder, x: &Tensor, sets: &RowSets, pooled: &Tensor, dpooled: &Tensor) -> Result<Tensor> {
+    let (rows, dim) = rows_cols(x);
+    if rows != sets.rows || pooled.shape() != [sets.sets, dim] || dpooled.shape() != pooled.shape() {
+        return shape_err("lse_pool_backward", format!("x {:?}, pooled {:?}, dpooled {:?} do not fit {} sets", x.shape(), pooled.shape(), dpooled.shape(), sets.sets));
+    }
+    let dmember = Tensor::uninit(rec.gpu(), "lse_member_grad", &[sets.members(), dim], DType::F32)?;
+    let imm = Imm::new().u(sets.sets).u(dim).u(sets.members());
+    launch_flat(rec, &LSE_BACKWARD, &[], &[x, &sets.member_set, &sets.members, pooled, dpooled, &dmember], &imm, sets.members() * dim)?;
+    let dx = Tensor::zeros(rec.gpu(), "lse_pool_grad", x.shape())?;
+    scatter_add_rows(rec, &dmember, &sets.scatter, &dx)?;
+    Ok(dx)
+}
