@@ -1,0 +1,69 @@
+//! Shared test helpers: the device, a seeded RNG, and tolerance checks that report the worst
+//! element.
+#![allow(dead_code)]
+
+use docre::gpu::{Gpu, Tensor};
+
+/// The test device. No adapter is a hard failure with docre's own message: CI must never pass
+/// silently without a device.
+pub fn gpu() -> Gpu {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // lavapipe warns on every device open without it; keep test logs readable.
+        let dir = std::env::temp_dir().join("docre-xdg");
+        let _ = std::fs::create_dir_all(&dir);
+        std::env::set_var("XDG_RUNTIME_DIR", dir);
+    }
+    Gpu::new().unwrap_or_else(|e| panic!("no GPU adapter for the tests: {e}"))
+}
+
+/// SplitMix64: small, seeded, good enough for test inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+    }
+    /// n values uniform in [-1, 1), rounded to f32 so GPU and reference see the same inputs.
+    pub fn vec(&mut self, n: usize) -> Vec<f64> {
+        (0..n).map(|_| self.uniform(-1.0, 1.0) as f32 as f64).collect()
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+pub fn upload(gpu: &Gpu, name: &str, shape: &[usize], data: &[f64]) -> Tensor {
+    let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+    Tensor::from_f32(gpu, name, shape, &v).unwrap()
+}
+
+pub fn download(gpu: &Gpu, t: &Tensor) -> Vec<f64> {
+    t.read_f32(gpu).unwrap().into_iter().map(|x| x as f64).collect()
+}
+
+/// |got − want| ≤ atol + rtol·|want| for every element; panics naming the worst one.
+pub fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length {} vs {}", got.len(), want.len());
+    let mut worst = (0usize, 0.0f64);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let excess = (g - w).abs() - (atol + rtol * w.abs());
+        if !(excess <= worst.1) || g.is_nan() {
+            worst = (i, if g.is_nan() { f64::INFINITY } else { excess });
+        }
+    }
+    if worst.1 > 0.0 {
+        let i = worst.0;
+        panic!("{what}: element {i} is {} but the reference is {} (|diff| {:e} > atol {atol:e} + rtol {rtol:e}·|ref|)", got[i], want[i], (got[i] - want[i]).abs());
+    }
+}

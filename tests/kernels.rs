@@ -1,0 +1,343 @@
+//! Every kernel's forward and backward on the GPU against ops::reference (f64) on random inputs,
+//! for sizes 1, primes (7, 33, 129) and shapes larger than one tile.
+//! Tolerance: |gpu − ref| ≤ atol + rtol·|ref|, stated per kernel below.
+
+mod common;
+
+use common::{assert_close, download, gpu, upload, Rng};
+use docre::gpu::{DType, Recorder, Tensor};
+use docre::ops::adamw::{adamw_step, AdamW};
+use docre::ops::dropout::{dropout, DropoutRng};
+use docre::ops::elementwise::{self as ew, Activation};
+use docre::ops::embedding::{gather_rows, scatter_add_rows, RowScatter};
+use docre::ops::layernorm::{layernorm, layernorm_backward};
+use docre::ops::matmul::{gemm, linear, linear_backward, matmul, Gemm, MatmulKernel, View};
+use docre::ops::reduce::{col_sum, row_sum, sum_squares};
+use docre::ops::reference as r;
+use docre::ops::softmax::{lse_pool, lse_pool_backward, softmax, softmax_backward, Mask, RowSets};
+
+// f32 products summed over k ≤ 129 terms of magnitude ≤ 1.
+const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
+
+const MATMUL_SHAPES: [(usize, usize, usize); 5] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33)];
+
+#[test]
+fn matmul_all_transposes_both_kernels() {
+    let gpu = gpu();
+    let mut rng = Rng::new(1);
+    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled] {
+        for &(m, k, n) in &MATMUL_SHAPES {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a = rng.vec(m * k);
+                let b = rng.vec(k * n);
+                let bias = rng.vec(n);
+                let c0 = rng.vec(m * n);
+                let (ar, ac) = if ta { (k, m) } else { (m, k) };
+                let (br, bc) = if tb { (n, k) } else { (k, n) };
+                for (with_bias, accumulate) in [(false, false), (true, true)] {
+                    let g = Gemm { m, n, k, batch1: 1, batch2: 1, a: View::dense(ar, ac, ta), b: View::dense(br, bc, tb), c: View::dense(m, n, false), alpha: 0.5, accumulate };
+                    let mut want = c0.clone();
+                    r::gemm(&g, &a, &b, with_bias.then_some(&bias[..]), &mut want);
+                    let (at, bt, biast) = (upload(&gpu, "a", &[ar, ac], &a), upload(&gpu, "b", &[br, bc], &b), upload(&gpu, "bias", &[n], &bias));
+                    let ct = upload(&gpu, "c", &[m, n], &c0);
+                    let mut rec = Recorder::new(&gpu);
+                    gemm(&mut rec, kernel, &g, &at, &bt, with_bias.then_some(&biast), &ct).unwrap();
+                    rec.finish().unwrap();
+                    let what = format!("{kernel:?} {m}x{k}x{n} ta={ta} tb={tb} bias/acc={with_bias}");
+                    assert_close(&what, &download(&gpu, &ct), &want, MATMUL_TOL.0, MATMUL_TOL.1);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_batched_head_slices() {
+    // Q·Kᵀ per (batch, head) out of [B, L, H, dh] activations: the two-level batch strides.
+    let gpu = gpu();
+    let mut rng = Rng::new(2);
+    let (bsz, l, h, dh) = (2, 7, 3, 5);
+    let q = rng.vec(bsz * l * h * dh);
+    let kx = rng.vec(bsz * l * h * dh);
+    let g = Gemm {
+        m: l,
+        n: l,
+        k: dh,
+        batch1: bsz,
+        batch2: h,
+        a: View { offset: 0, ld: h * dh, s1: l * h * dh, s2: dh, trans: false },
+        b: View { offset: 0, ld: h * dh, s1: l * h * dh, s2: dh, trans: true },
+        c: View { offset: 0, ld: l, s1: h * l * l, s2: l * l, trans: false },
+        alpha: 0.25,
+        accumulate: false,
+    };
+    let mut want = vec![0.0; bsz * h * l * l];
+    r::gemm(&g, &q, &kx, None, &mut want);
+    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled] {
+        let (qt, kt) = (upload(&gpu, "q", &[bsz, l, h, dh], &q), upload(&gpu, "k", &[bsz, l, h, dh], &kx));
+        let ct = Tensor::zeros(&gpu, "scores", &[bsz, h, l, l]).unwrap();
+        let mut rec = Recorder::new(&gpu);
+        gemm(&mut rec, kernel, &g, &qt, &kt, None, &ct).unwrap();
+        rec.finish().unwrap();
+        assert_close(&format!("{kernel:?} batched heads"), &download(&gpu, &ct), &want, MATMUL_TOL.0, MATMUL_TOL.1);
+    }
+}
+
+#[test]
+fn matmul_backward_and_linear() {
+    let gpu = gpu();
+    let mut rng = Rng::new(3);
+    for &(m, k, n) in &MATMUL_SHAPES {
+        // C = A B; dA = dC Bᵀ and dB = Aᵀ dC through the transposed forms of the same kernel.
+        let (a, b, dc) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
+        let (at, bt, dct) = (upload(&gpu, "a", &[m, k], &a), upload(&gpu, "b", &[k, n], &b), upload(&gpu, "dc", &[m, n], &dc));
+        let mut rec = Recorder::new(&gpu);
+        let c = matmul(&mut rec, &at, &bt, false, false).unwrap();
+        let da = matmul(&mut rec, &dct, &bt, false, true).unwrap();
+        let db = matmul(&mut rec, &at, &dct, true, false).unwrap();
+        rec.finish().unwrap();
+        let (wda, wdb) = r::matmul_backward(&a, &b, &dc, m, k, n);
+        assert_close("matmul", &download(&gpu, &c), &r::matmul(&a, &b, m, k, n), MATMUL_TOL.0, MATMUL_TOL.1);
+        assert_close("matmul dA", &download(&gpu, &da), &wda, MATMUL_TOL.0, MATMUL_TOL.1);
+        assert_close("matmul dB", &download(&gpu, &db), &wdb, MATMUL_TOL.0, MATMUL_TOL.1);
+
+        // Linear layer: rows = m, in = k, out = n.
+        let (x, w, bias, dy) = (rng.vec(m * k), rng.vec(n * k), rng.vec(n), rng.vec(m * n));
+        let (xt, wt, bt2, dyt) = (upload(&gpu, "x", &[m, k], &x), upload(&gpu, "w", &[n, k], &w), upload(&gpu, "b", &[n], &bias), upload(&gpu, "dy", &[m, n], &dy));
+        let mut rec = Recorder::new(&gpu);
+        let y = linear(&mut rec, &xt, &wt, Some(&bt2)).unwrap();
+        let grads = linear_backward(&mut rec, &xt, &wt, &dyt).unwrap();
+        rec.finish().unwrap();
+        let (wdx, wdw, wdb) = r::linear_backward(&x, &w, &dy, m, k, n);
+        assert_close("linear", &download(&gpu, &y), &r::linear(&x, &w, Some(&bias), m, k, n), MATMUL_TOL.0, MATMUL_TOL.1);
+        assert_close("linear dx", &download(&gpu, &grads.dx), &wdx, MATMUL_TOL.0, MATMUL_TOL.1);
+        assert_close("linear dW", &download(&gpu, &grads.dw), &wdw, MATMUL_TOL.0, MATMUL_TOL.1);
+        assert_close("linear db", &download(&gpu, &grads.db), &wdb, MATMUL_TOL.0, MATMUL_TOL.1);
+    }
+}
+
+const SIZES: [usize; 5] = [1, 7, 33, 129, 1000];
+
+#[test]
+fn elementwise_forward_and_backward() {
+    // Single f32 operations: a few ulps. GELU uses a 1.5e-7 erf approximation.
+    let (atol, rtol) = (1e-6, 1e-5);
+    let gpu = gpu();
+    let mut rng = Rng::new(4);
+    for &n in &SIZES {
+        let x: Vec<f64> = rng.vec(n).iter().map(|v| v * 4.0).collect();
+        let y = rng.vec(n);
+        let nb = if n % 7 == 0 { 7 } else { n };
+        let yb = rng.vec(nb);
+        let (xt, yt, ybt) = (upload(&gpu, "x", &[n], &x), upload(&gpu, "y", &[n], &y), upload(&gpu, "yb", &[nb], &yb));
+        let mut rec = Recorder::new(&gpu);
+        let s = ew::add_scaled(&mut rec, &xt, &ybt, 0.5, -2.0).unwrap();
+        let a = ew::add(&mut rec, &xt, &yt).unwrap();
+        let m = ew::mul(&mut rec, &xt, &ybt).unwrap();
+        let (mdx, mdy) = ew::mul_backward(&mut rec, &xt, &ybt, &yt).unwrap();
+        let sc = ew::scale(&mut rec, &xt, 3.0).unwrap();
+        let acc = upload(&gpu, "acc", &[n], &y);
+        ew::accumulate(&mut rec, &acc, &ybt, -0.5).unwrap();
+        let filled = Tensor::uninit(&gpu, "filled", &[n], DType::F32).unwrap();
+        ew::fill(&mut rec, &filled, 2.5).unwrap();
+        let mut acts = Vec::new();
+        for act in Activation::ALL {
+            acts.push((act, ew::activation(&mut rec, act, &xt).unwrap(), ew::activation_backward(&mut rec, act, &xt, &yt).unwrap()));
+        }
+        rec.finish().unwrap();
+        assert_close("add_scaled", &download(&gpu, &s), &r::add_scaled(&x, &yb, 0.5, -2.0), atol, rtol);
+        assert_close("add", &download(&gpu, &a), &r::add_scaled(&x, &y, 1.0, 1.0), atol, rtol);
+        assert_close("mul", &download(&gpu, &m), &r::mul(&x, &yb), atol, rtol);
+        let (wdx, wdy) = r::mul_backward(&x, &yb, &y);
+        assert_close("mul dx", &download(&gpu, &mdx), &wdx, atol, rtol);
+        assert_close("mul dy", &download(&gpu, &mdy), &wdy, 1e-5, 1e-5);
+        assert_close("scale", &download(&gpu, &sc), &x.iter().map(|v| 3.0 * v).collect::<Vec<_>>(), atol, rtol);
+        assert_close("accumulate", &download(&gpu, &acc), &r::add_scaled(&y, &yb, 1.0, -0.5), atol, rtol);
+        assert_close("fill", &download(&gpu, &filled), &vec![2.5; n], 0.0, 0.0);
+        for (act, fwd, bwd) in acts {
+            assert_close(&format!("{act:?}"), &download(&gpu, &fwd), &r::activation(act, &x), 2e-6, 1e-5);
+            assert_close(&format!("{act:?} backward"), &download(&gpu, &bwd), &r::activation_backward(act, &x, &y), 2e-6, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn large_launch_splits_over_two_grid_dimensions() {
+    // More than 65535 workgroups of 256: the launch must spill into the y dimension.
+    let gpu = gpu();
+    let n = 777 * 21600; // > 65535 * 256
+    let t = Tensor::uninit(&gpu, "big", &[n], DType::F32).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    ew::fill(&mut rec, &t, 1.0).unwrap();
+    let s = row_sum(&mut rec, &t.reshape(&[n / 777, 777]).unwrap()).unwrap();
+    rec.finish().unwrap();
+    let v = t.read_f32(&gpu).unwrap();
+    assert!(v.iter().all(|&x| x == 1.0), "some elements were not written");
+    assert!(s.read_f32(&gpu).unwrap().iter().all(|&x| x == 777.0));
+}
+
+#[test]
+fn softmax_masked_forward_and_backward() {
+    let (atol, rtol) = (1e-6, 1e-4);
+    let gpu = gpu();
+    let mut rng = Rng::new(5);
+    for (rows, cols, mask_rows, div) in [(1, 1, 1, 1), (7, 33, 7, 1), (12, 129, 2, 6), (3, 300, 1, 3), (33, 7, 3, 11)] {
+        let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 5.0).collect();
+        let mask: Vec<f64> = (0..mask_rows * cols).map(|_| if rng.below(4) == 0 { -10000.0 } else { 0.0 }).collect();
+        let dy = rng.vec(rows * cols);
+        let scale = 0.75f32;
+        let (xt, mt, dyt) = (upload(&gpu, "x", &[rows, cols], &x), upload(&gpu, "mask", &[mask_rows, cols], &mask), upload(&gpu, "dy", &[rows, cols], &dy));
+        let mut rec = Recorder::new(&gpu);
+        let y = softmax(&mut rec, &xt, Some(Mask { mask: &mt, div }), scale).unwrap();
+        let y_plain = softmax(&mut rec, &xt, None, 1.0).unwrap();
+        let dx = softmax_backward(&mut rec, &y, &dyt, scale).unwrap();
+        rec.finish().unwrap();
+        let want = r::softmax(&x, cols, Some((&mask, div)), scale as f64);
+        let what = format!("softmax {rows}x{cols}");
+        assert_close(&what, &download(&gpu, &y), &want, atol, rtol);
+        assert_close(&format!("{what} unmasked"), &download(&gpu, &y_plain), &r::softmax(&x, cols, None, 1.0), atol, rtol);
+        assert_close(&format!("{what} backward"), &download(&gpu, &dx), &r::softmax_backward(&want, &dy, cols, scale as f64), atol, rtol);
+    }
+}
+
+#[test]
+fn lse_pool_forward_and_backward() {
+    let (atol, rtol) = (2e-6, 1e-5);
+    let gpu = gpu();
+    let mut rng = Rng::new(6);
+    for (rows, dim, nsets) in [(1, 1, 1), (7, 33, 4), (33, 7, 9), (129, 5, 40)] {
+        let x = rng.vec(rows * dim);
+        let sets: Vec<Vec<u32>> = (0..nsets)
+            .map(|s| if s == 1 { vec![] } else { (0..1 + rng.below(4)).map(|_| rng.below(rows) as u32).collect() })
+            .collect();
+        let dpool = rng.vec(nsets * dim);
+        let rs = RowSets::new(&gpu, &sets, rows).unwrap();
+        let (xt, dpt) = (upload(&gpu, "x", &[rows, dim], &x), upload(&gpu, "dpool", &[nsets, dim], &dpool));
+        let mut rec = Recorder::new(&gpu);
+        let pooled = lse_pool(&mut rec, &xt, &rs).unwrap();
+        let dx = lse_pool_backward(&mut rec, &xt, &rs, &pooled, &dpt).unwrap();
+        rec.finish().unwrap();
+        let want = r::lse_pool(&x, dim, &sets);
+        assert_close("lse_pool", &download(&gpu, &pooled), &want, atol, rtol);
+        assert_close("lse_pool backward", &download(&gpu, &dx), &r::lse_pool_backward(&x, dim, &sets, &want, &dpool), atol, rtol);
+    }
+}
+
+#[test]
+fn layernorm_forward_and_backward() {
+    // Reductions over ≤ 384 columns in f32.
+    let (atol, rtol) = (2e-5, 1e-4);
+    let gpu = gpu();
+    let mut rng = Rng::new(7);
+    for (rows, cols, eps) in [(1, 7, 1e-12), (7, 33, 1e-5), (33, 129, 1e-12), (129, 7, 1e-5), (5, 384, 1e-12)] {
+        let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 3.0 + 0.5).collect();
+        let (gamma, beta, dy) = (rng.vec(cols), rng.vec(cols), rng.vec(rows * cols));
+        let (xt, gt, bt, dyt) = (upload(&gpu, "x", &[rows, cols], &x), upload(&gpu, "g", &[cols], &gamma), upload(&gpu, "b", &[cols], &beta), upload(&gpu, "dy", &[rows, cols], &dy));
+        let mut rec = Recorder::new(&gpu);
+        let out = layernorm(&mut rec, &xt, &gt, &bt, eps as f32).unwrap();
+        let g = layernorm_backward(&mut rec, &xt, &gt, &out.stats, &dyt).unwrap();
+        rec.finish().unwrap();
+        let (wy, ws) = r::layernorm(&x, &gamma, &beta, eps);
+        let (wdx, wdg, wdb) = r::layernorm_backward(&x, &gamma, &ws, &dy);
+        let what = format!("layernorm {rows}x{cols}");
+        assert_close(&what, &download(&gpu, &out.y), &wy, atol, rtol);
+        assert_close(&format!("{what} stats"), &download(&gpu, &out.stats), &ws, atol, rtol);
+        assert_close(&format!("{what} dx"), &download(&gpu, &g.dx), &wdx, atol, rtol);
+        assert_close(&format!("{what} dgamma"), &download(&gpu, &g.dgamma), &wdg, atol, rtol);
+        assert_close(&format!("{what} dbeta"), &download(&gpu, &g.dbeta), &wdb, atol, rtol);
+    }
+}
+
+#[test]
+fn embedding_gather_and_scatter_add() {
+    // Gather is a copy (exact); scatter sums a handful of f32 values.
+    let gpu = gpu();
+    let mut rng = Rng::new(8);
+    for (vocab, dim, n) in [(1, 1, 1), (7, 33, 20), (33, 7, 129), (129, 5, 300)] {
+        let table = rng.vec(vocab * dim);
+        let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab) as u32).collect();
+        let dout = rng.vec(n * dim);
+        let dtable0 = rng.vec(vocab * dim);
+        let tt = upload(&gpu, "table", &[vocab, dim], &table);
+        let idt = Tensor::from_u32(&gpu, "ids", &[n], &ids).unwrap();
+        let scatter = RowScatter::new(&gpu, &ids, vocab).unwrap();
+        let (dt, dtab) = (upload(&gpu, "dout", &[n, dim], &dout), upload(&gpu, "dtable", &[vocab, dim], &dtable0));
+        let mut rec = Recorder::new(&gpu);
+        let out = gather_rows(&mut rec, &tt, &idt).unwrap();
+        scatter_add_rows(&mut rec, &dt, &scatter, &dtab).unwrap();
+        rec.finish().unwrap();
+        assert_close("gather_rows", &download(&gpu, &out), &r::gather_rows(&table, dim, &ids), 0.0, 0.0);
+        let mut want = dtable0.clone();
+        r::scatter_add_rows(&dout, dim, &ids, &mut want);
+        assert_close("scatter_add_rows", &download(&gpu, &dtab), &want, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn reductions() {
+    let gpu = gpu();
+    let mut rng = Rng::new(9);
+    for (rows, cols) in [(1, 1), (7, 33), (129, 7), (200, 3), (4100, 2)] {
+        let x = rng.vec(rows * cols);
+        let xt = upload(&gpu, "x", &[rows, cols], &x);
+        let mut rec = Recorder::new(&gpu);
+        let rs = row_sum(&mut rec, &xt).unwrap();
+        let cs = col_sum(&mut rec, &xt).unwrap();
+        rec.finish().unwrap();
+        assert_close("row_sum", &download(&gpu, &rs), &r::row_sum(&x, cols), 1e-5, 1e-5);
+        assert_close("col_sum", &download(&gpu, &cs), &r::col_sum(&x, rows, cols), 1e-4, 1e-5);
+    }
+    let parts: Vec<Vec<f64>> = [1usize, 7, 33, 129, 5000].iter().map(|&n| rng.vec(n)).collect();
+    let tensors: Vec<Tensor> = parts.iter().map(|p| upload(&gpu, "p", &[p.len()], p)).collect();
+    let mut rec = Recorder::new(&gpu);
+    let s = sum_squares(&mut rec, &tensors.iter().collect::<Vec<_>>()).unwrap();
+    rec.finish().unwrap();
+    let want = r::sum_squares(&parts.iter().map(|p| &p[..]).collect::<Vec<_>>());
+    assert_close("sum_squares", &download(&gpu, &s), &[want], 1e-4, 1e-5);
+}
+
+#[test]
+fn dropout_matches_reference_mask_and_rate() {
+    let gpu = gpu();
+    let mut rng = Rng::new(10);
+    for (n, p, seed, offset) in [(1usize, 0.1f32, 66u64, 0u32), (129, 0.5, 1 << 40 | 3, 17), (20000, 0.1, 7, 123_456)] {
+        let x = rng.vec(n);
+        let xt = upload(&gpu, "x", &[n], &x);
+        let mut rec = Recorder::new(&gpu);
+        let y = dropout(&mut rec, &xt, p, DropoutRng { seed, offset }).unwrap();
+        rec.finish().unwrap();
+        let got = download(&gpu, &y);
+        assert_close("dropout", &got, &r::dropout(&x, p as f64, seed, offset), 1e-6, 1e-6);
+        if n >= 20000 {
+            let kept = got.iter().filter(|v| **v != 0.0).count() as f64 / n as f64;
+            assert!((kept - (1.0 - p as f64)).abs() < 0.01, "keep rate {kept} for p = {p}");
+        }
+    }
+    // Another seed gives another mask.
+    let (a, b): (Vec<bool>, Vec<bool>) = (0..1000).map(|i| (r::dropout_keep(1, i, 0.5), r::dropout_keep(2, i, 0.5))).unzip();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn adamw_steps_with_and_without_clipping() {
+    let gpu = gpu();
+    let mut rng = Rng::new(11);
+    for (n, max_norm) in [(1usize, 0.0f32), (33, 1.0), (1000, 0.5), (129, 100.0)] {
+        let hp = AdamW { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.01, max_norm };
+        let mut p = rng.vec(n);
+        let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
+        let (pt, mt, vt) = (upload(&gpu, "p", &[n], &p), Tensor::zeros(&gpu, "m", &[n]).unwrap(), Tensor::zeros(&gpu, "v", &[n]).unwrap());
+        for step in 1..=3 {
+            let g = rng.vec(n);
+            let gt = upload(&gpu, "g", &[n], &g);
+            let mut rec = Recorder::new(&gpu);
+            let normsq = sum_squares(&mut rec, &[&gt]).unwrap();
+            adamw_step(&mut rec, &hp, step, &pt, &gt, &mt, &vt, &normsq).unwrap();
+            rec.finish().unwrap();
+            r::adamw_step(&hp, step, r::sum_squares(&[&g]), &mut p, &g, &mut m, &mut v);
+        }
+        assert_close("adamw param", &download(&gpu, &pt), &p, 1e-6, 1e-5);
+        assert_close("adamw m", &download(&gpu, &mt), &m, 1e-6, 1e-5);
+        assert_close("adamw v", &download(&gpu, &vt), &v, 1e-7, 1e-5);
+    }
+}
