@@ -19,13 +19,14 @@ use docre::ops::softmax::{lse_pool, lse_pool_backward, softmax, softmax_backward
 // f32 products summed over k ≤ 129 terms of magnitude ≤ 1.
 const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
 
-const MATMUL_SHAPES: [(usize, usize, usize); 5] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33)];
+// The last two exceed one tile of every kernel (64 x 64 for the subgroup and tiled kernels).
+const MATMUL_SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131)];
 
 #[test]
 fn matmul_all_transposes_both_kernels() {
     let gpu = gpu();
     let mut rng = Rng::new(1);
-    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled] {
+    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled, MatmulKernel::Subgroup] {
         for &(m, k, n) in &MATMUL_SHAPES {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
                 let a = rng.vec(m * k);
@@ -73,7 +74,7 @@ fn matmul_batched_head_slices() {
     };
     let mut want = vec![0.0; bsz * h * l * l];
     r::gemm(&g, &q, &kx, None, &mut want);
-    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled] {
+    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled, MatmulKernel::Subgroup] {
         let (qt, kt) = (upload(&gpu, "q", &[bsz, l, h, dh], &q), upload(&gpu, "k", &[bsz, l, h, dh], &kx));
         let ct = Tensor::zeros(&gpu, "scores", &[bsz, h, l, l]).unwrap();
         let mut rec = Recorder::new(&gpu);

@@ -6,7 +6,7 @@
 //! The device is created with the adapter's own limits, not the WebGPU defaults, because
 //! lavapipe and most GPUs allow far larger storage bindings than 128 MiB / 256 MiB defaults.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::pipeline::PipelineCache;
 use super::pool::BufferPool;
@@ -52,6 +52,8 @@ pub(crate) struct GpuInner {
     pub features: wgpu::Features,
     pub pipelines: PipelineCache,
     pub pool: Arc<Mutex<BufferPool>>,
+    /// Measured lazily by ops::matmul (None: no subgroup support).
+    pub subgroup_size: OnceLock<Option<u32>>,
 }
 
 /// Cheap-to-clone handle to the device, queue, pipeline cache and buffer pool.
@@ -160,6 +162,7 @@ impl Gpu {
             features: wanted_features,
             pipelines: PipelineCache::default(),
             pool: Arc::new(Mutex::new(BufferPool::default())),
+            subgroup_size: OnceLock::new(),
         })))
     }
 

@@ -3,12 +3,18 @@
 
 use super::reduce;
 use crate::error::{shape_err, Result};
-use crate::gpu::{Access, AdapterKind, DType, Imm, Kernel, Recorder, Shader, Tensor};
+use crate::gpu::{Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
-static SHADER: Shader = Shader { name: "matmul", source: include_str!("../../shaders/matmul.wgsl") };
+static SHADER: Shader = Shader { name: "matmul", source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul.wgsl")) };
+// Separate module: it only compiles on devices with subgroup operations.
+static SUBGROUP_SHADER: Shader = Shader {
+    name: "matmul_subgroup",
+    source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
+};
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Write];
 static REG: Kernel = Kernel { shader: &SHADER, entry: "matmul_reg", bindings: BINDINGS };
 static TILED: Kernel = Kernel { shader: &SHADER, entry: "matmul_tiled", bindings: BINDINGS };
+static SUBGROUP: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "matmul_subgroup", bindings: BINDINGS };
 
 /// Which matmul entry point runs. `Auto` picks by adapter kind; tests name one explicitly so
 /// both are checked on every device.
@@ -19,6 +25,8 @@ pub enum MatmulKernel {
     Register,
     /// Workgroup-memory tiles: what GPUs run fastest.
     Tiled,
+    /// One subgroup per workgroup sharing loaded A values by shuffles (CPU adapters with subgroups).
+    Subgroup,
 }
 
 /// A strided matrix view inside a flat buffer: element (r, c) of batch (b1, b2) is at
@@ -54,6 +62,28 @@ pub struct Gemm {
     pub c: View,
     pub alpha: f32,
     pub accumulate: bool,
+}
+
+/// Lanes the generated subgroup kernel is written for (llvmpipe on AVX2: 256-bit / 32).
+const SUBGROUP_LANES: u32 = 8;
+
+/// The device's subgroup size, measured once by a probe kernel; None without subgroup support.
+fn subgroup_size(gpu: &Gpu) -> Result<Option<u32>> {
+    if !gpu.report().subgroups {
+        return Ok(None);
+    }
+    if let Some(s) = gpu.0.subgroup_size.get() {
+        return Ok(*s);
+    }
+    static PROBE: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "subgroup_size_probe", bindings: BINDINGS };
+    let out = Tensor::zeros(gpu, "subgroup_probe", &[1])?;
+    let unused = Tensor::zeros(gpu, "unused", &[1])?;
+    let mut rec = Recorder::new(gpu);
+    rec.dispatch(&PROBE, &[], &[&unused, &unused, &unused, &out], &Imm::new(), [1, 1, 1])?;
+    rec.finish()?;
+    let size = out.read_f32(gpu)?[0] as u32;
+    let _ = gpu.0.subgroup_size.set(Some(size));
+    Ok(Some(size))
 }
 
 /// Largest flat index a view touches for a rows x cols operand (+1), or 0 when empty.
@@ -92,36 +122,60 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
     if g.m == 0 || g.n == 0 || g.batch1 * g.batch2 == 0 {
         return Ok(());
     }
-    let batch = g.batch1 * g.batch2;
-    let flags = bias.is_some() as usize | ((g.accumulate as usize) << 1);
-    let imm = Imm::new()
+    let has_bias = bias.is_some();
+    let kernel = match kernel {
+        MatmulKernel::Auto if rec.gpu().kind() == AdapterKind::Cpu => {
+            if subgroup_size(rec.gpu())? == Some(SUBGROUP_LANES) { MatmulKernel::Subgroup } else { MatmulKernel::Register }
+        }
+        MatmulKernel::Auto => MatmulKernel::Tiled,
+        k => k,
+    };
+    let bias = bias.unwrap_or(a);
+    let buffers = [a, b, bias, c];
+    let batch = (g.batch1 * g.batch2) as u32;
+    match kernel {
+        MatmulKernel::Register => dispatch_register(rec, g, has_bias, buffers),
+        MatmulKernel::Subgroup => {
+            if subgroup_size(rec.gpu())? != Some(SUBGROUP_LANES) {
+                return shape_err("gemm", "the subgroup matmul needs subgroups of 8 lanes, which this adapter does not have");
+            }
+            // Tile of the generated kernel: tools/gen_matmul_subgroup.py's ROWS x (8 lanes * 4*COLS4).
+            let (rows, cols) = (64usize, 64usize);
+            let groups = [g.n.div_ceil(cols) as u32, g.m.div_ceil(rows) as u32, batch];
+            rec.dispatch(&SUBGROUP, &trans_consts(g), &buffers, &imm(g, has_bias), groups)
+        }
+        MatmulKernel::Tiled | MatmulKernel::Auto => {
+            let (bm, bn, bk) = (64usize, 64usize, 16usize);
+            let [ta, tb] = trans_consts(g);
+            let consts = [ta, tb, ("BM", bm as f64), ("BN", bn as f64), ("BK", bk as f64)];
+            let groups = [g.n.div_ceil(bn) as u32, g.m.div_ceil(bm) as u32, batch];
+            rec.dispatch(&TILED, &consts, &buffers, &imm(g, has_bias), groups)
+        }
+    }
+}
+
+fn trans_consts(g: &Gemm) -> [(&'static str, f64); 2] {
+    [("TRANS_A", g.a.trans as u32 as f64), ("TRANS_B", g.b.trans as u32 as f64)]
+}
+
+/// The shader's `Mm` immediates for `g`.
+fn imm(g: &Gemm, has_bias: bool) -> Imm {
+    let flags = has_bias as usize | ((g.accumulate as usize) << 1);
+    Imm::new()
         .u(g.m).u(g.n).u(g.k).u(g.batch2)
         .u(g.a.ld).u(g.b.ld).u(g.c.ld).u(flags)
         .u(g.a.offset).u(g.a.s1).u(g.a.s2)
         .u(g.b.offset).u(g.b.s1).u(g.b.s2)
         .u(g.c.offset).u(g.c.s1).u(g.c.s2)
-        .f(g.alpha);
-    let kernel = match kernel {
-        MatmulKernel::Auto if rec.gpu().kind() == AdapterKind::Cpu => MatmulKernel::Register,
-        MatmulKernel::Auto => MatmulKernel::Tiled,
-        k => k,
-    };
-    let trans = [("TRANS_A", g.a.trans as u32 as f64), ("TRANS_B", g.b.trans as u32 as f64)];
-    let bias = bias.unwrap_or(a);
-    match kernel {
-        MatmulKernel::Register => {
-            let (wx, wy, rm, rn) = (8usize, 8usize, 8usize, 8usize);
-            let consts = [trans[0], trans[1], ("WX", wx as f64), ("WY", wy as f64)];
-            let groups = [g.n.div_ceil(wx * rn) as u32, g.m.div_ceil(wy * rm) as u32, batch as u32];
-            rec.dispatch(&REG, &consts, &[a, b, bias, c], &imm, groups)
-        }
-        _ => {
-            let (bm, bn, bk) = (64usize, 64usize, 16usize);
-            let consts = [trans[0], trans[1], ("BM", bm as f64), ("BN", bn as f64), ("BK", bk as f64)];
-            let groups = [g.n.div_ceil(bn) as u32, g.m.div_ceil(bm) as u32, batch as u32];
-            rec.dispatch(&TILED, &consts, &[a, b, bias, c], &imm, groups)
-        }
-    }
+        .f(g.alpha)
+}
+
+fn dispatch_register(rec: &mut Recorder, g: &Gemm, has_bias: bool, buffers: [&Tensor; 4]) -> Result<()> {
+    let (wx, wy, rm, rn) = (8usize, 8usize, 8usize, 8usize);
+    let [ta, tb] = trans_consts(g);
+    let consts = [ta, tb, ("WX", wx as f64), ("WY", wy as f64)];
+    let groups = [g.n.div_ceil(wx * rn) as u32, g.m.div_ceil(wy * rm) as u32, (g.batch1 * g.batch2) as u32];
+    rec.dispatch(&REG, &consts, &buffers, &imm(g, has_bias), groups)
 }
 
 /// op(A) * op(B) for dense [.., rows, cols] tensors with equal leading (batch) dims, or a 2-D B

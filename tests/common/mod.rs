@@ -4,16 +4,20 @@
 
 use docre::gpu::{Gpu, Tensor};
 
-/// The test device. No adapter is a hard failure with docre's own message: CI must never pass
-/// silently without a device.
+/// The test device, shared by all tests of a binary so pipelines compile once. No adapter is a
+/// hard failure with docre's own message: CI must never pass silently without a device.
 pub fn gpu() -> Gpu {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        // lavapipe warns on every device open without it; keep test logs readable.
-        let dir = std::env::temp_dir().join("docre-xdg");
-        let _ = std::fs::create_dir_all(&dir);
-        std::env::set_var("XDG_RUNTIME_DIR", dir);
-    }
-    Gpu::new().unwrap_or_else(|e| panic!("no GPU adapter for the tests: {e}"))
+    static GPU: std::sync::OnceLock<Gpu> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            // lavapipe warns on every device open without it; keep test logs readable.
+            let dir = std::env::temp_dir().join("docre-xdg");
+            let _ = std::fs::create_dir_all(&dir);
+            std::env::set_var("XDG_RUNTIME_DIR", dir);
+        }
+        Gpu::new().unwrap_or_else(|e| panic!("no GPU adapter for the tests: {e}"))
+    })
+    .clone()
 }
 
 /// SplitMix64: small, seeded, good enough for test inputs.
