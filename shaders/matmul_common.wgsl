@@ -8,15 +8,16 @@
 // the existing C (accumulation, e.g. weight gradients over several batches).
 // Bindings: a (read), b (read), bias (read; any buffer when unused), c (rw).
 //
-// Two entry points, chosen per adapter kind by the host:
-//   matmul_reg   (CPU adapters)  workgroup WX x WY, each invocation an RM x RN register block;
+// This common part is prepended to matmul.wgsl and matmul_subgroup.wgsl. Entry points, chosen
+// per adapter kind by the host:
+//   matmul_subgroup (CPU adapters with 8-lane subgroups) one subgroup per 64 x 64 tile;
+//                                grid (ceil(N/64), ceil(M/64), batch).
+//   matmul_reg   (other CPU adapters) workgroup WX x WY, each invocation an RM x RN block;
 //                                grid (ceil(N/(WX*RN)), ceil(M/(WY*RM)), batch).
 //   matmul_tiled (GPUs)          workgroup (BN/4) x (BM/4), BM x BN tile staged through
 //                                workgroup memory in BK-deep slices, 4x4 per invocation;
 //                                grid (ceil(N/BN), ceil(M/BM), batch).
-//
-// What lavapipe (llvmpipe) rewards, measured with `docre bench kernels` on 2 cores:
-//   see the notes above matmul_reg.
+// What lavapipe rewards (measured): see the notes at the top of matmul.wgsl.
 
 struct Mm {
     m: u32, n: u32, k: u32, nb2: u32,

@@ -42,6 +42,9 @@ enum BenchWhat {
         /// Skip the 1024³ matmul.
         #[arg(long)]
         quick: bool,
+        /// Only cases whose kernel name contains this text (e.g. `matmul`, `softmax`).
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -62,7 +65,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { json } => info(json),
-        Command::Bench { what: BenchWhat::Kernels { json, samples, quick } } => bench_kernels(json.as_deref(), samples, quick),
+        Command::Bench { what: BenchWhat::Kernels { json, samples, quick, only } } => bench_kernels(json.as_deref(), samples, quick, only.as_deref()),
     }
 }
 
@@ -88,13 +91,16 @@ fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-fn bench_kernels(json: Option<&Path>, samples: usize, quick: bool) -> Result<()> {
+fn bench_kernels(json: Option<&Path>, samples: usize, quick: bool, only: Option<&str>) -> Result<()> {
+    if let Some(path) = json {
+        check_writable(path, "--json")?;
+    }
     let gpu = Gpu::new()?;
     let timer = GpuTimer::new(&gpu);
     println!("adapter: {} ({}), timing: {}", gpu.report().name, gpu.report().backend, timer.method());
     println!("{:<20} {:<22} {:>12} {:>10}", "kernel", "shape", "ms", "rate");
     let mut rows = Vec::new();
-    for case in bench::kernel_cases(&gpu, quick)? {
+    for case in bench::kernel_cases(&gpu, quick)?.into_iter().filter(|c| only.is_none_or(|o| c.kernel.contains(o))) {
         let m = case.measure(&gpu, &timer, samples)?;
         let rate = match (m.gflops, m.gbps) {
             (Some(g), _) => format!("{g:.2} GFLOP/s"),
@@ -108,6 +114,15 @@ fn bench_kernels(json: Option<&Path>, samples: usize, quick: bool) -> Result<()>
         let text = serde_json::to_string_pretty(&rows).expect("measurements serialize");
         write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Fail before any long work when an output file cannot be created.
+fn check_writable(path: &Path, flag: &str) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(Error::Input(format!("{flag} {}: directory {} does not exist", path.display(), dir.display())));
     }
     Ok(())
 }

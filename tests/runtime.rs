@@ -1,0 +1,129 @@
+//! The GPU runtime: determinism, the limits and shape errors users see, adapter choice, and the
+//! CLI's exit codes.
+
+mod common;
+
+use common::{gpu, upload, Rng};
+use docre::gpu::{DType, Recorder, Tensor};
+use docre::ops::embedding::{scatter_add_rows, RowScatter};
+use docre::ops::layernorm::{layernorm, layernorm_backward};
+use docre::ops::matmul::{linear, linear_backward, matmul};
+use docre::ops::reduce::sum_squares;
+use docre::ops::softmax::{lse_pool, lse_pool_backward, softmax, RowSets};
+use docre::Error;
+
+/// A small chain through most kernels; returns the raw bits of every output.
+fn chain(seed: u64) -> Vec<u32> {
+    let gpu = gpu();
+    let mut rng = Rng::new(seed);
+    let (rows, inp, out) = (37, 33, 70);
+    let x = upload(&gpu, "x", &[rows, inp], &rng.vec(rows * inp));
+    let w = upload(&gpu, "w", &[out, inp], &rng.vec(out * inp));
+    let b = upload(&gpu, "b", &[out], &rng.vec(out));
+    let g = upload(&gpu, "g", &[out], &rng.vec(out));
+    let dy = upload(&gpu, "dy", &[rows, out], &rng.vec(rows * out));
+    let sets: Vec<Vec<u32>> = (0..9).map(|s| vec![s, (s * 7) % rows as u32, (s * 3) % rows as u32]).collect();
+    let rs = RowSets::new(&gpu, &sets, rows).unwrap();
+    let ids: Vec<u32> = (0..rows as u32).map(|i| (i * 5) % 11).collect();
+    let scatter = RowScatter::new(&gpu, &ids, 11).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let y = linear(&mut rec, &x, &w, Some(&b)).unwrap();
+    let ln = layernorm(&mut rec, &y, &g, &b, 1e-12).unwrap();
+    let s = softmax(&mut rec, &ln.y, None, 0.5).unwrap();
+    let lg = layernorm_backward(&mut rec, &y, &g, &ln.stats, &dy).unwrap();
+    let grads = linear_backward(&mut rec, &x, &w, &lg.dx).unwrap();
+    let pooled = lse_pool(&mut rec, &y, &rs).unwrap();
+    let dpool = lse_pool_backward(&mut rec, &y, &rs, &pooled, &pooled).unwrap();
+    let table = Tensor::zeros(&gpu, "dtable", &[11, out]).unwrap();
+    scatter_add_rows(&mut rec, &dy, &scatter, &table).unwrap();
+    let att = matmul(&mut rec, &s, &s, false, true).unwrap();
+    let norm = sum_squares(&mut rec, &[&grads.dw, &grads.db, &lg.dgamma]).unwrap();
+    rec.finish().unwrap();
+    [&s, &lg.dx, &grads.dw, &grads.db, &dpool, &table, &att, &norm]
+        .iter()
+        .flat_map(|t| t.read_f32(&gpu).unwrap().into_iter().map(f32::to_bits))
+        .collect()
+}
+
+#[test]
+fn same_inputs_give_identical_bits() {
+    let a = chain(5);
+    let b = chain(5);
+    assert_eq!(a.len(), b.len());
+    let diff = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+    assert_eq!(diff, 0, "{diff} of {} output bits differ between two identical runs", a.len());
+    assert_ne!(a, chain(6), "different inputs must give different outputs");
+}
+
+#[test]
+fn tensor_above_binding_limit_is_a_clear_error() {
+    let gpu = gpu();
+    let limit = gpu.limits().max_storage_buffer_binding_size as u64;
+    let elems = (limit / 4 + 1) as usize;
+    match Tensor::uninit(&gpu, "huge_scores", &[elems], DType::F32) {
+        Err(e @ Error::TooLarge { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("huge_scores") && msg.contains(&limit.to_string()) && msg.contains(&(elems as u64 * 4).to_string()), "{msg}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn shape_mismatches_are_errors_not_panics() {
+    let gpu = gpu();
+    let a = Tensor::zeros(&gpu, "a", &[3, 4]).unwrap();
+    let b = Tensor::zeros(&gpu, "b", &[5, 6]).unwrap();
+    let mut rec = Recorder::new(&gpu);
+    let e = matmul(&mut rec, &a, &b, false, false).unwrap_err().to_string();
+    assert!(e.contains("inner dimensions") && e.contains("`a`") && e.contains("`b`"), "{e}");
+    let e = linear(&mut rec, &a, &b, None).unwrap_err().to_string();
+    assert!(e.contains("weight `b`"), "{e}");
+    let e = softmax(&mut rec, &a, Some(docre::ops::softmax::Mask { mask: &b, div: 1 }), 1.0).unwrap_err().to_string();
+    assert!(e.contains("mask `b`"), "{e}");
+    assert!(a.reshape(&[5]).is_err());
+    assert!(Tensor::from_f32(&gpu, "short", &[4], &[1.0, 2.0]).is_err());
+    assert!(RowSets::new(&gpu, &[vec![0, 9]], 3).is_err(), "row index out of range");
+    assert!(RowScatter::new(&gpu, &[0, 3], 3).is_err(), "scatter target out of range");
+}
+
+fn docre_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_docre"));
+    c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    c
+}
+
+#[test]
+fn cli_info_reports_the_adapter() {
+    gpu(); // fail with the no-adapter message, not a CLI exit code, when there is no device
+    let out = docre_cmd().arg("info").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for field in ["adapter", "backend", "device type", "storage binding", "timestamp queries"] {
+        assert!(text.contains(field), "`docre info` lacks {field}: {text}");
+    }
+    let out = docre_cmd().args(["info", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn cli_unknown_adapter_fails_with_names_of_real_ones() {
+    let out = docre_cmd().arg("info").env("DOCRE_ADAPTER", "no-such-adapter-xyz").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-adapter-xyz") && err.contains("matches none"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn cli_bench_json_to_a_missing_directory_is_exit_2() {
+    gpu();
+    let out = docre_cmd()
+        .args(["bench", "kernels", "--quick", "--samples", "1", "--json", "/nonexistent-dir/k.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent-dir/k.json") && err.contains("--json"), "{err}");
+}
