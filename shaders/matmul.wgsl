@@ -23,12 +23,10 @@ override WY: u32 = 8u;
 
 @compute @workgroup_size(WX, WY)
 fn matmul_reg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let z = wid.z;
-    let b1 = z / p.nb2;
-    let b2 = z % p.nb2;
-    let abase = p.a_off + b1 * p.a_s1 + b2 * p.a_s2;
-    let bbase = p.b_off + b1 * p.b_s1 + b2 * p.b_s2;
-    let cbase = p.c_off + b1 * p.c_s1 + b2 * p.c_s2;
+    let bases = batch_bases(wid.z);
+    let abase = bases.x;
+    let bbase = bases.y;
+    let cbase = bases.z;
     let m0 = (wid.y * WY + lid.y) * RM;
     let n0 = (wid.x * WX + lid.x) * RN;
     // Out-of-range rows/columns read a clamped (valid) element and are never stored, which
@@ -62,12 +60,10 @@ var<workgroup> tile_b: array<f32, BK * BN>;
 @compute @workgroup_size(BN / 4u, BM / 4u)
 fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    let z = wid.z;
-    let b1 = z / p.nb2;
-    let b2 = z % p.nb2;
-    let abase = p.a_off + b1 * p.a_s1 + b2 * p.a_s2;
-    let bbase = p.b_off + b1 * p.b_s1 + b2 * p.b_s2;
-    let cbase = p.c_off + b1 * p.c_s1 + b2 * p.c_s2;
+    let bases = batch_bases(wid.z);
+    let abase = bases.x;
+    let bbase = bases.y;
+    let cbase = bases.z;
     let tm0 = wid.y * BM;
     let tn0 = wid.x * BN;
     let threads = (BM / 4u) * (BN / 4u);

@@ -37,6 +37,13 @@ override TRANS_B: bool = false;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
+// Flat offsets of batch z's A, B and C (z = b1*nb2 + b2).
+fn batch_bases(z: u32) -> vec3<u32> {
+    let b1 = z / p.nb2;
+    let b2 = z % p.nb2;
+    return vec3<u32>(p.a_off + b1 * p.a_s1 + b2 * p.a_s2, p.b_off + b1 * p.b_s1 + b2 * p.b_s2, p.c_off + b1 * p.c_s1 + b2 * p.c_s2);
+}
+
 fn a_at(base: u32, m: u32, k: u32) -> f32 {
     if (TRANS_A) { return a[base + k * p.lda + m]; }
     return a[base + m * p.lda + k];

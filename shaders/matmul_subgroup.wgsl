@@ -16,12 +16,10 @@ fn subgroup_size_probe(@builtin(subgroup_size) size: u32) {
 
 @compute @workgroup_size(8)
 fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
-    let z = wid.z;
-    let b1 = z / p.nb2;
-    let b2 = z % p.nb2;
-    let abase = p.a_off + b1 * p.a_s1 + b2 * p.a_s2;
-    let bbase = p.b_off + b1 * p.b_s1 + b2 * p.b_s2;
-    let cbase = p.c_off + b1 * p.c_s1 + b2 * p.c_s2;
+    let bases = batch_bases(wid.z);
+    let abase = bases.x;
+    let bbase = bases.y;
+    let cbase = bases.z;
     let m0 = wid.y * 64u;
     let n0 = (wid.x * 8u + lane) * 8u;
     let ml = p.m - 1u;
