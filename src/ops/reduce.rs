@@ -51,7 +51,9 @@ pub fn sum_squares(rec: &mut Recorder, tensors: &[&Tensor]) -> Result<Tensor> {
     let span = sumsq_span(wg);
     let slots: Vec<usize> = tensors.iter().map(|t| t.numel().div_ceil(span)).collect();
     let total: usize = slots.iter().sum();
-    let partial = Tensor::zeros(rec.gpu(), "sumsq_partial", &[1, total.max(1)])?;
+    let partial = Tensor::uninit(rec.gpu(), "sumsq_partial", &[1, total.max(1)], DType::F32)?;
+    // Zeroed inside the recording, so a training step does not submit on its own.
+    super::elementwise::fill(rec, &partial, 0.0)?;
     let mut offset = 0;
     for (t, &s) in tensors.iter().zip(&slots) {
         let imm = Imm::new().u(t.numel()).u(1).u(1).u(offset);

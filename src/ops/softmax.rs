@@ -115,7 +115,9 @@ pub fn lse_pool_backward(rec: &mut Recorder, x: &Tensor, sets: &RowSets, pooled:
     let dmember = Tensor::uninit(rec.gpu(), "lse_member_grad", &[sets.members(), dim], DType::F32)?;
     let imm = Imm::new().u(sets.sets).u(dim).u(sets.members());
     launch_flat(rec, &LSE_BACKWARD, &[], &[x, &sets.member_set, &sets.members, pooled, dpooled, &dmember], &imm, sets.members() * dim)?;
-    let dx = Tensor::zeros(rec.gpu(), "lse_pool_grad", x.shape())?;
+    // Zeroed inside the recording (not with Tensor::zeros, which submits on its own).
+    let dx = Tensor::uninit(rec.gpu(), "lse_pool_grad", x.shape(), DType::F32)?;
+    super::elementwise::fill(rec, &dx, 0.0)?;
     scatter_add_rows(rec, &dmember, &sets.scatter, &dx)?;
     Ok(dx)
 }
