@@ -13,7 +13,6 @@
 struct Ln { rows: u32, cols: u32, eps: f32 }
 var<immediate> p: Ln;
 
-override WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> in0: array<f32>;
 @group(0) @binding(1) var<storage, read> in1: array<f32>;
@@ -22,19 +21,6 @@ override WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read_write> out3: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out4: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
-fn reduce_sum(v: f32, li: u32) -> f32 {
-    red[li] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (li < s) { red[li] = red[li] + red[li + s]; }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 @compute @workgroup_size(WG)
 fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

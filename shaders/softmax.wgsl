@@ -20,7 +20,6 @@
 struct Sm { rows: u32, cols: u32, mask_rows: u32, mask_div: u32, scale: f32, has_mask: u32 }
 var<immediate> p: Sm;
 
-override WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> in0: array<f32>;
 @group(0) @binding(1) var<storage, read> in1: array<f32>;
@@ -33,32 +32,6 @@ override WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read> dpooled: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dmember: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
-// Tree reduction in a fixed order, so results are bit-reproducible.
-fn reduce_max(v: f32, li: u32) -> f32 {
-    red[li] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (li < s) { red[li] = max(red[li], red[li + s]); }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_sum(v: f32, li: u32) -> f32 {
-    red[li] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (li < s) { red[li] = red[li] + red[li + s]; }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
 
 fn logit(r: u32, c: u32) -> f32 {
     var v = p.scale * in0[r * p.cols + c];

@@ -198,9 +198,4 @@ impl Gpu {
     pub fn pool_bytes(&self) -> u64 {
         self.0.pool.lock().unwrap().allocated_bytes()
     }
-
-    /// Free every pooled buffer that no tensor uses.
-    pub fn trim_pool(&self) {
-        self.0.pool.lock().unwrap().trim();
-    }
 }

@@ -49,14 +49,6 @@ impl BufferPool {
         self.allocated
     }
 
-    pub fn trim(&mut self) {
-        for (_, v) in self.free.drain() {
-            for b in v {
-                self.allocated -= b.size();
-                b.destroy();
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -164,11 +164,6 @@ impl Recorder {
         self.pending = 0;
     }
 
-    /// Submit everything (no wait).
-    pub fn submit(mut self) {
-        self.flush();
-    }
-
     /// Submit and wait for completion.
     pub fn finish(mut self) -> Result<()> {
         self.flush();

@@ -4,7 +4,7 @@ use super::{launch_rows, row_wg, rows_cols};
 use crate::error::{shape_err, Result};
 use crate::gpu::{grid, Access, DType, Imm, Kernel, Recorder, Shader, Tensor};
 
-static SHADER: Shader = Shader { name: "layernorm", source: include_str!("../../shaders/layernorm.wgsl") };
+static SHADER: Shader = Shader { name: "layernorm", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/layernorm.wgsl")) };
 static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "layernorm_forward", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write] };
 static BACKWARD_INPUT: Kernel = Kernel {
     shader: &SHADER,

@@ -5,7 +5,7 @@ use super::{launch_flat, launch_rows, row_wg, rows_cols};
 use crate::error::Result;
 use crate::gpu::{grid, Access, DType, Imm, Kernel, Recorder, Shader, Tensor};
 
-static SHADER: Shader = Shader { name: "reduce", source: include_str!("../../shaders/reduce.wgsl") };
+static SHADER: Shader = Shader { name: "reduce", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/reduce.wgsl")) };
 const BINDINGS: &[Access] = &[Access::Read, Access::Write];
 static ROW_SUM: Kernel = Kernel { shader: &SHADER, entry: "row_sum", bindings: BINDINGS };
 static COL_SUM: Kernel = Kernel { shader: &SHADER, entry: "col_sum", bindings: BINDINGS };

@@ -5,7 +5,7 @@ use super::{launch_flat, launch_rows, row_wg, rows_cols};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::{Access, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
-static SHADER: Shader = Shader { name: "softmax", source: include_str!("../../shaders/softmax.wgsl") };
+static SHADER: Shader = Shader { name: "softmax", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/softmax.wgsl")) };
 const ROWS: &[Access] = &[Access::Read, Access::Read, Access::Write];
 static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_forward", bindings: ROWS };
 static BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_backward", bindings: ROWS };
