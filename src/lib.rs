@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod ops;
 
 pub use error::{Error, Result};

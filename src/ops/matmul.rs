@@ -233,17 +233,25 @@ pub struct LinearGrads {
 }
 
 pub fn linear_backward(rec: &mut Recorder, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<LinearGrads> {
+    let dx = Tensor::uninit(rec.gpu(), "linear_dx", x.shape(), DType::F32)?;
+    let (dw, db) = linear_backward_into(rec, x, w, dy, &dx, false)?;
+    Ok(LinearGrads { dx, dw, db })
+}
+
+/// `linear_backward` writing (or, with `accumulate`, adding) dx into a given tensor: layers
+/// whose input feeds several linears (Q, K, V) sum their input gradients without extra passes.
+/// Returns (dW, db).
+pub fn linear_backward_into(rec: &mut Recorder, x: &Tensor, w: &Tensor, dy: &Tensor, dx: &Tensor, accumulate: bool) -> Result<(Tensor, Tensor)> {
     let (rows, inp) = super::rows_cols(x);
     let (rows2, out_f) = super::rows_cols(dy);
-    if rows != rows2 || w.shape() != [out_f, inp] {
-        return shape_err("linear_backward", format!("x {:?}, W {:?}, dy {:?} do not fit together", x.shape(), w.shape(), dy.shape()));
+    if rows != rows2 || w.shape() != [out_f, inp] || dx.numel() != x.numel() {
+        return shape_err("linear_backward", format!("x {:?}, W {:?}, dy {:?}, dx {:?} do not fit together", x.shape(), w.shape(), dy.shape(), dx.shape()));
     }
-    let dx = Tensor::uninit(rec.gpu(), "linear_dx", x.shape(), DType::F32)?;
-    let g = Gemm { m: rows, n: inp, k: out_f, batch1: 1, batch2: 1, a: View::dense(rows, out_f, false), b: View::dense(out_f, inp, false), c: View::dense(rows, inp, false), alpha: 1.0, accumulate: false };
-    gemm(rec, MatmulKernel::Auto, &g, dy, w, None, &dx)?;
+    let g = Gemm { m: rows, n: inp, k: out_f, batch1: 1, batch2: 1, a: View::dense(rows, out_f, false), b: View::dense(out_f, inp, false), c: View::dense(rows, inp, false), alpha: 1.0, accumulate };
+    gemm(rec, MatmulKernel::Auto, &g, dy, w, None, dx)?;
     let dw = Tensor::uninit(rec.gpu(), "linear_dw", w.shape(), DType::F32)?;
     let g = Gemm { m: out_f, n: inp, k: rows, batch1: 1, batch2: 1, a: View::dense(rows, out_f, true), b: View::dense(rows, inp, false), c: View::dense(out_f, inp, false), alpha: 1.0, accumulate: false };
     gemm(rec, MatmulKernel::Auto, &g, dy, x, None, &dw)?;
     let db = reduce::col_sum(rec, &dy.reshape(&[rows, out_f])?)?;
-    Ok(LinearGrads { dx, dw, db })
+    Ok((dw, db))
 }

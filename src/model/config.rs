@@ -1,0 +1,91 @@
+//! The encoder's hyper-parameters, read from a Hugging Face `config.json`.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// What the encoder needs from a BERT-family `config.json`. Everything else in the file
+/// (architectures, pooler settings, ...) is ignored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub hidden_dropout_prob: f64,
+    pub attention_probs_dropout_prob: f64,
+}
+
+impl BertConfig {
+    pub fn load(path: &Path) -> Result<BertConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { context: format!("cannot read encoder config {}", path.display()), source })?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: not valid JSON: {e}", path.display())))?;
+        Self::from_json(&v).map_err(|e| Error::Input(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses and checks the fields; the error names the offending field.
+    pub fn from_json(v: &Value) -> std::result::Result<BertConfig, String> {
+        let int = |k: &str| -> std::result::Result<usize, String> {
+            match v.get(k) {
+                Some(x) => x.as_u64().filter(|&n| n > 0).map(|n| n as usize).ok_or_else(|| format!("field `{k}` must be a positive integer, found {x}")),
+                None => Err(format!("field `{k}` is missing")),
+            }
+        };
+        let float = |k: &str, default: f64| -> std::result::Result<f64, String> {
+            match v.get(k) {
+                Some(x) => x.as_f64().ok_or_else(|| format!("field `{k}` must be a number, found {x}")),
+                None => Ok(default),
+            }
+        };
+        if let Some(t) = v.get("model_type").and_then(Value::as_str) {
+            if !matches!(t, "bert" | "distilbert_as_bert") {
+                return Err(format!("field `model_type` is \"{t}\"; this encoder implements the BERT family (model_type \"bert\")"));
+            }
+        }
+        match v.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu") {
+            "gelu" => {}
+            other => return Err(format!("field `hidden_act` is \"{other}\"; only the exact erf GELU (\"gelu\") is implemented")),
+        }
+        if let Some(p) = v.get("position_embedding_type").and_then(Value::as_str) {
+            if p != "absolute" {
+                return Err(format!("field `position_embedding_type` is \"{p}\"; only \"absolute\" is implemented"));
+            }
+        }
+        let c = BertConfig {
+            vocab_size: int("vocab_size")?,
+            hidden_size: int("hidden_size")?,
+            num_hidden_layers: int("num_hidden_layers")?,
+            num_attention_heads: int("num_attention_heads")?,
+            intermediate_size: int("intermediate_size")?,
+            max_position_embeddings: int("max_position_embeddings")?,
+            type_vocab_size: int("type_vocab_size").unwrap_or(2),
+            layer_norm_eps: float("layer_norm_eps", 1e-12)?,
+            hidden_dropout_prob: float("hidden_dropout_prob", 0.1)?,
+            attention_probs_dropout_prob: float("attention_probs_dropout_prob", 0.1)?,
+        };
+        if c.hidden_size % c.num_attention_heads != 0 {
+            return Err(format!("field `hidden_size` ({}) is not a multiple of `num_attention_heads` ({})", c.hidden_size, c.num_attention_heads));
+        }
+        for (k, p) in [("hidden_dropout_prob", c.hidden_dropout_prob), ("attention_probs_dropout_prob", c.attention_probs_dropout_prob)] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(format!("field `{k}` is {p}, outside [0, 1)"));
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Longest sequence one encoder pass takes: longer documents go through two windows.
+    pub fn window(&self) -> usize {
+        self.max_position_embeddings.min(512)
+    }
+}

@@ -1,0 +1,213 @@
+//! Documents longer than one encoder pass: ATLOP's two-window scheme (SPEC 1.6), planned on the
+//! host and re-assembled on the GPU by shaders/windows.wgsl, forward and backward.
+//!
+//! A batch whose longest document fits one window runs as is. Otherwise every document becomes
+//! one or two windows ("segments") of exactly `win` ids: a short document is its first `win`
+//! ids (padded), a long one is `ids[0..win-1] + [SEP]` and `[CLS] + ids[l-win+1..l]`. The
+//! segments' hidden rows are averaged where they overlap and their attention blocks are added and
+//! renormalized per row; the dropped [SEP]/[CLS] rows feed nothing.
+
+use crate::error::{Error, Result};
+use crate::gpu::{Access, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
+use crate::ops::launch_flat;
+
+const NONE: u32 = u32::MAX;
+
+/// How a batch of documents maps onto encoder segments.
+#[derive(Clone, Debug)]
+pub struct WindowPlan {
+    /// Documents in the batch and their padded output length.
+    pub batch: usize,
+    pub len: usize,
+    /// Segment length actually run through the encoder (== `len` when nothing is split).
+    pub win: usize,
+    /// Segment ids, [segments * win], right-padded with 0.
+    pub seg_ids: Vec<u32>,
+    /// Valid (unpadded) length of each segment: its key mask.
+    pub seg_lens: Vec<usize>,
+    /// True when segments differ from documents and the output must be re-assembled.
+    pub windowed: bool,
+    /// See shaders/windows.wgsl: [batch*len, 2] sources per output position, [segments*win]
+    /// destination per segment row, [batch] split flags.
+    pub pos_src: Vec<u32>,
+    pub seg_dst: Vec<u32>,
+    pub renorm: Vec<u32>,
+}
+
+impl WindowPlan {
+    /// Plans `docs` (each `[CLS] ... [SEP]`) for an encoder that takes at most `window` ids.
+    /// A document longer than two windows cover (2·window − 2 ids) is an error naming it.
+    pub fn new(docs: &[Vec<u32>], window: usize) -> Result<WindowPlan> {
+        let batch = docs.len();
+        let len = docs.iter().map(Vec::len).max().unwrap_or(0);
+        for (i, d) in docs.iter().enumerate() {
+            if d.len() < 2 {
+                return Err(Error::Input(format!("document {i} has {} token ids; it needs at least [CLS] and [SEP]", d.len())));
+            }
+            if d.len() > 2 * window - 2 {
+                return Err(Error::Input(format!(
+                    "document {i} has {} token ids, more than the {} that two encoder windows of {window} cover; shorten it",
+                    d.len(),
+                    2 * window - 2
+                )));
+            }
+        }
+        if len <= window {
+            let mut seg_ids = vec![0u32; batch * len];
+            for (b, d) in docs.iter().enumerate() {
+                seg_ids[b * len..b * len + d.len()].copy_from_slice(d);
+            }
+            return Ok(WindowPlan {
+                batch,
+                len,
+                win: len,
+                seg_ids,
+                seg_lens: docs.iter().map(Vec::len).collect(),
+                windowed: false,
+                pos_src: Vec::new(),
+                seg_dst: Vec::new(),
+                renorm: Vec::new(),
+            });
+        }
+        let win = window;
+        let mut plan = WindowPlan {
+            batch,
+            len,
+            win,
+            seg_ids: Vec::new(),
+            seg_lens: Vec::new(),
+            windowed: true,
+            pos_src: vec![NONE; batch * len * 2],
+            seg_dst: Vec::new(),
+            renorm: vec![0; batch],
+        };
+        for (b, d) in docs.iter().enumerate() {
+            let l = d.len();
+            if l <= win {
+                let mut ids = d.clone();
+                ids.resize(win, 0);
+                // Rows past the document are padding; like ATLOP they still land in the output
+                // (inside the window), where the caller's mask ignores them.
+                let rows: Vec<(usize, usize)> = (0..win).map(|r| (r, r)).collect();
+                plan.push_segment(b, &ids, l, &rows);
+            } else {
+                plan.renorm[b] = 1;
+                let (cls, sep) = (d[0], d[l - 1]);
+                let mut first = d[..win - 1].to_vec();
+                first.push(sep);
+                let rows: Vec<(usize, usize)> = (0..win - 1).map(|r| (r, r)).collect();
+                plan.push_segment(b, &first, win, &rows);
+                let mut second = vec![cls];
+                second.extend_from_slice(&d[l - win + 1..]);
+                let rows: Vec<(usize, usize)> = (1..win).map(|r| (r, l - win + r)).collect();
+                plan.push_segment(b, &second, win, &rows);
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Appends one segment whose row r feeds output position p for every (r, p) in `rows`.
+    fn push_segment(&mut self, b: usize, ids: &[u32], valid: usize, rows: &[(usize, usize)]) {
+        let s = self.seg_lens.len();
+        self.seg_ids.extend_from_slice(ids);
+        self.seg_lens.push(valid);
+        let mut dst = vec![NONE; self.win];
+        for &(r, p) in rows {
+            let bp = b * self.len + p;
+            dst[r] = bp as u32;
+            let slot = if self.pos_src[2 * bp] == NONE { 2 * bp } else { 2 * bp + 1 };
+            self.pos_src[slot] = (s * self.win + r) as u32;
+        }
+        self.seg_dst.extend(dst);
+    }
+
+    pub fn segments(&self) -> usize {
+        self.seg_lens.len()
+    }
+
+    /// The additive key mask of the segments, [segments, win]: 0 for real tokens, -1e30 for
+    /// padding (HF adds finfo.min; any value that makes exp underflow gives the same result).
+    pub fn key_mask(&self) -> Vec<f32> {
+        let mut m = vec![0.0f32; self.segments() * self.win];
+        for (s, &l) in self.seg_lens.iter().enumerate() {
+            m[s * self.win + l..(s + 1) * self.win].fill(-1e30);
+        }
+        m
+    }
+}
+
+static SHADER: Shader = Shader { name: "windows", source: include_str!("../../shaders/windows.wgsl") };
+static MERGE_HIDDEN: Kernel = Kernel { shader: &SHADER, entry: "merge_hidden", bindings: &[Access::Read, Access::Read, Access::Write] };
+static SPLIT_HIDDEN: Kernel = Kernel { shader: &SHADER, entry: "split_hidden", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write] };
+static MERGE_ATTENTION: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "merge_attention",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write],
+};
+static ROWS_BACKWARD: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "attention_rows_backward",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Write],
+};
+static SPLIT_ATTENTION: Kernel = Kernel { shader: &SHADER, entry: "split_attention", bindings: &[Access::Read, Access::Read, Access::Write] };
+
+/// A windowed plan's index tables on the GPU.
+pub struct Windows {
+    pub plan: WindowPlan,
+    pos_src: Tensor,
+    seg_dst: Tensor,
+    renorm: Tensor,
+}
+
+impl Windows {
+    pub fn upload(gpu: &Gpu, plan: WindowPlan) -> Result<Windows> {
+        Ok(Windows {
+            pos_src: Tensor::from_u32(gpu, "window_pos_src", &[plan.pos_src.len()], &plan.pos_src)?,
+            seg_dst: Tensor::from_u32(gpu, "window_seg_dst", &[plan.seg_dst.len()], &plan.seg_dst)?,
+            renorm: Tensor::from_u32(gpu, "window_renorm", &[plan.renorm.len()], &plan.renorm)?,
+            plan,
+        })
+    }
+
+    fn imm(&self, count: usize, dim: usize, heads: usize) -> Imm {
+        Imm::new().u(count).u(dim).u(heads).u(self.plan.win).u(self.plan.len)
+    }
+
+    /// Segment hidden states [segments*win, d] → document hidden states [batch, len, d].
+    pub fn merge_hidden(&self, rec: &mut Recorder, src: &Tensor) -> Result<Tensor> {
+        let d = src.numel() / (self.plan.segments() * self.plan.win);
+        let out = Tensor::uninit(rec.gpu(), "hidden", &[self.plan.batch, self.plan.len, d], DType::F32)?;
+        let n = out.numel();
+        launch_flat(rec, &MERGE_HIDDEN, &[], &[src, &self.pos_src, &out], &self.imm(n, d, 0), n)?;
+        Ok(out)
+    }
+
+    pub fn split_hidden(&self, rec: &mut Recorder, dout: &Tensor, d: usize) -> Result<Tensor> {
+        let dsrc = Tensor::uninit(rec.gpu(), "segment_hidden_grad", &[self.plan.segments() * self.plan.win, d], DType::F32)?;
+        let n = dsrc.numel();
+        launch_flat(rec, &SPLIT_HIDDEN, &[], &[dout, &self.pos_src, &self.seg_dst, &dsrc], &self.imm(n, d, 0), n)?;
+        Ok(dsrc)
+    }
+
+    /// Segment attention [segments, heads, win, win] → document attention [batch, heads, len, len]
+    /// and the per-row divisors the backward needs.
+    pub fn merge_attention(&self, rec: &mut Recorder, att: &Tensor, heads: usize) -> Result<(Tensor, Tensor)> {
+        let (b, c) = (self.plan.batch, self.plan.len);
+        let out = Tensor::uninit(rec.gpu(), "attention", &[b, heads, c, c], DType::F32)?;
+        let z = Tensor::uninit(rec.gpu(), "attention_row_sums", &[b * heads * c], DType::F32)?;
+        let rows = b * heads * c;
+        launch_flat(rec, &MERGE_ATTENTION, &[], &[att, &self.pos_src, &self.renorm, &out, &z], &self.imm(rows, 0, heads), rows)?;
+        Ok((out, z))
+    }
+
+    pub fn split_attention(&self, rec: &mut Recorder, out: &Tensor, dout: &Tensor, z: &Tensor, heads: usize) -> Result<Tensor> {
+        let (b, c, w) = (self.plan.batch, self.plan.len, self.plan.win);
+        let draw = Tensor::uninit(rec.gpu(), "attention_raw_grad", out.shape(), DType::F32)?;
+        let rows = b * heads * c;
+        launch_flat(rec, &ROWS_BACKWARD, &[], &[out, dout, &self.renorm, z, &draw], &self.imm(rows, 0, heads), rows)?;
+        let datt = Tensor::uninit(rec.gpu(), "segment_attention_grad", &[self.plan.segments(), heads, w, w], DType::F32)?;
+        let n = datt.numel();
+        launch_flat(rec, &SPLIT_ATTENTION, &[], &[&draw, &self.seg_dst, &datt], &self.imm(n, 0, heads), n)?;
+        Ok(datt)
+    }
+}
