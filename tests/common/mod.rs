@@ -71,3 +71,29 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64)
         panic!("{what}: element {i} is {} but the reference is {} (|diff| {:e} > atol {atol:e} + rtol {rtol:e}·|ref|)", got[i], want[i], (got[i] - want[i]).abs());
     }
 }
+
+/// `$DOCRE_SHARED`, default `../shared` next to the crate: data, models and golden fixtures.
+pub fn shared_dir() -> std::path::PathBuf {
+    match std::env::var_os("DOCRE_SHARED") {
+        Some(p) => p.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    }
+}
+
+/// Whether a missing fixture is a failure (`DOCRE_REQUIRE_FIXTURES=1`, as CI sets) or a skip.
+pub fn require_fixtures() -> bool {
+    std::env::var("DOCRE_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
+}
+
+/// Returns false (after saying so) when `path` is absent and fixtures are optional; panics when
+/// they are required.
+pub fn fixture_present(path: &std::path::Path, test: &str) -> bool {
+    if path.exists() {
+        return true;
+    }
+    if require_fixtures() {
+        panic!("{test}: {} is missing and DOCRE_REQUIRE_FIXTURES=1", path.display());
+    }
+    eprintln!("{test}: skipped, {} is missing (set DOCRE_SHARED or DOCRE_REQUIRE_FIXTURES=1)", path.display());
+    false
+}

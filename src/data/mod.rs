@@ -1,0 +1,5 @@
+//! Turning documents into encoder inputs.
+
+pub mod tokenizer;
+
+pub use tokenizer::{MarkedDocument, Mention, WordPieceTokenizer};

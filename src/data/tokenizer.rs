@@ -1,0 +1,111 @@
+//! Word-piece tokenization through a Hugging Face `tokenizer.json`, and ATLOP's entity-marker
+//! scheme (SPEC 1.2): every word is tokenized on its own, a literal `*` goes before the first
+//! and after the last word of each mention, and a mention is represented by its leading `*`.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use tokenizers::Tokenizer;
+
+use crate::error::{Error, Result};
+
+pub struct WordPieceTokenizer {
+    inner: Tokenizer,
+    path: String,
+    pub cls: u32,
+    pub sep: u32,
+    pub marker: u32,
+}
+
+/// A mention as a word span [start, end) inside one sentence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mention {
+    pub sent: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Encoder input ids of a marked document and, per mention (in the order given), the input
+/// index of its leading `*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarkedDocument {
+    pub ids: Vec<u32>,
+    pub mention_starts: Vec<usize>,
+}
+
+impl WordPieceTokenizer {
+    /// Loads `tokenizer.json` with truncation and padding switched off: checkpoints such as
+    /// all-MiniLM-L6-v2 ship with both on, which would silently cut documents at 128 pieces.
+    pub fn load(path: &Path) -> Result<WordPieceTokenizer> {
+        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::Input(format!("{}: cannot load tokenizer: {e}", path.display())))?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::Input(format!("{}: cannot switch truncation off: {e}", path.display())))?
+            .with_padding(None);
+        let id = |candidates: &[&str]| -> Result<u32> {
+            candidates
+                .iter()
+                .find_map(|t| inner.token_to_id(t))
+                .ok_or_else(|| Error::Input(format!("{}: the vocabulary has none of the tokens {candidates:?}", path.display())))
+        };
+        Ok(WordPieceTokenizer {
+            cls: id(&["[CLS]", "<s>"])?,
+            sep: id(&["[SEP]", "</s>"])?,
+            marker: id(&["*"])?,
+            path: path.display().to_string(),
+            inner,
+        })
+    }
+
+    /// Word pieces of one word (or any text), without special tokens.
+    pub fn pieces(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Input(format!("{}: cannot tokenize {text:?}: {e}", self.path)))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// `[CLS] + pieces(text) + [SEP]`: a plain sentence for the encoder.
+    pub fn encode_text(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = vec![self.cls];
+        ids.extend(self.pieces(text)?);
+        ids.push(self.sep);
+        Ok(ids)
+    }
+
+    /// ATLOP tokenization of a document given as sentences of words, with `*` markers around
+    /// `mentions`. One `*` per side even when several mentions share a boundary word.
+    pub fn encode_marked(&self, sentences: &[Vec<String>], mentions: &[Mention]) -> Result<MarkedDocument> {
+        let starts: HashSet<(usize, usize)> = mentions.iter().map(|m| (m.sent, m.start)).collect();
+        let ends: HashSet<(usize, usize)> = mentions.iter().map(|m| (m.sent, m.end.wrapping_sub(1))).collect();
+        let mut ids = vec![self.cls];
+        // word_start[s][w]: input index where word w of sentence s begins (at its `*` if any).
+        let mut word_start: Vec<Vec<usize>> = Vec::new();
+        for (s, words) in sentences.iter().enumerate() {
+            let mut starts_here = Vec::with_capacity(words.len() + 1);
+            for (w, word) in words.iter().enumerate() {
+                starts_here.push(ids.len());
+                if starts.contains(&(s, w)) {
+                    ids.push(self.marker);
+                }
+                ids.extend(self.pieces(word)?);
+                if ends.contains(&(s, w)) {
+                    ids.push(self.marker);
+                }
+            }
+            starts_here.push(ids.len());
+            word_start.push(starts_here);
+        }
+        ids.push(self.sep);
+        let mention_starts = mentions
+            .iter()
+            .map(|m| {
+                word_start
+                    .get(m.sent)
+                    .and_then(|ws| ws.get(m.start))
+                    .copied()
+                    .filter(|_| m.start < m.end && m.end <= sentences[m.sent].len())
+                    .ok_or_else(|| Error::Input(format!("mention {m:?} lies outside its sentence")))
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        Ok(MarkedDocument { ids, mention_starts })
+    }
+}
