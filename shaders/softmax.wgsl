@@ -90,3 +90,4 @@ fn lse_pool_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let o = s * p.cols + d;
     dmember[e] = dpooled[o] * exp(in0[idx2[j] * p.cols + d] - pooled_in[o]);
 }
+

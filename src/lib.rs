@@ -7,5 +7,6 @@ pub mod error;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod rng;
 
 pub use error::{Error, Result};

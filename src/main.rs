@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use docre::gpu::{Gpu, GpuTimer};
+use docre::model::{Bert, BertConfig};
 use docre::{bench, Error, Result};
 
 #[derive(Parser)]
@@ -46,6 +47,22 @@ enum BenchWhat {
         #[arg(long)]
         only: Option<String>,
     },
+    /// The whole encoder, batch 1: forward and forward+backward tokens/s and peak GPU memory.
+    Encoder {
+        /// Checkpoint directory (config.json + model.safetensors). Default: random weights with
+        /// the shapes of all-MiniLM-L6-v2, which run exactly as fast.
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// Document lengths in tokens (above 512 the two-window scheme runs).
+        #[arg(long, value_delimiter = ',', default_value = "128,512")]
+        lengths: Vec<usize>,
+        /// Timed runs per case (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Also write the measurements as a JSON list to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +83,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Info { json } => info(json),
         Command::Bench { what: BenchWhat::Kernels { json, samples, quick, only } } => bench_kernels(json.as_deref(), samples, quick, only.as_deref()),
+        Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
     }
 }
 
@@ -96,18 +114,42 @@ fn bench_kernels(json: Option<&Path>, samples: usize, quick: bool, only: Option<
         check_writable(path, "--json")?;
     }
     let gpu = Gpu::new()?;
-    let timer = GpuTimer::new(&gpu);
+    let cases = bench::kernel_cases(&gpu, quick)?.into_iter().filter(|c| only.is_none_or(|o| c.kernel.contains(o))).collect();
+    print_table(&gpu, cases, samples, json, false)
+}
+
+fn bench_encoder(encoder: Option<&Path>, lengths: &[usize], samples: usize, json: Option<&Path>) -> Result<()> {
+    if let Some(path) = json {
+        check_writable(path, "--json")?;
+    }
+    if let Some(&l) = lengths.iter().find(|&&l| l < 2) {
+        return Err(Error::Input(format!("--lengths: {l} is too short (a document has at least [CLS] and [SEP])")));
+    }
+    let gpu = Gpu::new()?;
+    let (bert, source) = match encoder {
+        Some(dir) => (Bert::load(&gpu, dir)?, dir.display().to_string()),
+        None => (Bert::random(&gpu, BertConfig::minilm_l6(), 0)?, "random weights, all-MiniLM-L6-v2 shapes".to_string()),
+    };
+    let c = &bert.config;
+    if let Some(&l) = lengths.iter().find(|&&l| l > 2 * c.window() - 2) {
+        return Err(Error::Input(format!("--lengths: {l} tokens is more than two windows of {} cover ({})", c.window(), 2 * c.window() - 2)));
+    }
+    println!("encoder: {source} ({} layers, hidden {}, {} heads, FFN {})", c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size);
+    let cases = bench::encoder_cases(&gpu, &std::sync::Arc::new(bert), lengths)?;
+    print_table(&gpu, cases, samples, json, true)
+}
+
+/// Measures `cases` and prints one row each (and the JSON list with `--json`).
+fn print_table(gpu: &Gpu, cases: Vec<bench::Case>, samples: usize, json: Option<&Path>, memory: bool) -> Result<()> {
+    let timer = GpuTimer::new(gpu);
     println!("adapter: {} ({}), timing: {}", gpu.report().name, gpu.report().backend, timer.method());
-    println!("{:<20} {:<22} {:>12} {:>10}", "kernel", "shape", "ms", "rate");
+    let mem_col = if memory { format!(" {:>14}", "peak MiB") } else { String::new() };
+    println!("{:<20} {:<22} {:>12}{mem_col}  rate", "case", "shape", "ms");
     let mut rows = Vec::new();
-    for case in bench::kernel_cases(&gpu, quick)?.into_iter().filter(|c| only.is_none_or(|o| c.kernel.contains(o))) {
-        let m = case.measure(&gpu, &timer, samples)?;
-        let rate = match (m.gflops, m.gbps) {
-            (Some(g), _) => format!("{g:.2} GFLOP/s"),
-            (_, Some(b)) => format!("{b:.2} GB/s"),
-            _ => String::new(),
-        };
-        println!("{:<20} {:<22} {:>12.3} {:>10}", m.kernel, m.shape, m.seconds * 1e3, rate);
+    for case in cases {
+        let m = case.measure(gpu, &timer, samples)?;
+        let mem = if memory { format!(" {:>14.1}", m.peak_bytes as f64 / (1 << 20) as f64) } else { String::new() };
+        println!("{:<20} {:<22} {:>12.3}{mem}  {}", m.kernel, m.shape, m.seconds * 1e3, m.rate());
         rows.push(m);
     }
     if let Some(path) = json {

@@ -14,7 +14,7 @@ use docre::ops::layernorm::{layernorm, layernorm_backward};
 use docre::ops::matmul::{gemm, linear, linear_backward, matmul, Gemm, MatmulKernel, View};
 use docre::ops::reduce::{col_sum, row_sum, sum_squares};
 use docre::ops::reference as r;
-use docre::ops::softmax::{lse_pool, lse_pool_backward, softmax, softmax_backward, Mask, RowSets};
+use docre::ops::softmax::{lse_pool, lse_pool_backward, softmax_backward_using, softmax_using, Mask, RowKernel, RowSets};
 
 // f32 products summed over k ≤ 129 terms of magnitude ≤ 1.
 const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
@@ -181,23 +181,29 @@ fn large_launch_splits_over_two_grid_dimensions() {
 fn softmax_masked_forward_and_backward() {
     let (atol, rtol) = (1e-6, 1e-4);
     let gpu = gpu();
-    let mut rng = Rng::new(5);
-    for (rows, cols, mask_rows, div) in [(1, 1, 1, 1), (7, 33, 7, 1), (12, 129, 2, 6), (3, 300, 1, 3), (33, 7, 3, 11)] {
-        let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 5.0).collect();
-        let mask: Vec<f64> = (0..mask_rows * cols).map(|_| if rng.below(4) == 0 { -10000.0 } else { 0.0 }).collect();
-        let dy = rng.vec(rows * cols);
-        let scale = 0.75f32;
-        let (xt, mt, dyt) = (upload(&gpu, "x", &[rows, cols], &x), upload(&gpu, "mask", &[mask_rows, cols], &mask), upload(&gpu, "dy", &[rows, cols], &dy));
-        let mut rec = Recorder::new(&gpu);
-        let y = softmax(&mut rec, &xt, Some(Mask { mask: &mt, div }), scale).unwrap();
-        let y_plain = softmax(&mut rec, &xt, None, 1.0).unwrap();
-        let dx = softmax_backward(&mut rec, &y, &dyt, scale).unwrap();
-        rec.finish().unwrap();
-        let want = r::softmax(&x, cols, Some((&mask, div)), scale as f64);
-        let what = format!("softmax {rows}x{cols}");
-        assert_close(&what, &download(&gpu, &y), &want, atol, rtol);
-        assert_close(&format!("{what} unmasked"), &download(&gpu, &y_plain), &r::softmax(&x, cols, None, 1.0), atol, rtol);
-        assert_close(&format!("{what} backward"), &download(&gpu, &dx), &r::softmax_backward(&want, &dy, cols, scale as f64), atol, rtol);
+    let mut kernels = vec![RowKernel::Workgroup];
+    if gpu.report().subgroups {
+        kernels.push(RowKernel::Subgroup);
+    }
+    for kernel in kernels {
+        let mut rng = Rng::new(5);
+        for (rows, cols, mask_rows, div) in [(1, 1, 1, 1), (7, 33, 7, 1), (12, 129, 2, 6), (3, 300, 1, 3), (33, 7, 3, 11)] {
+            let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 5.0).collect();
+            let mask: Vec<f64> = (0..mask_rows * cols).map(|_| if rng.below(4) == 0 { -10000.0 } else { 0.0 }).collect();
+            let dy = rng.vec(rows * cols);
+            let scale = 0.75f32;
+            let (xt, mt, dyt) = (upload(&gpu, "x", &[rows, cols], &x), upload(&gpu, "mask", &[mask_rows, cols], &mask), upload(&gpu, "dy", &[rows, cols], &dy));
+            let mut rec = Recorder::new(&gpu);
+            let y = softmax_using(&mut rec, kernel, &xt, Some(Mask { mask: &mt, div }), scale).unwrap();
+            let y_plain = softmax_using(&mut rec, kernel, &xt, None, 1.0).unwrap();
+            let dx = softmax_backward_using(&mut rec, kernel, &y, &dyt, scale).unwrap();
+            rec.finish().unwrap();
+            let want = r::softmax(&x, cols, Some((&mask, div)), scale as f64);
+            let what = format!("softmax {kernel:?} {rows}x{cols}");
+            assert_close(&what, &download(&gpu, &y), &want, atol, rtol);
+            assert_close(&format!("{what} unmasked"), &download(&gpu, &y_plain), &r::softmax(&x, cols, None, 1.0), atol, rtol);
+            assert_close(&format!("{what} backward"), &download(&gpu, &dx), &r::softmax_backward(&want, &dy, cols, scale as f64), atol, rtol);
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 pub struct BufferPool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
     allocated: u64,
+    in_use: u64,
+    peak: u64,
 }
 
 /// Round a byte count up to its size class.
@@ -23,6 +25,8 @@ pub fn size_class(bytes: u64) -> u64 {
 impl BufferPool {
     pub fn take(&mut self, device: &wgpu::Device, bytes: u64, max_buffer: u64, label: &str) -> wgpu::Buffer {
         let class = size_class(bytes).min(max_buffer.max(bytes));
+        self.in_use += class;
+        self.peak = self.peak.max(self.in_use);
         if let Some(b) = self.free.get_mut(&class).and_then(|v| v.pop()) {
             return b;
         }
@@ -36,6 +40,7 @@ impl BufferPool {
     }
 
     pub fn give(&mut self, buffer: wgpu::Buffer) {
+        self.in_use -= buffer.size();
         if std::env::var_os("DOCRE_NO_POOL").is_some() {
             self.allocated -= buffer.size();
             buffer.destroy();
@@ -49,6 +54,15 @@ impl BufferPool {
         self.allocated
     }
 
+    /// Bytes of live tensors (including ones recorded work still holds) and the most there
+    /// have been since the last `reset_peak`.
+    pub fn in_use_bytes(&self) -> (u64, u64) {
+        (self.in_use, self.peak)
+    }
+
+    pub fn reset_peak(&mut self) {
+        self.peak = self.in_use;
+    }
 }
 
 #[cfg(test)]

@@ -163,7 +163,6 @@ struct LayerTape {
     k: Tensor,
     v: Tensor,
     probs: Tensor,
-    probs_used: Tensor,
     ctx: Tensor,
     r1: Tensor,
     ln1_stats: Tensor,
@@ -232,6 +231,26 @@ impl Bert {
             params.push(Tensor::from_f32(gpu, name, shape, data)?);
         }
         Ok(Bert { config, names: specs.into_iter().map(|(n, _)| n).collect(), params })
+    }
+
+    /// A randomly initialized encoder as HF initializes BERT: weights N(0, 0.02), biases 0,
+    /// LayerNorm weight 1.
+    pub fn random(gpu: &Gpu, config: BertConfig, seed: u64) -> Result<Bert> {
+        let mut rng = crate::rng::Rng::new(seed);
+        let host: Vec<Vec<f32>> = param_specs(&config)
+            .iter()
+            .map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                if name.ends_with("LayerNorm.weight") {
+                    vec![1.0; n]
+                } else if name.ends_with("bias") {
+                    vec![0.0; n]
+                } else {
+                    (0..n).map(|_| (0.02 * rng.normal()) as f32).collect()
+                }
+            })
+            .collect();
+        Bert::from_host(gpu, config, &host)
     }
 
     /// HF names of the parameters, in the order of `params` and of the gradients.
@@ -311,9 +330,12 @@ impl Bert {
                 last_probs = Some(probs_used.clone());
             }
             if pass.grad {
-                layers.push(LayerTape { x, q, k, v, probs, probs_used, ctx, r1, ln1_stats: ln1.stats, h1: ln1.y, pre, act, r2, ln2_stats: ln2.stats });
+                layers.push(LayerTape { x, q, k, v, probs, ctx, r1, ln1_stats: ln1.stats, h1: ln1.y, pre, act, r2, ln2_stats: ln2.stats });
             }
             x = ln2.y;
+            // Submitting per layer lets the pool hand this layer's temporaries to the next one
+            // instead of holding every intermediate of the pass until the end.
+            rec.flush();
         }
         let probs = last_probs.ok_or_else(|| Error::Input("the encoder config has no layers".into()))?;
         let (out, windows, merged) = if plan.windowed {
@@ -437,7 +459,9 @@ impl Bert {
             let dp = dropout_at(rec, &dpu, c.attention_probs_dropout_prob, 1 + 3 * l)?;
             // dV = P_usedᵀ dctx.
             let dv = Tensor::uninit(&gpu, "value_grad", &[rows, d], DType::F32)?;
-            gemm(rec, MatmulKernel::Auto, &self.token_gemm(s, w, self.prob_view(w, true), 1.0), &t.probs_used, &dctx, None, &dv)?;
+            // The dropped-out probabilities are regenerated from their seed rather than kept.
+            let probs_used = dropout_at(rec, &t.probs, c.attention_probs_dropout_prob, 1 + 3 * l)?;
+            gemm(rec, MatmulKernel::Auto, &self.token_gemm(s, w, self.prob_view(w, true), 1.0), &probs_used, &dctx, None, &dv)?;
             let ds = softmax_backward(rec, &t.probs, &dp, 1.0)?;
             // dQ = alpha dS K, dK = alpha dSᵀ Q.
             let dq = Tensor::uninit(&gpu, "query_grad", &[rows, d], DType::F32)?;
@@ -451,6 +475,7 @@ impl Bert {
                 grads[layer_param(l, bf)] = Some(db);
             }
             dx = dr1;
+            rec.flush();
         }
         let de = dropout_at(rec, &dx, c.hidden_dropout_prob, 0)?;
         let ge = layernorm_backward(rec, &tape.emb_sum, &self.params[slot::EMB_LN_W], &tape.emb_stats, &de)?;

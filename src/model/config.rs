@@ -80,6 +80,23 @@ impl BertConfig {
         Ok(c)
     }
 
+    /// The shapes of all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536): the default
+    /// encoder of benchmarks run without a checkpoint.
+    pub fn minilm_l6() -> BertConfig {
+        BertConfig {
+            vocab_size: 30522,
+            hidden_size: 384,
+            num_hidden_layers: 6,
+            num_attention_heads: 12,
+            intermediate_size: 1536,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            hidden_dropout_prob: 0.1,
+            attention_probs_dropout_prob: 0.1,
+        }
+    }
+
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }

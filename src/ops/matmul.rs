@@ -68,7 +68,7 @@ pub struct Gemm {
 const SUBGROUP_LANES: u32 = 8;
 
 /// The device's subgroup size, measured once by a probe kernel; None without subgroup support.
-fn subgroup_size(gpu: &Gpu) -> Result<Option<u32>> {
+pub(crate) fn subgroup_size(gpu: &Gpu) -> Result<Option<u32>> {
     if !gpu.report().subgroups {
         return Ok(None);
     }

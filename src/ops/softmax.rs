@@ -1,14 +1,55 @@
 //! Launchers for shaders/softmax.wgsl: masked softmax and log-sum-exp pooling over row sets.
 
 use super::embedding::{scatter_add_rows, RowScatter};
+use super::matmul::subgroup_size;
 use super::{launch_flat, launch_rows, row_wg, rows_cols};
 use crate::error::{shape_err, Error, Result};
-use crate::gpu::{Access, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
+use crate::gpu::{grid, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
 static SHADER: Shader = Shader { name: "softmax", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/softmax.wgsl")) };
 const ROWS: &[Access] = &[Access::Read, Access::Read, Access::Write];
 static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_forward", bindings: ROWS };
 static BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_backward", bindings: ROWS };
+// Only built where subgroups exist, hence its own module.
+static SUBGROUP_SHADER: Shader = Shader {
+    name: "softmax_subgroup",
+    source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/softmax.wgsl"), include_str!("../../shaders/softmax_subgroup.wgsl")),
+};
+static FORWARD_SUBGROUP: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "softmax_forward_subgroup", bindings: ROWS };
+static BACKWARD_SUBGROUP: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "softmax_backward_subgroup", bindings: ROWS };
+
+/// How a row kernel spreads a row over invocations. `Auto` picks by adapter kind; tests name
+/// both so each is checked on every device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowKernel {
+    Auto,
+    /// One workgroup per row with a tree reduction: GPUs.
+    Workgroup,
+    /// One subgroup per row with subgroup reductions and no barriers: CPU adapters, where
+    /// every barrier is a coroutine switch per invocation (2x the workgroup kernel on lavapipe).
+    Subgroup,
+}
+
+impl RowKernel {
+    fn resolve(self, gpu: &Gpu) -> Result<(RowKernel, u32)> {
+        let sg = subgroup_size(gpu)?;
+        Ok(match (self, gpu.kind(), sg) {
+            (RowKernel::Auto, AdapterKind::Cpu, Some(sg)) if 64 % sg == 0 => (RowKernel::Subgroup, sg),
+            (RowKernel::Auto, _, _) => (RowKernel::Workgroup, 0),
+            (RowKernel::Subgroup, _, Some(sg)) if 64 % sg == 0 => (RowKernel::Subgroup, sg),
+            (RowKernel::Subgroup, _, _) => return shape_err("softmax", "the subgroup softmax needs subgroups whose size divides 64"),
+            (k, _, _) => (k, 0),
+        })
+    }
+}
+
+/// The two implementations of one row kernel: [workgroup, subgroup].
+fn launch(rec: &mut Recorder, kernel: RowKernel, kernels: [&Kernel; 2], bindings: &[&Tensor], imm: &Imm, rows: usize) -> Result<()> {
+    match kernel.resolve(rec.gpu())? {
+        (RowKernel::Subgroup, sg) => rec.dispatch(kernels[1], &[], bindings, imm, grid(rec.gpu(), rows.div_ceil(64 / sg as usize))),
+        _ => launch_rows(rec, kernels[0], &[("WG", row_wg(rec.gpu()))], bindings, imm, rows),
+    }
+}
 static LSE_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "lse_pool_forward", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write] };
 static LSE_BACKWARD: Kernel = Kernel {
     shader: &SHADER,
@@ -24,6 +65,10 @@ pub struct Mask<'a> {
 
 /// y = softmax(scale * x + mask) over the last dimension.
 pub fn softmax(rec: &mut Recorder, x: &Tensor, mask: Option<Mask>, scale: f32) -> Result<Tensor> {
+    softmax_using(rec, RowKernel::Auto, x, mask, scale)
+}
+
+pub fn softmax_using(rec: &mut Recorder, kernel: RowKernel, x: &Tensor, mask: Option<Mask>, scale: f32) -> Result<Tensor> {
     let (rows, cols) = rows_cols(x);
     let (mask_t, mask_rows, div) = match &mask {
         Some(m) => {
@@ -37,19 +82,23 @@ pub fn softmax(rec: &mut Recorder, x: &Tensor, mask: Option<Mask>, scale: f32) -
     };
     let y = Tensor::uninit(rec.gpu(), "softmax", x.shape(), DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).u(mask_rows).u(div).f(scale).u(mask.is_some() as usize);
-    launch_rows(rec, &FORWARD, &[("WG", row_wg(rec.gpu()))], &[x, mask_t, &y], &imm, rows)?;
+    launch(rec, kernel, [&FORWARD, &FORWARD_SUBGROUP], &[x, mask_t, &y], &imm, rows)?;
     Ok(y)
 }
 
 /// dx = scale * y * (dy - sum(dy * y)), from the softmax output y.
 pub fn softmax_backward(rec: &mut Recorder, y: &Tensor, dy: &Tensor, scale: f32) -> Result<Tensor> {
+    softmax_backward_using(rec, RowKernel::Auto, y, dy, scale)
+}
+
+pub fn softmax_backward_using(rec: &mut Recorder, kernel: RowKernel, y: &Tensor, dy: &Tensor, scale: f32) -> Result<Tensor> {
     if y.shape() != dy.shape() {
         return shape_err("softmax_backward", format!("y {:?} and dy {:?} differ", y.shape(), dy.shape()));
     }
     let (rows, cols) = rows_cols(y);
     let dx = Tensor::uninit(rec.gpu(), "softmax_grad", y.shape(), DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).u(1).u(1).f(scale).u(0);
-    launch_rows(rec, &BACKWARD, &[("WG", row_wg(rec.gpu()))], &[y, dy, &dx], &imm, rows)?;
+    launch(rec, kernel, [&BACKWARD, &BACKWARD_SUBGROUP], &[y, dy, &dx], &imm, rows)?;
     Ok(dx)
 }
 

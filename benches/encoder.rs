@@ -1,0 +1,37 @@
+//! Criterion baselines of the encoder (the same cases as `docre bench encoder`): forward and
+//! forward+backward of one document at L = 128 and 512 with all-MiniLM-L6-v2 shapes (random
+//! weights; set DOCRE_ENCODER=DIR to load a checkpoint). Throughput is in tokens.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use docre::bench::encoder_cases;
+use docre::gpu::{Gpu, GpuTimer};
+use docre::model::{Bert, BertConfig};
+
+fn encoder(c: &mut Criterion) {
+    let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let timer = GpuTimer::new(&gpu);
+    let bert = match std::env::var_os("DOCRE_ENCODER") {
+        Some(dir) => Bert::load(&gpu, std::path::Path::new(&dir)),
+        None => Bert::random(&gpu, BertConfig::minilm_l6(), 0),
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
+    let bert = Arc::new(bert);
+    let mut group = c.benchmark_group("encoder");
+    group.sample_size(10);
+    for case in encoder_cases(&gpu, &bert, &[128, 512]).unwrap_or_else(|e| panic!("{e}")) {
+        group.throughput(Throughput::Elements(case.work as u64));
+        case.time(&gpu, &timer, 1).unwrap_or_else(|e| panic!("{e}"));
+        group.bench_function(format!("{} {}", case.kernel, case.shape), |b| {
+            b.iter_custom(|iters| {
+                let s = case.time(&gpu, &timer, iters as usize).unwrap_or_else(|e| panic!("{e}"));
+                std::time::Duration::from_secs_f64(s)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encoder);
+criterion_main!(benches);
