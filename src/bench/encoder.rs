@@ -26,15 +26,15 @@ fn doc(c: &BertConfig, l: usize) -> TokenBatch {
 
 /// Forward and forward+backward at each length. Lengths above one window run the two-window
 /// scheme (two passes of 512).
-pub fn encoder_cases(gpu: &Gpu, bert: &Arc<Bert>, lengths: &[usize]) -> Result<Vec<Case>> {
-    let c = bert.config.clone();
+pub fn encoder_cases(gpu: &Gpu, model: &Arc<Bert>, lengths: &[usize]) -> Result<Vec<Case>> {
+    let c = model.config.clone();
     let mut cases = Vec::new();
     for &l in lengths {
         let batch = Arc::new(doc(&c, l));
         // Windows cost what they run: two passes of `window` tokens.
         let run_tokens = if l > c.window() { 2 * c.window() } else { l };
         let flop = forward_flop(&c, run_tokens);
-        let bert = bert.clone();
+        let bert = model.clone();
         let b = batch.clone();
         cases.push(Case {
             kernel: "encoder forward",
@@ -44,7 +44,7 @@ pub fn encoder_cases(gpu: &Gpu, bert: &Arc<Bert>, lengths: &[usize]) -> Result<V
             flop: Some(flop),
             run: Box::new(move |rec| bert.forward(rec, &b, Pass::eval()).map(|_| ())),
         });
-        let bert = bert.clone();
+        let bert = model.clone();
         let heads = c.num_attention_heads;
         let dh = filled(gpu, "d_hidden", &[1, l, c.hidden_size], 11)?;
         let da = filled(gpu, "d_attention", &[1, heads, l, l], 12)?;
