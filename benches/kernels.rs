@@ -13,7 +13,7 @@ fn kernels(c: &mut Criterion) {
     group.sample_size(10);
     for case in kernel_cases(&gpu, quick).unwrap_or_else(|e| panic!("{e}")) {
         group.throughput(match case.unit {
-            Unit::Flop => Throughput::Elements(case.work as u64),
+            Unit::Flop | Unit::Tokens => Throughput::Elements(case.work as u64),
             Unit::Bytes => Throughput::Bytes(case.work as u64),
         });
         case.time(&gpu, &timer, 1).unwrap_or_else(|e| panic!("{e}"));
