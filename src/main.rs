@@ -134,7 +134,15 @@ fn bench_encoder(encoder: Option<&Path>, lengths: &[usize], samples: usize, json
     if let Some(&l) = lengths.iter().find(|&&l| l > 2 * c.window() - 2) {
         return Err(Error::Input(format!("--lengths: {l} tokens is more than two windows of {} cover ({})", c.window(), 2 * c.window() - 2)));
     }
-    println!("encoder: {source} ({} layers, hidden {}, {} heads, FFN {})", c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size);
+    let weights: u64 = bert.params().iter().map(|t| t.bytes()).sum();
+    println!(
+        "encoder: {source} ({} layers, hidden {}, {} heads, FFN {}; weights {:.1} MiB, not counted in peak MiB)",
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.num_attention_heads,
+        c.intermediate_size,
+        weights as f64 / (1 << 20) as f64
+    );
     let cases = bench::encoder_cases(&gpu, &std::sync::Arc::new(bert), lengths)?;
     print_table(&gpu, cases, samples, json, true)
 }

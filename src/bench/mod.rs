@@ -39,7 +39,8 @@ pub struct Measurement {
     pub gflops: Option<f64>,
     pub gbps: Option<f64>,
     pub tokens_per_s: Option<f64>,
-    /// Most bytes of live GPU tensors during one run, weights and inputs included.
+    /// Most bytes of GPU tensors one run holds at once on top of what existed before it
+    /// (weights and the case's inputs are not counted).
     pub peak_bytes: u64,
 }
 
@@ -85,8 +86,9 @@ impl Case {
         t.sort_by(|a, b| a.total_cmp(b));
         let seconds = t[t.len() / 2];
         gpu.reset_memory_peak();
+        let before = gpu.memory_in_use().0;
         self.time(gpu, timer, 1)?;
-        let peak_bytes = gpu.memory_in_use().1;
+        let peak_bytes = gpu.memory_in_use().1 - before;
         let per_s = self.work / seconds;
         let flop = if self.unit == Unit::Flop { Some(self.work) } else { self.flop };
         Ok(Measurement {
