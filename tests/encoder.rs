@@ -237,3 +237,64 @@ fn bad_inputs_are_errors() {
     let e = bert.forward(&mut rec, &bad_id, Pass::eval()).err().expect("id 40 is outside a 40-word vocabulary").to_string();
     assert!(e.contains("document 1") && e.contains("token 1"), "{e}");
 }
+
+/// Writes the tiny config as an HF checkpoint directory: `bert.`-prefixed names, F16 weights,
+/// plus a pooler tensor the loader must ignore. `edit` may drop or reshape tensors.
+fn write_checkpoint(dir: &std::path::Path, c: &BertConfig, params: &[Vec<f64>], edit: impl Fn(&str, Vec<usize>) -> Option<Vec<usize>>) {
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    std::fs::create_dir_all(dir).unwrap();
+    let config = serde_json::json!({
+        "model_type": "bert", "vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
+        "num_hidden_layers": c.num_hidden_layers, "num_attention_heads": c.num_attention_heads,
+        "intermediate_size": c.intermediate_size, "max_position_embeddings": c.max_position_embeddings,
+        "type_vocab_size": c.type_vocab_size, "layer_norm_eps": c.layer_norm_eps, "hidden_act": "gelu",
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut blobs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for ((name, shape), data) in param_specs(c).into_iter().zip(params) {
+        let Some(shape) = edit(&name, shape) else { continue };
+        let n: usize = shape.iter().product();
+        let bytes: Vec<u8> = (0..n).flat_map(|i| half::f16::from_f64(data[i % data.len()]).to_le_bytes()).collect();
+        blobs.push((format!("bert.{name}"), shape, bytes));
+    }
+    blobs.push(("bert.pooler.dense.bias".into(), vec![c.hidden_size], vec![0u8; 2 * c.hidden_size]));
+    let views: Vec<(String, TensorView)> = blobs.iter().map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F16, s.clone(), b).unwrap())).collect();
+    std::fs::write(dir.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn checkpoints_load_with_prefix_and_f16_and_bad_ones_are_named() {
+    let c = tiny_config();
+    // Values rounded to f16, so the loaded model must equal the from_host one exactly.
+    let params: Vec<Vec<f64>> = tiny_params(&c, 21).iter().map(|p| p.iter().map(|&x| half::f16::from_f64(x).to_f64()).collect()).collect();
+    let root = std::env::temp_dir().join(format!("docre-ckpt-{}", std::process::id()));
+    let good = root.join("good");
+    write_checkpoint(&good, &c, &params, |_, s| Some(s));
+    let loaded = Bert::load(&gpu(), &good).unwrap();
+    assert_eq!(loaded.config, c);
+    let host: Vec<Vec<f32>> = params.iter().map(|p| p.iter().map(|&x| x as f32).collect()).collect();
+    let direct = Bert::from_host(&gpu(), c.clone(), &host).unwrap();
+    let b = batch(&mut Rng::new(4), &[7, 12], c.vocab_size);
+    assert_eq!(forward_gpu(&loaded, &b, Pass::eval()).0, forward_gpu(&direct, &b, Pass::eval()).0);
+
+    let missing = root.join("missing");
+    write_checkpoint(&missing, &c, &params, |n, s| (n != "encoder.layer.1.attention.self.key.bias").then_some(s));
+    let e = Bert::load(&gpu(), &missing).err().unwrap().to_string();
+    assert!(e.contains("encoder.layer.1.attention.self.key.bias") && e.contains("[32]") && e.contains("missing"), "{e}");
+
+    let shaped = root.join("shaped");
+    write_checkpoint(&shaped, &c, &params, |n, s| Some(if n == "encoder.layer.0.intermediate.dense.weight" { vec![32, 64] } else { s }));
+    let e = Bert::load(&gpu(), &shaped).err().unwrap().to_string();
+    assert!(e.contains("encoder.layer.0.intermediate.dense.weight") && e.contains("[32, 64]") && e.contains("[64, 32]"), "{e}");
+
+    std::fs::write(good.join("config.json"), r#"{"vocab_size": 40, "hidden_size": 30, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 8, "max_position_embeddings": 16}"#).unwrap();
+    let e = Bert::load(&gpu(), &good).err().unwrap().to_string();
+    assert!(e.contains("config.json") && e.contains("hidden_size"), "{e}");
+    std::fs::write(good.join("config.json"), r#"{"vocab_size": 40, "hidden_size": 32, "hidden_act": "gelu_new"}"#).unwrap();
+    let e = Bert::load(&gpu(), &good).err().unwrap().to_string();
+    assert!(e.contains("hidden_act"), "{e}");
+    let e = Bert::load(&gpu(), &root.join("nowhere")).err().unwrap().to_string();
+    assert!(e.contains("nowhere") && e.contains("config.json"), "{e}");
+    let _ = std::fs::remove_dir_all(&root);
+}
