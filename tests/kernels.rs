@@ -348,3 +348,51 @@ fn adamw_steps_with_and_without_clipping() {
         assert_close("adamw v", &download(&gpu, &vt), &v, 1e-7, 1e-5);
     }
 }
+
+/// All ordered pairs of distinct entities per document, h-major (hts order).
+fn hts_pairs(counts: &[usize]) -> Vec<(u32, u32, u32)> {
+    let mut v = Vec::new();
+    for (b, &n) in counts.iter().enumerate() {
+        for s in 0..n {
+            for o in 0..n {
+                if s != o {
+                    v.push((b as u32, s as u32, o as u32));
+                }
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn eca_and_dense_attention_forward_and_backward() {
+    use docre::ops::eca::{attention_backward, attention_forward, Attention, PairIndex};
+    let gpu = gpu();
+    let mut rng = Rng::new(77);
+    // Documents with 1 (no pairs), 2, a prime count and more; widths with heads of 1, 3 and 32.
+    for (counts, d) in [(vec![2usize], 4usize), (vec![3, 1, 5], 12), (vec![7, 2], 8), (vec![4, 6], 128)] {
+        let pairs = hts_pairs(&counts);
+        let p = pairs.len();
+        let idx = PairIndex::new(&gpu, &counts, &pairs).unwrap();
+        let (q, k, v, dout) = (rng.vec(p * d), rng.vec(p * d), rng.vec(p * d), rng.vec(p * d));
+        let t = |n: &str, x: &[f64]| upload(&gpu, n, &[p, d], x);
+        let (qt, kt, vt, dt) = (t("q", &q), t("k", &k), t("v", &v), t("dout", &dout));
+        let mut outs = Vec::new();
+        for kind in [Attention::Eca, Attention::Dense, Attention::DenseEcaMask] {
+            let mut rec = Recorder::new(&gpu);
+            let (out, stats) = attention_forward(&mut rec, &idx, kind, 4, &qt, &kt, &vt).unwrap();
+            let (dq, dk, dv) = attention_backward(&mut rec, &idx, kind, 4, &qt, &kt, &vt, &out, &stats, &dt).unwrap();
+            rec.finish().unwrap();
+            let what = format!("{kind:?} counts {counts:?} d {d}");
+            let want = r::attention(&pairs, kind, 4, d, &q, &k, &v);
+            let (wq, wk, wv) = r::attention_backward(&pairs, kind, 4, d, &q, &k, &v, &dout);
+            assert_close(&format!("{what} out"), &download(&gpu, &out), &want, 1e-5, 1e-4);
+            assert_close(&format!("{what} dq"), &download(&gpu, &dq), &wq, 1e-5, 1e-4);
+            assert_close(&format!("{what} dk"), &download(&gpu, &dk), &wk, 1e-5, 1e-4);
+            assert_close(&format!("{what} dv"), &download(&gpu, &dv), &wv, 1e-5, 1e-4);
+            outs.push(download(&gpu, &out));
+        }
+        // Dense restricted to ECA's key sets is ECA.
+        assert_close("dense with ECA mask vs ECA", &outs[2], &outs[0], 1e-6, 1e-5);
+    }
+}

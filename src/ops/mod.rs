@@ -6,6 +6,7 @@
 
 pub mod adamw;
 pub mod dropout;
+pub mod eca;
 pub mod elementwise;
 pub mod embedding;
 pub mod layernorm;

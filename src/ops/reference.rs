@@ -344,3 +344,78 @@ pub fn adamw_step(hp: &super::adamw::AdamW, step: u32, normsq: f64, param: &mut 
         param[i] = w - lr / bc1 * m[i] / ((v[i] / bc2).sqrt() + hp.eps as f64);
     }
 }
+
+/// Explicit key set of pair `row` on head `h` (SPEC 3.3): (key row, logit bias), built by
+/// enumerating cells rather than through the kernel's line formulas.
+pub fn attention_keys(coords: &[(u32, u32, u32)], kind: super::eca::Attention, h: usize, row: usize) -> Vec<(usize, f64)> {
+    use super::eca::Attention;
+    let (b, s, o) = coords[row];
+    let mut keys = vec![(row, 1.0)];
+    for (r, &(b2, x, y)) in coords.iter().enumerate() {
+        if b2 != b || r == row {
+            continue;
+        }
+        let eca = match h {
+            0 => x == s && y != o,
+            1 => y == o && x != s,
+            2 => y == s,
+            _ => x == o,
+        };
+        if kind == Attention::Dense || eca {
+            keys.push((r, 0.0));
+        }
+    }
+    keys
+}
+
+/// The attention core: per pair and head, softmax over its keys of q·k/√dh + bias, times v.
+pub fn attention(coords: &[(u32, u32, u32)], kind: super::eca::Attention, heads: usize, d: usize, q: &[f64], k: &[f64], v: &[f64]) -> Vec<f64> {
+    let dh = d / heads;
+    let scale = 1.0 / (dh as f64).sqrt();
+    let mut out = vec![0.0; q.len()];
+    for row in 0..coords.len() {
+        for h in 0..heads {
+            let keys = attention_keys(coords, kind, h, row);
+            let f = |r: usize, t: &[f64], e: usize| t[r * d + h * dh + e];
+            let sc: Vec<f64> = keys.iter().map(|&(r, bias)| scale * (0..dh).map(|e| f(row, q, e) * f(r, k, e)).sum::<f64>() + bias).collect();
+            let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = sc.iter().map(|s| (s - mx).exp()).sum();
+            for (i, &(r, _)) in keys.iter().enumerate() {
+                let p = (sc[i] - mx).exp() / z;
+                for e in 0..dh {
+                    out[row * d + h * dh + e] += p * f(r, v, e);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (dq, dk, dv) of `attention`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(coords: &[(u32, u32, u32)], kind: super::eca::Attention, heads: usize, d: usize, q: &[f64], k: &[f64], v: &[f64], dout: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let dh = d / heads;
+    let scale = 1.0 / (dh as f64).sqrt();
+    let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
+    for row in 0..coords.len() {
+        for h in 0..heads {
+            let keys = attention_keys(coords, kind, h, row);
+            let at = |r: usize, e: usize| r * d + h * dh + e;
+            let sc: Vec<f64> = keys.iter().map(|&(r, bias)| scale * (0..dh).map(|e| q[at(row, e)] * k[at(r, e)]).sum::<f64>() + bias).collect();
+            let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = sc.iter().map(|s| (s - mx).exp()).sum();
+            let p: Vec<f64> = sc.iter().map(|s| (s - mx).exp() / z).collect();
+            let dp: Vec<f64> = keys.iter().map(|&(r, _)| (0..dh).map(|e| dout[at(row, e)] * v[at(r, e)]).sum()).collect();
+            let delta: f64 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
+            for (i, &(r, _)) in keys.iter().enumerate() {
+                let ds = p[i] * (dp[i] - delta);
+                for e in 0..dh {
+                    dv[at(r, e)] += p[i] * dout[at(row, e)];
+                    dq[at(row, e)] += scale * ds * k[at(r, e)];
+                    dk[at(r, e)] += scale * ds * q[at(row, e)];
+                }
+            }
+        }
+    }
+    (dq, dk, dv)
+}

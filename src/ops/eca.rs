@@ -1,0 +1,160 @@
+//! Launchers for shaders/eca.wgsl: the ECA attention core (and the dense ablation), forward and
+//! backward, over pair lists indexed through an N×N cell map.
+
+use super::rows_cols;
+use crate::error::{shape_err, Error, Result};
+use crate::gpu::{grid, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
+
+static SHADER: Shader = Shader { name: "eca", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/eca.wgsl")) };
+use Access::{Read as R, Write as W};
+static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "eca_forward", bindings: &[R, R, R, R, R, R, W, W] };
+static BACKWARD_QUERY: Kernel = Kernel { shader: &SHADER, entry: "eca_backward_query", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
+static BACKWARD_KEY: Kernel = Kernel { shader: &SHADER, entry: "eca_backward_key", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
+
+const NONE: u32 = u32::MAX;
+
+/// Which pairs each pair attends to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attention {
+    /// Extended Cross Attention: itself plus the four grid lines of its head (SPEC 3.3).
+    Eca,
+    /// Every valid pair of its document (the paper's "w/o ECA" ablation).
+    Dense,
+    /// `Dense` with a mask that keeps exactly ECA's key sets: equals `Eca` (a test of both).
+    DenseEcaMask,
+}
+
+impl Attention {
+    fn mode(self) -> f64 {
+        match self {
+            Attention::Eca => 0.0,
+            Attention::Dense => 1.0,
+            Attention::DenseEcaMask => 2.0,
+        }
+    }
+}
+
+/// Where every pair sits: its document and (head, tail) entity indices local to the document,
+/// with documents' pairs contiguous and in batch order. Uploaded once per batch.
+pub struct PairIndex {
+    pub pairs: usize,
+    pub docs: usize,
+    /// Grid size N = max entities of a document.
+    pub n: usize,
+    /// Pairs of each document: (first row, count).
+    pub doc_ranges: Vec<(usize, usize)>,
+    /// (doc, s, o) per pair row.
+    pub coords: Vec<(u32, u32, u32)>,
+    tab: Tensor,
+    cell: Tensor,
+    doc_tab: Tensor,
+}
+
+impl PairIndex {
+    /// `entity_counts[b]` = N_b; `pairs` = (doc, s, o) rows grouped by document in batch order.
+    pub fn new(gpu: &Gpu, entity_counts: &[usize], pairs: &[(u32, u32, u32)]) -> Result<PairIndex> {
+        let b = entity_counts.len();
+        let n = entity_counts.iter().copied().max().unwrap_or(0);
+        let mut cell = vec![NONE; b * n * n];
+        let mut ranges = vec![(0usize, 0usize); b];
+        let mut last_doc = 0u32;
+        for (i, &(d, s, o)) in pairs.iter().enumerate() {
+            let (du, su, ou) = (d as usize, s as usize, o as usize);
+            if du >= b || su >= entity_counts[du] || ou >= entity_counts[du] || s == o {
+                return Err(Error::Input(format!("pair {i} = (doc {d}, {s}, {o}) is not a valid pair of distinct entities of its document")));
+            }
+            if d < last_doc {
+                return Err(Error::Input(format!("pair {i}: pairs must be grouped by document in batch order")));
+            }
+            if ranges[du].1 == 0 {
+                ranges[du].0 = i;
+            }
+            ranges[du].1 += 1;
+            last_doc = d;
+            let c = &mut cell[(du * n + su) * n + ou];
+            if *c != NONE {
+                return Err(Error::Input(format!("pair {i} = (doc {d}, {s}, {o}) occurs twice")));
+            }
+            *c = i as u32;
+        }
+        let tab: Vec<u32> = pairs.iter().flat_map(|&(d, s, o)| [d, s, o, 0]).collect();
+        let doc_tab: Vec<u32> = ranges.iter().flat_map(|&(a, c)| [a as u32, c as u32]).collect();
+        Ok(PairIndex {
+            pairs: pairs.len(),
+            docs: b,
+            n,
+            doc_ranges: ranges,
+            coords: pairs.to_vec(),
+            tab: Tensor::from_u32(gpu, "pair_table", &[tab.len()], &tab)?,
+            cell: Tensor::from_u32(gpu, "pair_cells", &[cell.len().max(1)], if cell.is_empty() { &[NONE] } else { &cell })?,
+            doc_tab: Tensor::from_u32(gpu, "doc_pairs", &[doc_tab.len().max(2)], if doc_tab.is_empty() { &[0, 0] } else { &doc_tab })?,
+        })
+    }
+
+    /// Row of pair (s, o) of document b, if it exists.
+    pub fn row(&self, b: usize, s: usize, o: usize) -> Option<usize> {
+        let (first, count) = self.doc_ranges[b];
+        (first..first + count).find(|&r| self.coords[r] == (b as u32, s as u32, o as u32))
+    }
+}
+
+/// Invocations per workgroup: also the slot tile. Each invocation owns up to 4 features of a
+/// head, so dh ≤ 4·WG; CPU adapters get the smallest tile (fewer wasted lanes per barrier).
+fn workgroup(gpu: &Gpu, dh: usize) -> usize {
+    let floor = match gpu.kind() {
+        AdapterKind::Cpu => 8,
+        AdapterKind::Gpu => 64,
+    };
+    floor.max(dh.div_ceil(4).next_power_of_two())
+}
+
+fn check(idx: &PairIndex, heads: usize, ts: &[&Tensor]) -> Result<(usize, usize)> {
+    let (p, d) = rows_cols(ts[0]);
+    for t in ts {
+        if rows_cols(t) != (p, d) || p != idx.pairs {
+            return shape_err("eca", format!("`{}` {:?} is not [{} pairs, {d}]", t.name(), t.shape(), idx.pairs));
+        }
+    }
+    if heads == 0 || d % heads != 0 || d / heads > 512 {
+        return shape_err("eca", format!("width {d} does not split into {heads} heads of at most 512"));
+    }
+    Ok((p, d))
+}
+
+fn imm(idx: &PairIndex, d: usize, heads: usize) -> Imm {
+    Imm::new().u(idx.pairs).u(d).u(heads).u(idx.n).f(1.0 / ((d / heads) as f32).sqrt())
+}
+
+/// out = per head, softmax over the attended pairs of (q·k/√dh + [self] 1) times v; also the
+/// per-(pair, head) softmax max and sum the backward needs.
+pub fn attention_forward(rec: &mut Recorder, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (p, d) = check(idx, heads, &[q, k, v])?;
+    let out = Tensor::uninit(rec.gpu(), "eca_out", &[p, d], DType::F32)?;
+    let stats = Tensor::uninit(rec.gpu(), "eca_stats", &[p, heads, 2], DType::F32)?;
+    let consts = [("MODE", kind.mode()), ("WG", workgroup(rec.gpu(), d / heads) as f64)];
+    let g = grid(rec.gpu(), p * heads);
+    rec.dispatch(&FORWARD, &consts, &[&idx.tab, &idx.cell, &idx.doc_tab, q, k, v, &out, &stats], &imm(idx, d, heads), g)?;
+    Ok((out, stats))
+}
+
+/// (dq, dk, dv) of `attention_forward` given its output, statistics and the output gradient.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(rec: &mut Recorder, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, stats: &Tensor, dout: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let (p, d) = check(idx, heads, &[q, k, v, out, dout])?;
+    stats.expect_shape("eca backward", &[p, heads, 2])?;
+    let gpu = rec.gpu().clone();
+    let dq = Tensor::uninit(&gpu, "eca_dq", &[p, d], DType::F32)?;
+    let delta = Tensor::uninit(&gpu, "eca_delta", &[p, heads], DType::F32)?;
+    let consts = [("MODE", kind.mode()), ("WG", workgroup(&gpu, d / heads) as f64)];
+    let g = grid(&gpu, p * heads);
+    let base = [&idx.tab, &idx.cell, &idx.doc_tab, q, k, v];
+    let mut b1: Vec<&Tensor> = base.to_vec();
+    b1.extend([out, dout, stats, &dq, &delta]);
+    rec.dispatch(&BACKWARD_QUERY, &consts, &b1, &imm(idx, d, heads), g)?;
+    let dk = Tensor::uninit(&gpu, "eca_dk", &[p, d], DType::F32)?;
+    let dv = Tensor::uninit(&gpu, "eca_dv", &[p, d], DType::F32)?;
+    let mut b2: Vec<&Tensor> = base.to_vec();
+    b2.extend([dout, stats, &delta, &dk, &dv]);
+    rec.dispatch(&BACKWARD_KEY, &consts, &b2, &imm(idx, d, heads), g)?;
+    Ok((dq, dk, dv))
+}
