@@ -396,3 +396,136 @@ fn eca_and_dense_attention_forward_and_backward() {
         assert_close("dense with ECA mask vs ECA", &outs[2], &outs[0], 1e-6, 1e-5);
     }
 }
+
+/// Central finite differences of a scalar function of one input vector.
+fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut x = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let o = x[i];
+            x[i] = o + 1e-6;
+            let a = f(&x);
+            x[i] = o - 1e-6;
+            let b = f(&x);
+            x[i] = o;
+            (a - b) / 2e-6
+        })
+        .collect()
+}
+
+#[test]
+fn pair_context_and_bilinear_forward_and_backward() {
+    use docre::ops::pair::{bilinear, bilinear_backward, context_weights, context_weights_backward, PairEntities};
+    let gpu = gpu();
+    let mut rng = Rng::new(31);
+    for (counts, heads, l) in [(vec![2usize], 1usize, 3usize), (vec![3, 5], 2, 7), (vec![1, 4], 3, 13)] {
+        let ne: usize = counts.iter().sum();
+        let mut pairs = Vec::new();
+        let mut first = 0u32;
+        for (b, &n) in counts.iter().enumerate() {
+            for s in 0..n as u32 {
+                for o in 0..n as u32 {
+                    if s != o {
+                        pairs.push((first + s, first + o, b as u32));
+                    }
+                }
+            }
+            first += n as u32;
+        }
+        let p = pairs.len();
+        let ea: Vec<f64> = rng.vec(ne * heads * l).iter().map(|v| v.abs()).collect();
+        let dw = rng.vec(p * l);
+        let pe = PairEntities::new(&gpu, ne, &pairs).unwrap();
+        let eat = upload(&gpu, "ea", &[ne, heads, l], &ea);
+        let mut rec = Recorder::new(&gpu);
+        let w = context_weights(&mut rec, &eat, &pe).unwrap();
+        let dea = context_weights_backward(&mut rec, &eat, &pe, &upload(&gpu, "dw", &[p, l], &dw)).unwrap();
+        rec.finish().unwrap();
+        let what = format!("context {counts:?} h{heads} l{l}");
+        assert_close(&what, &download(&gpu, &w), &r::context_weights(&ea, heads, l, &pairs), 1e-6, 1e-4);
+        let want = r::context_weights_backward(&ea, heads, l, &pairs, &dw);
+        assert_close(&format!("{what} backward"), &download(&gpu, &dea), &want, 1e-5, 1e-4);
+        let fd = numeric_grad(&ea, |e| r::context_weights(e, heads, l, &pairs).iter().zip(&dw).map(|(a, b)| a * b).sum());
+        assert_close(&format!("{what} reference vs finite differences"), &want, &fd, 1e-6, 1e-5);
+    }
+    for (p, e, o, block) in [(1usize, 4usize, 3usize, 2usize), (7, 6, 5, 3), (13, 16, 8, 8)] {
+        let (zs, zo, w, b, dy) = (rng.vec(p * e), rng.vec(p * e), rng.vec(o * e * block), rng.vec(o), rng.vec(p * o));
+        let mut rec = Recorder::new(&gpu);
+        let (zst, zot, wt) = (upload(&gpu, "zs", &[p, e], &zs), upload(&gpu, "zo", &[p, e], &zo), upload(&gpu, "w", &[o, e * block], &w));
+        let y = bilinear(&mut rec, &zst, &zot, &wt, &upload(&gpu, "b", &[o], &b), block).unwrap();
+        let (dzs, dzo, dw, db) = bilinear_backward(&mut rec, &zst, &zot, &wt, &upload(&gpu, "dy", &[p, o], &dy), block).unwrap();
+        rec.finish().unwrap();
+        let what = format!("bilinear p{p} e{e} o{o} k{block}");
+        assert_close(&what, &download(&gpu, &y), &r::bilinear(&zs, &zo, &w, &b, e, block), 1e-5, 1e-4);
+        let (wzs, wzo, ww, wb) = r::bilinear_backward(&zs, &zo, &w, &dy, e, block);
+        assert_close(&format!("{what} dzs"), &download(&gpu, &dzs), &wzs, 1e-5, 1e-4);
+        assert_close(&format!("{what} dzo"), &download(&gpu, &dzo), &wzo, 1e-5, 1e-4);
+        assert_close(&format!("{what} dw"), &download(&gpu, &dw), &ww, 1e-5, 1e-4);
+        assert_close(&format!("{what} db"), &download(&gpu, &db), &wb, 1e-5, 1e-4);
+        let fd = numeric_grad(&zs, |z| r::bilinear(z, &zo, &w, &b, e, block).iter().zip(&dy).map(|(a, c)| a * c).sum());
+        assert_close(&format!("{what} reference dzs vs finite differences"), &wzs, &fd, 1e-6, 1e-5);
+    }
+}
+
+#[test]
+fn losses_labels_and_batchnorm() {
+    use docre::ops::loss::{atloss_backward, atloss_sum, batchnorm, batchnorm_backward, cosine_backward, cosine_sum, get_label};
+    let gpu = gpu();
+    let mut rng = Rng::new(41);
+    for (p, c, k) in [(1usize, 2usize, 1usize), (9, 5, 2), (31, 13, 4)] {
+        let logits: Vec<f64> = rng.vec(p * c).iter().map(|v| 3.0 * v).collect();
+        let mut labels = vec![0.0; p * c];
+        for r in 0..p {
+            match r % 3 {
+                0 => labels[r * c] = 1.0,
+                1 => labels[r * c + 1 + rng.below(c - 1)] = 1.0,
+                _ => (1..c).for_each(|j| labels[r * c + j] = (rng.below(2) == 0) as u8 as f64),
+            }
+        }
+        let mask: Vec<f64> = (0..p).map(|i| if i % 4 == 3 { 0.0 } else { 1.0 }).collect();
+        let (lt, yt, mt) = (upload(&gpu, "l", &[p, c], &logits), upload(&gpu, "y", &[p, c], &labels), upload(&gpu, "m", &[p], &mask));
+        let mut rec = Recorder::new(&gpu);
+        let sum = atloss_sum(&mut rec, &lt, &yt, &mt).unwrap();
+        let grad = atloss_backward(&mut rec, &lt, &yt, &mt, 0.5).unwrap();
+        let lab = get_label(&mut rec, &lt, k).unwrap();
+        rec.finish().unwrap();
+        let loss = |lg: &[f64]| (0..p).map(|r| mask[r] * r::atloss_pair(&lg[r * c..(r + 1) * c], &labels[r * c..(r + 1) * c])).sum::<f64>();
+        let what = format!("atloss p{p} c{c}");
+        assert_close(&what, &download(&gpu, &sum), &[loss(&logits)], 1e-5, 1e-5);
+        let fd: Vec<f64> = numeric_grad(&logits, loss).iter().map(|g| 0.5 * g).collect();
+        assert_close(&format!("{what} backward vs finite differences"), &download(&gpu, &grad), &fd, 1e-5, 1e-4);
+        let want: Vec<f64> = (0..p).flat_map(|r| r::get_label(&logits[r * c..(r + 1) * c], k)).collect();
+        assert_eq!(download(&gpu, &lab), want, "get_label p{p} c{c} k{k}");
+    }
+    for (p, d) in [(1usize, 3usize), (6, 8), (17, 5)] {
+        let (x, y) = (rng.vec(p * d), rng.vec(p * d));
+        let (xt, yt) = (upload(&gpu, "x", &[p, d], &x), upload(&gpu, "y", &[p, d], &y));
+        let mut rec = Recorder::new(&gpu);
+        let s = cosine_sum(&mut rec, &xt, &yt).unwrap();
+        let g = cosine_backward(&mut rec, &xt, &yt, 2.0).unwrap();
+        rec.finish().unwrap();
+        let f = |xs: &[f64]| (0..p).map(|r| r::cosine_loss(&xs[r * d..(r + 1) * d], &y[r * d..(r + 1) * d])).sum::<f64>();
+        assert_close("cosine", &download(&gpu, &s), &[f(&x)], 1e-5, 1e-5);
+        let fd: Vec<f64> = numeric_grad(&x, f).iter().map(|v| 2.0 * v).collect();
+        assert_close("cosine backward vs finite differences", &download(&gpu, &g), &fd, 1e-5, 1e-4);
+    }
+    for (p, d) in [(2usize, 3usize), (9, 4), (33, 7)] {
+        let (x, gm, bt, dy) = (rng.vec(p * d), rng.vec(d), rng.vec(d), rng.vec(p * d));
+        let running: Vec<f64> = (0..2 * d).map(|i| if i < d { 0.1 } else { 1.0 }).collect();
+        let (xt, gt, rt) = (upload(&gpu, "x", &[p, d], &x), upload(&gpu, "g", &[d], &gm), upload(&gpu, "run", &[2, d], &running));
+        let mut rec = Recorder::new(&gpu);
+        let (y, stats) = batchnorm(&mut rec, &xt, &gt, &upload(&gpu, "b", &[d], &bt), &rt, 1e-5, 0.1).unwrap();
+        let (dx, dg, db) = batchnorm_backward(&mut rec, &xt, &gt, &stats, &upload(&gpu, "dy", &[p, d], &dy)).unwrap();
+        rec.finish().unwrap();
+        let (want, mean, var) = r::batchnorm(&x, &gm, &bt, 1e-5);
+        assert_close("batchnorm", &download(&gpu, &y), &want, 1e-5, 1e-4);
+        let run_want: Vec<f64> = (0..2 * d).map(|i| if i < d { 0.9 * 0.1 + 0.1 * mean[i] } else { 0.9 + 0.1 * var[i - d] * p as f64 / (p - 1) as f64 }).collect();
+        assert_close("batchnorm running stats", &download(&gpu, &rt), &run_want, 1e-6, 1e-5);
+        let f = |xs: &[f64]| r::batchnorm(xs, &gm, &bt, 1e-5).0.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>();
+        assert_close("batchnorm dx vs finite differences", &download(&gpu, &dx), &numeric_grad(&x, f), 1e-4, 1e-3);
+        let fg = |g: &[f64]| r::batchnorm(&x, g, &bt, 1e-5).0.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>();
+        assert_close("batchnorm dgamma vs finite differences", &download(&gpu, &dg), &numeric_grad(&gm, fg), 1e-5, 1e-4);
+        let want_db: Vec<f64> = (0..d).map(|c| (0..p).map(|r| dy[r * d + c]).sum()).collect();
+        assert_close("batchnorm dbeta", &download(&gpu, &db), &want_db, 1e-5, 1e-4);
+    }
+}

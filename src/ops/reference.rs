@@ -419,3 +419,128 @@ pub fn attention_backward(coords: &[(u32, u32, u32)], kind: super::eca::Attentio
     }
     (dq, dk, dv)
 }
+
+/// Localized-context weights w [P, L] from entity attention ea [Ne, H, L] (SPEC 2.3).
+pub fn context_weights(ea: &[f64], heads: usize, l: usize, pairs: &[(u32, u32, u32)]) -> Vec<f64> {
+    let mut w = vec![0.0; pairs.len() * l];
+    for (p, &(s, o, _)) in pairs.iter().enumerate() {
+        let r: Vec<f64> = (0..l).map(|x| (0..heads).map(|h| ea[(s as usize * heads + h) * l + x] * ea[(o as usize * heads + h) * l + x]).sum()).collect();
+        let z = r.iter().sum::<f64>() + 1e-5;
+        for x in 0..l {
+            w[p * l + x] = r[x] / z;
+        }
+    }
+    w
+}
+
+/// dea of `context_weights` given dw.
+pub fn context_weights_backward(ea: &[f64], heads: usize, l: usize, pairs: &[(u32, u32, u32)], dw: &[f64]) -> Vec<f64> {
+    let mut dea = vec![0.0; ea.len()];
+    for (p, &(s, o, _)) in pairs.iter().enumerate() {
+        let (s, o) = (s as usize, o as usize);
+        let r: Vec<f64> = (0..l).map(|x| (0..heads).map(|h| ea[(s * heads + h) * l + x] * ea[(o * heads + h) * l + x]).sum()).collect();
+        let z = r.iter().sum::<f64>() + 1e-5;
+        let dot: f64 = (0..l).map(|x| dw[p * l + x] * r[x]).sum();
+        for x in 0..l {
+            let dr = (dw[p * l + x] - dot / z) / z;
+            for h in 0..heads {
+                dea[(s * heads + h) * l + x] += dr * ea[(o * heads + h) * l + x];
+                dea[(o * heads + h) * l + x] += dr * ea[(s * heads + h) * l + x];
+            }
+        }
+    }
+    dea
+}
+
+/// Grouped bilinear: y[p, e] = b[e] + Σ_{g,i,j} zs[p, gk+i] zo[p, gk+j] W[e, gk²+ik+j].
+pub fn bilinear(zs: &[f64], zo: &[f64], w: &[f64], b: &[f64], e_in: usize, block: usize) -> Vec<f64> {
+    let p = zs.len() / e_in;
+    let o = b.len();
+    let v = outer(zs, zo, e_in, block);
+    let mut y = linear(&v, w, Some(b), p, e_in * block, o);
+    y.truncate(p * o);
+    y
+}
+
+fn outer(zs: &[f64], zo: &[f64], e_in: usize, k: usize) -> Vec<f64> {
+    let p = zs.len() / e_in;
+    let mut v = vec![0.0; p * e_in * k];
+    for r in 0..p {
+        for g in 0..e_in / k {
+            for i in 0..k {
+                for j in 0..k {
+                    v[r * e_in * k + g * k * k + i * k + j] = zs[r * e_in + g * k + i] * zo[r * e_in + g * k + j];
+                }
+            }
+        }
+    }
+    v
+}
+
+/// (dzs, dzo, dW, db) of `bilinear`, through the explicit outer product.
+pub fn bilinear_backward(zs: &[f64], zo: &[f64], w: &[f64], dy: &[f64], e_in: usize, block: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let p = zs.len() / e_in;
+    let o = dy.len() / p;
+    let k = block;
+    let v = outer(zs, zo, e_in, k);
+    let (dv, dw, db) = linear_backward(&v, w, dy, p, e_in * k, o);
+    let (mut dzs, mut dzo) = (vec![0.0; zs.len()], vec![0.0; zo.len()]);
+    for r in 0..p {
+        for g in 0..e_in / k {
+            for i in 0..k {
+                for j in 0..k {
+                    let d = dv[r * e_in * k + g * k * k + i * k + j];
+                    dzs[r * e_in + g * k + i] += d * zo[r * e_in + g * k + j];
+                    dzo[r * e_in + g * k + j] += d * zs[r * e_in + g * k + i];
+                }
+            }
+        }
+    }
+    (dzs, dzo, dw, db)
+}
+
+/// ATLoss L1 + L2 of one pair (labels[0] ignored), with the masking by subtraction of 1e30
+/// replaced by exclusion.
+pub fn atloss_pair(logits: &[f64], labels: &[f64]) -> f64 {
+    let pos = |r: usize| r > 0 && labels[r] > 0.5;
+    let lse = |set: &dyn Fn(usize) -> bool| {
+        let m = (0..logits.len()).filter(|&r| set(r)).map(|r| logits[r]).fold(f64::NEG_INFINITY, f64::max);
+        m + (0..logits.len()).filter(|&r| set(r)).map(|r| (logits[r] - m).exp()).sum::<f64>().ln()
+    };
+    let l1_set = |r: usize| pos(r) || r == 0;
+    let l2_set = |r: usize| !pos(r);
+    let z1 = lse(&l1_set);
+    let l1: f64 = (1..logits.len()).filter(|&r| pos(r)).map(|r| z1 - logits[r]).sum();
+    l1 + lse(&l2_set) - logits[0]
+}
+
+/// get_label of one pair (SPEC 4.1).
+pub fn get_label(logits: &[f64], top_k: usize) -> Vec<f64> {
+    let mut out = vec![0.0; logits.len()];
+    for r in 1..logits.len() {
+        let larger = logits.iter().filter(|&&v| v > logits[r]).count();
+        if logits[r] > logits[0] && larger < top_k {
+            out[r] = 1.0;
+        }
+    }
+    if out.iter().all(|&v| v == 0.0) {
+        out[0] = 1.0;
+    }
+    out
+}
+
+/// 2 − 2·cos with norms clamped at 1e-12.
+pub fn cosine_loss(x: &[f64], y: &[f64]) -> f64 {
+    let n = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt().max(1e-12);
+    2.0 - 2.0 * x.iter().zip(y).map(|(a, b)| a * b).sum::<f64>() / (n(x) * n(y))
+}
+
+/// BatchNorm1d training forward over rows: (y, mean, biased var).
+pub fn batchnorm(x: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let d = gamma.len();
+    let p = x.len() / d;
+    let mean: Vec<f64> = (0..d).map(|c| (0..p).map(|r| x[r * d + c]).sum::<f64>() / p as f64).collect();
+    let var: Vec<f64> = (0..d).map(|c| (0..p).map(|r| (x[r * d + c] - mean[c]).powi(2)).sum::<f64>() / p as f64).collect();
+    let y = (0..p * d).map(|i| (x[i] - mean[i % d]) / (var[i % d] + eps).sqrt() * gamma[i % d] + beta[i % d]).collect();
+    (y, mean, var)
+}

@@ -1,0 +1,172 @@
+// Base-module pair kernels (SPEC 2.3, 2.4): localized-context weights and the fused grouped
+// bilinear layer, each with its backward. Pairs are rows of [P, ·] lists; `pe` [P, 3] u32 holds
+// each pair's global head entity, global tail entity and document.
+//
+// context_weights       ea [Ne, H, L] (entity attention), pe -> w [P, L]:
+//                       r_l = sum_h ea[s, h, l] * ea[o, h, l];  w = r / (sum_l r + 1e-5).
+//                       Never builds the [P, H, L] product. One invocation per pair.
+// context_weights_back  ea, pe, dw [P, L] -> dr [P, L] (gradient wrt r, recomputing r).
+//                       One invocation per pair.
+// entity_attention_grad dr, ea, epairs -> dea [Ne, H, L]:
+//                       dea[e, h, l] = sum over pairs (e, k): dr[p, l] ea[k, h, l]
+//                                    + sum over pairs (k, e): dr[p, l] ea[k, h, l].
+//                       `epairs` [Ne, 2] u32 = (first row of the entity's CSR list, count) into
+//                       `elist` [2P, 2] u32 = (pair row, other entity). One invocation per element.
+// bilinear_forward      zs, zo [P, E], w [O, E*K], bias [O] -> y [P, O]:
+//                       y[p, e] = bias[e] + sum_{g,i,j} zs[p, gK+i] zo[p, gK+j] w[e, gK²+iK+j]
+//                       (K = block). The outer product is formed on the fly. One invocation per
+//                       output element.
+// bilinear_backward_w   zs, zo, dy [P, O] -> dw [O, E*K] (binding 3): dw[e, gK²+iK+j] = sum_p dy[p, e]
+//                       zs[p, gK+i] zo[p, gK+j]. One invocation per weight.
+// bilinear_backward_z   zs, zo, w, dy -> dzs, dzo [P, E]:
+//                       dzs[p, gK+i] = sum_e dy[p, e] sum_j w[e, gK²+iK+j] zo[p, gK+j], and
+//                       dzo alike over i. One invocation per (pair, feature).
+// Dispatch: ceil(count / 64) workgroups of 64 over x/y.
+
+struct Pc { p: u32, a: u32, b: u32, c: u32, k: u32 }
+var<immediate> pc: Pc;
+
+const WG: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> in0: array<f32>;
+@group(0) @binding(1) var<storage, read> in1: array<f32>;
+@group(0) @binding(2) var<storage, read> in2: array<f32>;
+@group(0) @binding(3) var<storage, read> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+
+@group(0) @binding(1) var<storage, read> pe: array<u32>;
+@group(0) @binding(2) var<storage, read_write> w_out: array<f32>;
+@group(0) @binding(2) var<storage, read> dw_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dr_out: array<f32>;
+@group(0) @binding(2) var<storage, read> epairs: array<u32>;
+@group(0) @binding(3) var<storage, read> elist: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dw_out: array<f32>;
+
+fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return group_index(wid, nwg) * WG + li;
+}
+
+// r_l for pair `p`: pc.a = heads, pc.b = L, in0 = ea.
+fn raw_weight(p: u32, l: u32) -> f32 {
+    let s = pe[3u * p];
+    let o = pe[3u * p + 1u];
+    var r = 0.0;
+    for (var h = 0u; h < pc.a; h++) {
+        r += in0[(s * pc.a + h) * pc.b + l] * in0[(o * pc.a + h) * pc.b + l];
+    }
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn context_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let p = index(wid, nwg, li);
+    if (p >= pc.p) { return; }
+    var sum = 0.0;
+    for (var l = 0u; l < pc.b; l++) { sum += raw_weight(p, l); }
+    let inv = 1.0 / (sum + 1e-5);
+    for (var l = 0u; l < pc.b; l++) { w_out[p * pc.b + l] = raw_weight(p, l) * inv; }
+}
+
+@compute @workgroup_size(64)
+fn context_weights_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let p = index(wid, nwg, li);
+    if (p >= pc.p) { return; }
+    var sum = 0.0;
+    var dot = 0.0;
+    for (var l = 0u; l < pc.b; l++) {
+        let r = raw_weight(p, l);
+        sum += r;
+        dot += r * dw_in[p * pc.b + l];
+    }
+    let z = sum + 1e-5;
+    // w = r / z: dr_l = dw_l / z - sum_l' dw_l' r_l' / z².
+    for (var l = 0u; l < pc.b; l++) { dr_out[p * pc.b + l] = (dw_in[p * pc.b + l] - dot / z) / z; }
+}
+
+// in0 = dr [P, L], in1 = ea [Ne, H, L]; pc.p = Ne*H*L, pc.a = H, pc.b = L.
+@compute @workgroup_size(64)
+fn entity_attention_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    if (i >= pc.p) { return; }
+    let l = i % pc.b;
+    let h = (i / pc.b) % pc.a;
+    let e = i / (pc.b * pc.a);
+    let first = epairs[2u * e];
+    let count = epairs[2u * e + 1u];
+    var acc = 0.0;
+    for (var j = first; j < first + count; j++) {
+        let row = elist[2u * j];
+        let other = elist[2u * j + 1u];
+        acc += in0[row * pc.b + l] * in1[(other * pc.a + h) * pc.b + l];
+    }
+    out0[i] = acc;
+}
+
+// in0 = zs, in1 = zo [P, E], in2 = w [O, E*K], in3 = bias; pc.a = E, pc.b = O, pc.k = K.
+@compute @workgroup_size(64)
+fn bilinear_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    if (i >= pc.p * pc.b) { return; }
+    let p = i / pc.b;
+    let e = i % pc.b;
+    let kk = pc.k;
+    var acc = in3[e];
+    for (var g = 0u; g < pc.a / kk; g++) {
+        for (var a = 0u; a < kk; a++) {
+            let zs = in0[p * pc.a + g * kk + a];
+            let wrow = e * pc.a * kk + g * kk * kk + a * kk;
+            var t = 0.0;
+            for (var b = 0u; b < kk; b++) { t += in2[wrow + b] * in1[p * pc.a + g * kk + b]; }
+            acc += zs * t;
+        }
+    }
+    out0[i] = acc;
+}
+
+// in0 = zs, in1 = zo, in2 = dy [P, O]; dw_out (binding 3) = dw [O, E*K]; pc.p = P.
+@compute @workgroup_size(64)
+fn bilinear_backward_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    let kk = pc.k;
+    let width = pc.a * kk;
+    if (i >= pc.b * width) { return; }
+    let e = i / width;
+    let idx = i % width;
+    let g = idx / (kk * kk);
+    let a = (idx / kk) % kk;
+    let b = idx % kk;
+    var acc = 0.0;
+    for (var p = 0u; p < pc.p; p++) {
+        acc += in2[p * pc.b + e] * in0[p * pc.a + g * kk + a] * in1[p * pc.a + g * kk + b];
+    }
+    dw_out[i] = acc;
+}
+
+// in0 = zs, in1 = zo, in2 = w, in3 = dy; out0 = dzs, out1 = dzo.
+@compute @workgroup_size(64)
+fn bilinear_backward_z(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = index(wid, nwg, li);
+    if (i >= pc.p * pc.a) { return; }
+    let p = i / pc.a;
+    let f = i % pc.a;
+    let kk = pc.k;
+    let g = f / kk;
+    let a = f % kk;
+    var as_head = 0.0; // f as the head-side index i
+    var as_tail = 0.0; // f as the tail-side index j
+    for (var e = 0u; e < pc.b; e++) {
+        let dy = in3[p * pc.b + e];
+        let wg = e * pc.a * kk + g * kk * kk;
+        var th = 0.0;
+        var tt = 0.0;
+        for (var b = 0u; b < kk; b++) {
+            th += in2[wg + a * kk + b] * in1[p * pc.a + g * kk + b];
+            tt += in2[wg + b * kk + a] * in0[p * pc.a + g * kk + b];
+        }
+        as_head += dy * th;
+        as_tail += dy * tt;
+    }
+    out0[i] = as_head;
+    out1[i] = as_tail;
+}
