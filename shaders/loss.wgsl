@@ -8,7 +8,8 @@
 //                  top_k logits (class 0 included) are strictly larger; column 0 is on iff none is.
 // cosine_forward   x, y [P, D] -> f [P] = 2 - 2 <x/max(|x|,1e-12), y/max(|y|,1e-12)>.
 // cosine_backward  x, y -> dx [P, D] = coef * df/dx (y is a constant).
-// batchnorm_forward  x [P, D], gamma, beta, running [2, D] (rw) -> y [P, D], stats [D, 2]:
+// batchnorm_forward  x [P, D], gamma, beta, running mean [D] and var [D] (rw) -> y [P, D],
+//                  stats [D, 2]:
 //                  batch mean and biased variance over the P rows, eps from the immediates;
 //                  running = (1 - momentum) running + momentum (mean, unbiased var).
 // batchnorm_backward x, gamma, stats, dy -> dx [P, D], dgamma [D], dbeta [D].
@@ -30,9 +31,10 @@ const NEG: f32 = -3.0e38;
 
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
 @group(0) @binding(2) var<storage, read> beta: array<f32>;
-@group(0) @binding(3) var<storage, read_write> running: array<f32>;
-@group(0) @binding(4) var<storage, read_write> bn_y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> bn_stats: array<f32>;
+@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(5) var<storage, read_write> bn_y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> bn_stats: array<f32>;
 
 @group(0) @binding(2) var<storage, read> stats_in: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
@@ -186,8 +188,8 @@ fn batchnorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     bn_stats[2u * d] = mean;
     bn_stats[2u * d + 1u] = rstd;
     let unbiased = var_ * n / max(n - 1.0, 1.0);
-    running[d] = (1.0 - ls.momentum) * running[d] + ls.momentum * mean;
-    running[ls.cols + d] = (1.0 - ls.momentum) * running[ls.cols + d] + ls.momentum * unbiased;
+    running_mean[d] = (1.0 - ls.momentum) * running_mean[d] + ls.momentum * mean;
+    running_var[d] = (1.0 - ls.momentum) * running_var[d] + ls.momentum * unbiased;
 }
 
 @compute @workgroup_size(64)

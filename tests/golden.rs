@@ -13,8 +13,12 @@ use std::path::{Path, PathBuf};
 use common::{download, fixture_present, gpu, shared_dir, upload};
 use docre::data::{Mention, WordPieceTokenizer};
 use docre::gpu::Recorder;
+use docre::model::batch::{HeadBatch, HeadInput};
+use docre::model::docre::{HeadConfig, Heads, Stage2Input, TestOutput};
+use docre::model::params::ParamSet;
 use docre::model::tensor_file::TensorFile;
 use docre::model::{Bert, Pass, TokenBatch};
+use docre::ops::eca::Attention;
 
 fn golden_dir() -> PathBuf {
     match std::env::var_os("DOCRE_GOLDEN_DIR") {
@@ -162,6 +166,174 @@ fn run_encoder(f: &TensorFile, meta: &HashMap<String, String>) -> Option<Report>
     Some(rep)
 }
 
+fn meta_num(meta: &HashMap<String, String>, key: &str) -> f64 {
+    meta.get(key).unwrap_or_else(|| panic!("fixture metadata has no `{key}`")).parse().unwrap_or_else(|_| panic!("metadata `{key}` is not a number"))
+}
+
+fn f32s(f: &TensorFile, name: &str) -> Vec<f32> {
+    f.f32(name).unwrap().unwrap_or_else(|| panic!("{}: tensor {name} is missing", f.path().display())).data
+}
+
+/// One heads fixture: stage 1, stage 2, the test loop and a single inference pass, every stored
+/// output, loss, gradient and intermediate compared (README tolerances).
+fn run_heads(f: &TensorFile, meta: &HashMap<String, String>) -> Report {
+    let g = gpu();
+    let n = |k: &str| meta_num(meta, k) as usize;
+    let cfg = HeadConfig {
+        hidden: n("d"),
+        emb: n("E"),
+        block: n("block"),
+        classes: n("C"),
+        width: n("D"),
+        layers: n("N_I"),
+        eca_heads: n("heads"),
+        ffn_inner: n("ffn_inner"),
+        iterations: n("K"),
+        top_k: n("top_k"),
+        attention: Attention::Eca,
+        fusion: true,
+        test_output: TestOutput::Sum,
+        ln_eps: meta_num(meta, "ln_eps"),
+        bn_eps: meta_num(meta, "bn_eps"),
+        bn_momentum: meta_num(meta, "bn_momentum"),
+    };
+    let load_params = || {
+        let list = f.names().into_iter().filter_map(|name| {
+            let p = name.strip_prefix("param.")?.to_string();
+            let t = f.f32(&name).unwrap().unwrap();
+            Some((p, t.shape, t.data))
+        });
+        Heads::new(cfg.clone(), ParamSet::new(&g, list.collect()).unwrap()).unwrap()
+    };
+    let ints1 = |name: &str| ints(f, name).1.into_iter().map(|v| v as usize).collect::<Vec<usize>>();
+    let hts = ints1("input.hts");
+    let pair_doc = ints1("input.pair_doc");
+    let input = HeadInput {
+        doc_len: ints1("input.doc_len"),
+        entity_counts: ints1("input.entity_count"),
+        mention_start: ints1("input.mention_start"),
+        mention_entity: ints1("input.mention_entity"),
+        pairs: pair_doc.iter().enumerate().map(|(i, &d)| (d, hts[2 * i], hts[2 * i + 1])).collect(),
+    };
+    let (xs, x) = f64s(f, "input.X");
+    let (as_, a) = f64s(f, "input.A");
+    let hb = HeadBatch::new(&g, input, xs[1], as_[1]).unwrap();
+    let xt = upload(&g, "X", &xs, &x);
+    let at = upload(&g, "A", &as_, &a);
+    let mut rep = Report { lines: Vec::new(), failed: false };
+    let all = |v: &[f64]| 0..v.len();
+    let cmp = |rep: &mut Report, name: &str, t: &docre::gpu::Tensor, tau: f64| {
+        let want = f64s(f, name).1;
+        rep.compare(name, &download(&g, t), &want, 0..want.len(), tau);
+    };
+    let loss = |rep: &mut Report, name: &str, got: f64| {
+        let want = f64s(f, name).1[0];
+        let ok = (got - want).abs() <= 1e-5 * want.abs().max(1e-3);
+        rep.failed |= !ok;
+        rep.lines.push(format!("  {} {name}: {got:.8} vs {want:.8} (limit relative 1e-5)", if ok { "ok  " } else { "FAIL" }));
+    };
+    let grad_rule = |rep: &mut Report, name: &str, got: &[f64]| {
+        let want = f64s(f, name).1;
+        if name.ends_with("_eca.key.bias") || name.ends_with("predictor.up.bias") {
+            // Structurally zero (README point 15): compare absolutely.
+            let worst = got.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let ok = worst <= 1e-5;
+            rep.failed |= !ok;
+            rep.lines.push(format!("  {} {name}: structurally zero, max |got| {worst:.2e} (limit 1e-5 absolute)", if ok { "ok  " } else { "FAIL" }));
+        } else {
+            rep.compare(name, got, &want, all(&want), 5e-5);
+        }
+    };
+
+    // Stage 1.
+    let heads = load_params();
+    let gold = f32s(f, "input.labels");
+    let mut rec = Recorder::new(&g);
+    let step = heads.stage1(&mut rec, &hb, &xt, &at, &gold).unwrap();
+    rec.finish().unwrap();
+    cmp(&mut rep, "output.base_logits", &step.base_logits, 1e-5);
+    loss(&mut rep, "output.loss_stage1", step.losses.total(&g).unwrap());
+    for (i, name) in heads.params.names().iter().enumerate() {
+        if let Some(t) = step.grads.get(i) {
+            grad_rule(&mut rep, &format!("grad1.{name}"), &download(&g, t));
+        }
+    }
+    grad_rule(&mut rep, "grad1.input.X", &download(&g, &step.dx));
+    grad_rule(&mut rep, "grad1.input.A", &download(&g, &step.da));
+
+    // Stage 2 (fresh parameters: its BatchNorm calls update the running buffers).
+    let heads = load_params();
+    let s2 = Stage2Input {
+        gold,
+        labels_a: f32s(f, "input.labels_a"),
+        labels_b: f32s(f, "input.labels_b"),
+        mask_base: f32s(f, "input.mask_base"),
+        mask_a: f32s(f, "input.mask_a"),
+        mask_b: f32s(f, "input.mask_b"),
+    };
+    let mut rec = Recorder::new(&g);
+    let step = heads.stage2(&mut rec, &hb, &xt, &at, &s2).unwrap();
+    rec.finish().unwrap();
+    for (name, v) in step.losses.read(&g).unwrap() {
+        loss(&mut rep, &format!("output.loss_{name}"), v);
+    }
+    loss(&mut rep, "output.loss_stage2", step.losses.total(&g).unwrap());
+    let mut reported = 0;
+    for (i, name) in heads.params.names().iter().enumerate() {
+        if let Some(t) = step.grads.get(i) {
+            grad_rule(&mut rep, &format!("grad2.{name}"), &download(&g, t));
+            reported += 1;
+        }
+    }
+    let expected = f.names().iter().filter(|n| n.starts_with("grad2.") && !n.starts_with("grad2.input")).count();
+    if reported != expected {
+        rep.failed = true;
+        rep.lines.push(format!("  FAIL stage 2 produced {reported} parameter gradients, the fixture has {expected}"));
+    }
+    grad_rule(&mut rep, "grad2.input.X", &download(&g, &step.dx));
+    grad_rule(&mut rep, "grad2.input.A", &download(&g, &step.da));
+    for (branch, (logits, pred, swapped)) in ["A", "B"].iter().zip(&step.branches) {
+        cmp(&mut rep, &format!("aux.stage2.logits_{branch}"), logits, 1e-5);
+        cmp(&mut rep, &format!("aux.stage2.p_{branch}"), pred, 1e-5);
+        cmp(&mut rep, &format!("aux.stage2.Zswap_{branch}"), swapped, 1e-5);
+    }
+    cmp(&mut rep, "aux.stage2.bn_running_mean", heads.params.get("infer.predictor.bn.running_mean"), 1e-5);
+    cmp(&mut rep, "aux.stage2.bn_running_var", heads.params.get("infer.predictor.bn.running_var"), 1e-5);
+
+    // Test loop and one inference pass with the given relation labels.
+    let heads = load_params();
+    let mut rec = Recorder::new(&g);
+    let pred = heads.predict(&mut rec, &hb, &xt, &at).unwrap();
+    let (base_out, tape) = heads.base_forward(&mut rec, &hb, &xt, &at).unwrap();
+    let rel = upload(&g, "relation_labels", &[hb.pairs, cfg.classes], &f64s(f, "input.relation_labels").1);
+    let module = heads.inference_pass(&mut rec, &hb, &base_out.features, &rel).unwrap();
+    rec.finish().unwrap();
+    cmp(&mut rep, "output.test_logits", &pred.logits, 1e-5);
+    let exact = |rep: &mut Report, name: &str, t: &docre::gpu::Tensor| {
+        let ok = download(&g, t) == f64s(f, name).1;
+        rep.failed |= !ok;
+        rep.lines.push(format!("  {} {name}: {}", if ok { "ok  " } else { "FAIL" }, if ok { "identical" } else { "labels differ" }));
+    };
+    exact(&mut rep, "output.test_labels", &pred.labels);
+    for (k, (logits, labels)) in pred.iterations.iter().enumerate() {
+        cmp(&mut rep, &format!("aux.test.logits_iter{k}"), logits, 1e-5);
+        exact(&mut rep, &format!("aux.test.labels_iter{k}"), labels);
+    }
+    cmp(&mut rep, "output.inference_logits", &module.logits, 1e-5);
+    cmp(&mut rep, "aux.entity_emb", tape.entities(), 1e-5);
+    cmp(&mut rep, "aux.entity_att", tape.entity_attention(), 1e-5);
+    cmp(&mut rep, "aux.context", tape.context(), 1e-5);
+    cmp(&mut rep, "aux.z_s", tape.z().0, 1e-5);
+    cmp(&mut rep, "aux.z_o", tape.z().1, 1e-5);
+    cmp(&mut rep, "aux.pair_feature", &base_out.features, 1e-5);
+    for (l, v) in module.layers.iter().enumerate() {
+        for (name, t) in [("M", &v.m), ("feature_eca", &v.feature_eca), ("relation_eca", &v.relation_eca), ("gate", &v.gate), ("fused", &v.fused), ("F", &v.f), ("R", &v.r)] {
+            cmp(&mut rep, &format!("aux.infer.layers.{l}.{name}"), t, 1e-5);
+        }
+    }
+    rep
+}
+
 #[test]
 fn golden_fixtures() {
     let dir = golden_dir();
@@ -187,7 +359,16 @@ fn golden_fixtures() {
                     failures.push(file);
                 }
             }
-            "heads" => println!("golden {file}: PENDING heads"),
+            "heads" => {
+                let rep = run_heads(&f, &meta);
+                println!("golden {file}: {}", if rep.failed { "FAIL" } else { "PASS" });
+                for line in &rep.lines {
+                    println!("{line}");
+                }
+                if rep.failed {
+                    failures.push(file);
+                }
+            }
             other => {
                 println!("golden {file}: FAIL unknown component `{other}`");
                 failures.push(file);

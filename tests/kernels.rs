@@ -512,15 +512,17 @@ fn losses_labels_and_batchnorm() {
     for (p, d) in [(2usize, 3usize), (9, 4), (33, 7)] {
         let (x, gm, bt, dy) = (rng.vec(p * d), rng.vec(d), rng.vec(d), rng.vec(p * d));
         let running: Vec<f64> = (0..2 * d).map(|i| if i < d { 0.1 } else { 1.0 }).collect();
-        let (xt, gt, rt) = (upload(&gpu, "x", &[p, d], &x), upload(&gpu, "g", &[d], &gm), upload(&gpu, "run", &[2, d], &running));
+        let (xt, gt) = (upload(&gpu, "x", &[p, d], &x), upload(&gpu, "g", &[d], &gm));
+        let (rm, rv) = (upload(&gpu, "run_mean", &[d], &running[..d]), upload(&gpu, "run_var", &[d], &running[d..]));
         let mut rec = Recorder::new(&gpu);
-        let (y, stats) = batchnorm(&mut rec, &xt, &gt, &upload(&gpu, "b", &[d], &bt), &rt, 1e-5, 0.1).unwrap();
+        let (y, stats) = batchnorm(&mut rec, &xt, &gt, &upload(&gpu, "b", &[d], &bt), &rm, &rv, 1e-5, 0.1).unwrap();
         let (dx, dg, db) = batchnorm_backward(&mut rec, &xt, &gt, &stats, &upload(&gpu, "dy", &[p, d], &dy)).unwrap();
         rec.finish().unwrap();
         let (want, mean, var) = r::batchnorm(&x, &gm, &bt, 1e-5);
         assert_close("batchnorm", &download(&gpu, &y), &want, 1e-5, 1e-4);
         let run_want: Vec<f64> = (0..2 * d).map(|i| if i < d { 0.9 * 0.1 + 0.1 * mean[i] } else { 0.9 + 0.1 * var[i - d] * p as f64 / (p - 1) as f64 }).collect();
-        assert_close("batchnorm running stats", &download(&gpu, &rt), &run_want, 1e-6, 1e-5);
+        let got_run: Vec<f64> = download(&gpu, &rm).into_iter().chain(download(&gpu, &rv)).collect();
+        assert_close("batchnorm running stats", &got_run, &run_want, 1e-6, 1e-5);
         let f = |xs: &[f64]| r::batchnorm(xs, &gm, &bt, 1e-5).0.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>();
         assert_close("batchnorm dx vs finite differences", &download(&gpu, &dx), &numeric_grad(&x, f), 1e-4, 1e-3);
         let fg = |g: &[f64]| r::batchnorm(&x, g, &bt, 1e-5).0.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>();

@@ -12,7 +12,7 @@ static AT_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "atloss_backward",
 static GET_LABEL: Kernel = Kernel { shader: &SHADER, entry: "get_label", bindings: &[R, W] };
 static COS_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "cosine_forward", bindings: &[R, R, W] };
 static COS_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "cosine_backward", bindings: &[R, R, R, W] };
-static BN_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "batchnorm_forward", bindings: &[R, R, R, W, W, W] };
+static BN_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "batchnorm_forward", bindings: &[R, R, R, W, W, W, W] };
 static BN_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "batchnorm_backward", bindings: &[R, R, R, R, W, W, W] };
 
 fn imm(rows: usize, cols: usize, top_k: usize, coef: f32, eps: f32, momentum: f32) -> Imm {
@@ -83,15 +83,16 @@ pub fn cosine_backward(rec: &mut Recorder, x: &Tensor, y: &Tensor, coef: f32) ->
 }
 
 /// BatchNorm1d in training mode over the rows of x [P, D]: returns (y, stats [D, 2]) and updates
-/// `running` [2, D] (mean; unbiased variance) with `momentum`.
-pub fn batchnorm(rec: &mut Recorder, x: &Tensor, gamma: &Tensor, beta: &Tensor, running: &Tensor, eps: f32, momentum: f32) -> Result<(Tensor, Tensor)> {
+/// the running mean and (unbiased) variance [D] with `momentum`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm(rec: &mut Recorder, x: &Tensor, gamma: &Tensor, beta: &Tensor, running_mean: &Tensor, running_var: &Tensor, eps: f32, momentum: f32) -> Result<(Tensor, Tensor)> {
     let (p, d) = rows_cols(x);
-    if gamma.numel() != d || beta.numel() != d || running.numel() != 2 * d {
-        return shape_err("batchnorm", format!("x {:?}, gamma {:?}, beta {:?}, running {:?} do not fit", x.shape(), gamma.shape(), beta.shape(), running.shape()));
+    if [gamma, beta, running_mean, running_var].iter().any(|t| t.numel() != d) {
+        return shape_err("batchnorm", format!("x {:?} needs gamma, beta and running statistics of {d} values", x.shape()));
     }
     let y = Tensor::uninit(rec.gpu(), "batchnorm", x.shape(), DType::F32)?;
     let stats = Tensor::uninit(rec.gpu(), "batchnorm_stats", &[d, 2], DType::F32)?;
-    launch(rec, &BN_FORWARD, &[x, gamma, beta, running, &y, &stats], &imm(p, d, 0, 0.0, eps, momentum), d)?;
+    launch(rec, &BN_FORWARD, &[x, gamma, beta, running_mean, running_var, &y, &stats], &imm(p, d, 0, 0.0, eps, momentum), d)?;
     Ok((y, stats))
 }
 

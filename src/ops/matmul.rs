@@ -255,3 +255,75 @@ pub fn linear_backward_into(rec: &mut Recorder, x: &Tensor, w: &Tensor, dy: &Ten
     let db = reduce::col_sum(rec, &dy.reshape(&[rows, out_f])?)?;
     Ok((dw, db))
 }
+
+/// Column block `[off, off + k)` of a [out, in] weight, read as the Bᵀ operand of `x W_blockᵀ`.
+fn weight_block(w: &Tensor, off: usize, trans: bool) -> View {
+    View { offset: off, ld: w.shape()[1], s1: 0, s2: 0, trans }
+}
+
+fn check_block(op: &'static str, x: &Tensor, w: &Tensor, off: usize) -> Result<(usize, usize, usize)> {
+    let (rows, k) = super::rows_cols(x);
+    if w.shape().len() != 2 || off + k > w.shape()[1] {
+        return shape_err(op, format!("`{}` {:?} does not fit columns {off}..{} of weight `{}` {:?}", x.name(), x.shape(), off + k, w.name(), w.shape()));
+    }
+    Ok((rows, k, w.shape()[0]))
+}
+
+/// y (+)= x · W[:, off..off+k]ᵀ (+ bias): one input block of a linear layer over a concatenation,
+/// so `Linear([a; b; c])` runs without building the concatenated input.
+pub fn linear_block_into(rec: &mut Recorder, x: &Tensor, w: &Tensor, off: usize, bias: Option<&Tensor>, y: &Tensor, accumulate: bool) -> Result<()> {
+    let (rows, k, out_f) = check_block("linear_block", x, w, off)?;
+    if y.numel() != rows * out_f {
+        return shape_err("linear_block", format!("output `{}` {:?} is not [{rows}, {out_f}]", y.name(), y.shape()));
+    }
+    let g = Gemm { m: rows, n: out_f, k, batch1: 1, batch2: 1, a: View::dense(rows, k, false), b: weight_block(w, off, true), c: View::dense(rows, out_f, false), alpha: 1.0, accumulate };
+    gemm(rec, MatmulKernel::Auto, &g, x, w, bias, y)
+}
+
+/// Backward of `linear_block_into`: writes dW's column block into `dw` (same shape as W) and
+/// dx = dy · W_block into `dx` (added when `accumulate_dx`).
+pub fn linear_block_backward(rec: &mut Recorder, x: &Tensor, w: &Tensor, off: usize, dy: &Tensor, dw: &Tensor, dx: Option<(&Tensor, bool)>) -> Result<()> {
+    let (rows, k, out_f) = check_block("linear_block_backward", x, w, off)?;
+    if dy.numel() != rows * out_f || dw.shape() != w.shape() {
+        return shape_err("linear_block_backward", format!("dy {:?} / dW {:?} do not fit x {:?}, W {:?}", dy.shape(), dw.shape(), x.shape(), w.shape()));
+    }
+    let ld = w.shape()[1];
+    let g = Gemm { m: out_f, n: k, k: rows, batch1: 1, batch2: 1, a: View::dense(rows, out_f, true), b: View::dense(rows, k, false), c: View { offset: off, ld, s1: 0, s2: 0, trans: false }, alpha: 1.0, accumulate: false };
+    gemm(rec, MatmulKernel::Auto, &g, dy, x, None, dw)?;
+    if let Some((dx, acc)) = dx {
+        let g = Gemm { m: rows, n: k, k: out_f, batch1: 1, batch2: 1, a: View::dense(rows, out_f, false), b: weight_block(w, off, false), c: View::dense(rows, k, false), alpha: 1.0, accumulate: acc };
+        gemm(rec, MatmulKernel::Auto, &g, dy, w, None, dx)?;
+    }
+    Ok(())
+}
+
+/// Linear([x_1; x_2; ...]) with W [out, Σ in_i]: y = Σ_i x_i W_iᵀ + b.
+pub fn linear_cat(rec: &mut Recorder, xs: &[&Tensor], w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let (rows, _) = super::rows_cols(xs[0]);
+    let y = Tensor::uninit(rec.gpu(), "linear_cat", &[rows, w.shape()[0]], DType::F32)?;
+    let mut off = 0;
+    for (i, x) in xs.iter().enumerate() {
+        linear_block_into(rec, x, w, off, if i == 0 { b } else { None }, &y, i > 0)?;
+        off += super::rows_cols(x).1;
+    }
+    if off != w.shape()[1] {
+        return shape_err("linear_cat", format!("inputs have {off} columns in all, weight `{}` {:?}", w.name(), w.shape()));
+    }
+    Ok(y)
+}
+
+/// (dx_i, dW, db) of `linear_cat`.
+pub fn linear_cat_backward(rec: &mut Recorder, xs: &[&Tensor], w: &Tensor, dy: &Tensor) -> Result<(Vec<Tensor>, Tensor, Tensor)> {
+    let dw = Tensor::uninit(rec.gpu(), "linear_cat_dw", w.shape(), DType::F32)?;
+    let mut dxs = Vec::new();
+    let mut off = 0;
+    for x in xs {
+        let dx = Tensor::uninit(rec.gpu(), "linear_cat_dx", x.shape(), DType::F32)?;
+        linear_block_backward(rec, x, w, off, dy, &dw, Some((&dx, false)))?;
+        off += super::rows_cols(x).1;
+        dxs.push(dx);
+    }
+    let (rows, out_f) = super::rows_cols(dy);
+    let db = reduce::col_sum(rec, &dy.reshape(&[rows, out_f])?)?;
+    Ok((dxs, dw, db))
+}

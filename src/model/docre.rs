@@ -1,0 +1,311 @@
+//! DocRE-II's heads as one model: configuration, parameter list (SPEC 0.3), the stage-1 and
+//! stage-2 objectives with their backward passes, and the test-time K-iteration loop.
+
+use super::base::{self, BaseOut, BaseTape};
+use super::batch::HeadBatch;
+use super::inference::{self, ModuleOut};
+use super::params::{Grads, ParamSet};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::ops::eca::Attention;
+use crate::ops::elementwise::{accumulate, add};
+use crate::ops::loss::{atloss_backward, atloss_sum, cosine_backward, cosine_sum, get_label};
+use crate::ops::matmul::{linear, linear_backward, matmul};
+
+/// How the test loop turns iterations into the final logits (SPEC 3.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestOutput {
+    /// Base logits plus every iteration's inference logits (the code's behaviour).
+    Sum,
+    /// The last iteration's inference logits alone (the paper's P^(K)).
+    Last,
+}
+
+#[derive(Clone, Debug)]
+pub struct HeadConfig {
+    /// Encoder hidden size d.
+    pub hidden: usize,
+    /// Pair feature size E (the grouped bilinear's width) and its block size.
+    pub emb: usize,
+    pub block: usize,
+    /// Relation classes C, class 0 being the threshold / NA class.
+    pub classes: usize,
+    /// Inference-module width D, its layers N_I, ECA heads and FFN inner width.
+    pub width: usize,
+    pub layers: usize,
+    pub eca_heads: usize,
+    pub ffn_inner: usize,
+    /// Test-time iterations K and the decision rule's top-k.
+    pub iterations: usize,
+    pub top_k: usize,
+    pub attention: Attention,
+    /// The gated fusion sub-layer (false: M̃ = F̃ + R̃, the paper's "w/o fusion").
+    pub fusion: bool,
+    pub test_output: TestOutput,
+    pub ln_eps: f64,
+    pub bn_eps: f64,
+    pub bn_momentum: f64,
+}
+
+impl HeadConfig {
+    /// Checks the sizes that the kernels rely on.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Input(format!("head config: {m}")));
+        if self.block == 0 || self.emb % self.block != 0 {
+            return bad(format!("emb {} is not a multiple of block {}", self.emb, self.block));
+        }
+        if self.eca_heads != 4 {
+            return bad(format!("ECA has exactly 4 heads (one per grid line), not {}", self.eca_heads));
+        }
+        if self.width % self.eca_heads != 0 || self.width / self.eca_heads > 512 {
+            return bad(format!("width {} must split into 4 heads of at most 512", self.width));
+        }
+        if self.classes < 2 || self.top_k == 0 || self.layers == 0 {
+            return bad(format!("classes {} (≥ 2), top_k {} (≥ 1) and layers {} (≥ 1) are out of range", self.classes, self.top_k, self.layers));
+        }
+        Ok(())
+    }
+}
+
+/// Every head parameter's SPEC 0.3 name and shape, in checkpoint order.
+pub fn param_specs(c: &HeadConfig) -> Vec<(String, Vec<usize>)> {
+    let (d, e, k, cl, w, f) = (c.hidden, c.emb, c.block, c.classes, c.width, c.ffn_inner);
+    let mut v: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut lin = |name: &str, out: usize, inp: usize, bias: bool| {
+        v.push((format!("{name}.weight"), vec![out, inp]));
+        if bias {
+            v.push((format!("{name}.bias"), vec![out]));
+        }
+    };
+    lin("base.head_proj", e, 3 * d, true);
+    lin("base.tail_proj", e, 3 * d, true);
+    lin("base.bilinear", e, e * k, true);
+    lin("base.classifier", cl, e, false);
+    lin("infer.reduce", w, e, false);
+    for l in 0..c.layers {
+        let p = format!("infer.layers.{l}");
+        lin(&format!("{p}.combine"), w, 2 * w, true);
+        for unit in ["feature_eca", "relation_eca"] {
+            for part in ["query", "key", "value", "output"] {
+                lin(&format!("{p}.{unit}.{part}"), w, w, true);
+            }
+        }
+        lin(&format!("{p}.gate"), w, 2 * w, true);
+        for ffn in ["feature_ffn", "relation_ffn"] {
+            lin(&format!("{p}.{ffn}.up"), f, w, true);
+            lin(&format!("{p}.{ffn}.down"), w, f, true);
+        }
+    }
+    lin("infer.head.proj", w, 2 * w, true);
+    lin("infer.head.classifier", cl, w, true);
+    lin("infer.predictor.up", w, w, true);
+    lin("infer.predictor.down", w, w, true);
+    let mut norms = vec!["base.classifier.norm".to_string(), "infer.head.norm".to_string(), "infer.predictor.bn".to_string()];
+    for l in 0..c.layers {
+        norms.push(format!("infer.layers.{l}.combine_norm"));
+        norms.push(format!("infer.layers.{l}.feature_ffn.norm"));
+        norms.push(format!("infer.layers.{l}.relation_ffn.norm"));
+    }
+    for n in norms {
+        let width = if n.starts_with("base") { e } else { w };
+        v.push((format!("{n}.weight"), vec![width]));
+        v.push((format!("{n}.bias"), vec![width]));
+    }
+    v.push(("infer.relation_embedding".into(), vec![cl, w]));
+    v.push(("infer.predictor.bn.running_mean".into(), vec![w]));
+    v.push(("infer.predictor.bn.running_var".into(), vec![w]));
+    v
+}
+
+/// Buffers that are state, not trained parameters.
+pub fn is_buffer(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+pub struct Heads {
+    pub config: HeadConfig,
+    pub params: ParamSet,
+}
+
+/// Stage-2 inputs: gold labels, the two corrupted label sets and the three pair selections
+/// (SPEC 4.3), all [P, C] / [P] in pair order.
+pub struct Stage2Input {
+    pub gold: Vec<f32>,
+    pub labels_a: Vec<f32>,
+    pub labels_b: Vec<f32>,
+    pub mask_base: Vec<f32>,
+    pub mask_a: Vec<f32>,
+    pub mask_b: Vec<f32>,
+}
+
+/// Loss terms on the GPU as raw sums, with the host-side factors that turn them into losses.
+pub struct LossTerms {
+    terms: Vec<(&'static str, Tensor, f64)>,
+}
+
+impl LossTerms {
+    /// Reads the terms back (after the recording is submitted): (name, value) pairs.
+    pub fn read(&self, gpu: &Gpu) -> Result<Vec<(&'static str, f64)>> {
+        self.terms.iter().map(|(n, t, f)| Ok((*n, t.read_f32(gpu)?[0] as f64 * f))).collect()
+    }
+
+    /// The objective: the single stage-1 term, or ½ × the sum of the four stage-2 terms.
+    pub fn total(&self, gpu: &Gpu) -> Result<f64> {
+        let v = self.read(gpu)?;
+        let sum: f64 = v.iter().map(|(_, x)| x).sum();
+        Ok(if v.len() == 1 { sum } else { 0.5 * sum })
+    }
+}
+
+/// Everything one training step produces.
+pub struct Step {
+    pub losses: LossTerms,
+    pub grads: Grads,
+    /// Gradients of the encoder outputs X [B, L, d] and A [B, H, L, L].
+    pub dx: Tensor,
+    pub da: Tensor,
+    pub base_logits: Tensor,
+    /// Stage 2 only: per-branch values (logits, predictor output, swapped Z), for inspection.
+    pub branches: Vec<(Tensor, Tensor, Tensor)>,
+}
+
+/// Test-loop outputs: the final logits and labels, and every iteration's (logits, labels).
+pub struct Prediction {
+    pub logits: Tensor,
+    pub labels: Tensor,
+    pub iterations: Vec<(Tensor, Tensor)>,
+}
+
+fn selected(mask: &[f32]) -> f64 {
+    mask.iter().map(|&m| m as f64).sum::<f64>().max(1.0)
+}
+
+impl Heads {
+    pub fn new(config: HeadConfig, params: ParamSet) -> Result<Heads> {
+        config.validate()?;
+        for (name, shape) in param_specs(&config) {
+            let t = params.tensors().get(params.names().iter().position(|n| *n == name).ok_or_else(|| Error::Input(format!("head parameter `{name}` {shape:?} is missing")))?).unwrap();
+            if t.shape() != shape.as_slice() {
+                return Err(Error::Input(format!("head parameter `{name}` has shape {:?}, expected {shape:?}", t.shape())));
+            }
+        }
+        Ok(Heads { config, params })
+    }
+
+    pub fn base_forward(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<(BaseOut, BaseTape)> {
+        base::forward(rec, &self.params, &self.config, hb, x, a)
+    }
+
+    fn reduce(&self, rec: &mut Recorder, features: &Tensor) -> Result<Tensor> {
+        linear(rec, features, self.params.get("infer.reduce.weight"), None)
+    }
+
+    fn relation_grid(&self, rec: &mut Recorder, labels: &Tensor) -> Result<Tensor> {
+        matmul(rec, labels, self.params.get("infer.relation_embedding"), false, false)
+    }
+
+    /// One evaluation pass of the inference module with relation labels Ŷ [P, C].
+    pub fn inference_pass(&self, rec: &mut Recorder, hb: &HeadBatch, features: &Tensor, labels: &Tensor) -> Result<ModuleOut> {
+        let f0 = self.reduce(rec, features)?;
+        let r0 = self.relation_grid(rec, labels)?;
+        Ok(inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, false)?.0)
+    }
+
+    /// Stage 1: ATLoss over all pairs on the base logits (×100, mean), and its gradients.
+    pub fn stage1(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, gold: &[f32]) -> Result<Step> {
+        let gpu = rec.gpu().clone();
+        let (out, tape) = self.base_forward(rec, hb, x, a)?;
+        let gold = Tensor::from_f32(&gpu, "gold", &[hb.pairs, self.config.classes], gold)?;
+        let all = Tensor::from_f32(&gpu, "all_pairs", &[hb.pairs], &vec![1.0; hb.pairs])?;
+        let coef = 100.0 / hb.pairs as f64;
+        let sum = atloss_sum(rec, &out.logits, &gold, &all)?;
+        let dlogits = atloss_backward(rec, &out.logits, &gold, &all, coef as f32)?;
+        let mut grads = Grads::default();
+        let (dx, da) = base::backward(rec, &self.params, &self.config, hb, &tape, Some(&dlogits), None, &mut grads)?;
+        Ok(Step { losses: LossTerms { terms: vec![("stage1", sum, coef)] }, grads, dx, da, base_logits: out.logits, branches: Vec::new() })
+    }
+
+    /// Stage 2 (SPEC 4.3): base ATLoss on mask_base, branch A and B ATLoss on their masks (each
+    /// /10), the SimSiam contrastive term against the swapped passes (held constant), total ½·sum;
+    /// and the gradients of the total.
+    pub fn stage2(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, input: &Stage2Input) -> Result<Step> {
+        let gpu = rec.gpu().clone();
+        let (p, c) = (hb.pairs, self.config.classes);
+        let up = |name: &str, v: &[f32], shape: &[usize]| Tensor::from_f32(&gpu, name, shape, v);
+        let gold = up("gold", &input.gold, &[p, c])?;
+        let (base_out, base_tape) = self.base_forward(rec, hb, x, a)?;
+        let f0 = self.reduce(rec, &base_out.features)?;
+        let mut branches = Vec::new();
+        for labels in [&input.labels_a, &input.labels_b] {
+            let lab = up("corrupted_labels", labels, &[p, c])?;
+            let r0 = self.relation_grid(rec, &lab)?;
+            let (out, tape) = inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, true)?;
+            let (pred, ptape) = inference::predictor_forward(rec, &self.params, &self.config, &out.z)?;
+            // The swapped pass is a constant: no tape, no gradient.
+            let swapped = inference::forward(rec, &self.params, &self.config, &hb.grid, &r0, &f0, false)?.0.z;
+            branches.push((lab, out, tape.expect("training pass keeps its tape"), pred, ptape, swapped));
+        }
+        let masks = [&input.mask_base, &input.mask_a, &input.mask_b];
+        let mask_t: Vec<Tensor> = masks.iter().map(|m| up("mask", m, &[p])).collect::<Result<_>>()?;
+        // Each AT term: 100 × mean over its selected pairs, / 10; the total halves everything.
+        let coefs: Vec<f64> = masks.iter().map(|m| 10.0 / selected(m)).collect();
+        let logits = [&base_out.logits, &branches[0].1.logits, &branches[1].1.logits];
+        let mut terms = Vec::new();
+        for (i, name) in ["base", "a", "b"].into_iter().enumerate() {
+            terms.push((name, atloss_sum(rec, logits[i], &gold, &mask_t[i])?, coefs[i]));
+        }
+        let cos_a = cosine_sum(rec, &branches[0].3, &branches[1].5)?;
+        let cos_b = cosine_sum(rec, &branches[1].3, &branches[0].5)?;
+        let cos = add(rec, &cos_a, &cos_b)?;
+        terms.push(("contrastive", cos, 1.0 / p as f64));
+
+        let mut grads = Grads::default();
+        let mut df0: Option<Tensor> = None;
+        let mut drel: Option<Tensor> = None;
+        for (i, (lab, _out, tape, pred, ptape, _)) in branches.iter().enumerate() {
+            let dlogits = atloss_backward(rec, logits[i + 1], &gold, &mask_t[i + 1], (0.5 * coefs[i + 1]) as f32)?;
+            let other_swapped = &branches[1 - i].5;
+            let dpred = cosine_backward(rec, pred, other_swapped, (0.5 / p as f64) as f32)?;
+            let dz = inference::predictor_backward(rec, &self.params, ptape, &dpred, &mut grads)?;
+            let (df, dr) = inference::backward(rec, &self.params, &self.config, &hb.grid, tape, Some(&dlogits), Some(&dz), &mut grads)?;
+            let de = matmul(rec, lab, &dr, true, false)?;
+            match &drel {
+                Some(acc) => accumulate(rec, acc, &de, 1.0)?,
+                None => drel = Some(de),
+            }
+            match &df0 {
+                Some(acc) => accumulate(rec, acc, &df, 1.0)?,
+                None => df0 = Some(df),
+            }
+        }
+        grads.add(rec, self.params.id("infer.relation_embedding"), drel.expect("two branches"))?;
+        let g = linear_backward(rec, &base_out.features, self.params.get("infer.reduce.weight"), df0.as_ref().expect("two branches"))?;
+        grads.add(rec, self.params.id("infer.reduce.weight"), g.dw)?;
+        let dbase = atloss_backward(rec, &base_out.logits, &gold, &mask_t[0], (0.5 * coefs[0]) as f32)?;
+        let (dx, da) = base::backward(rec, &self.params, &self.config, hb, &base_tape, Some(&dbase), Some(&g.dx), &mut grads)?;
+        let branch_values = branches.into_iter().map(|(_, out, _, pred, _, swapped)| (out.logits, pred, swapped)).collect();
+        Ok(Step { losses: LossTerms { terms }, grads, dx, da, base_logits: base_out.logits, branches: branch_values })
+    }
+
+    /// The test-time loop (SPEC 3.5): base logits, then K inference passes with the relation
+    /// grid re-derived from the running decision after every pass.
+    pub fn predict(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<Prediction> {
+        let (base_out, _) = self.base_forward(rec, hb, x, a)?;
+        let f0 = self.reduce(rec, &base_out.features)?;
+        let k = self.config.top_k;
+        let mut s = base_out.logits;
+        let mut labels = get_label(rec, &s, k)?;
+        let mut iterations = vec![(s.clone(), labels.clone())];
+        for _ in 0..self.config.iterations {
+            let r0 = self.relation_grid(rec, &labels)?;
+            let out = inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, false)?.0;
+            s = match self.config.test_output {
+                TestOutput::Sum => add(rec, &s, &out.logits)?,
+                TestOutput::Last => out.logits,
+            };
+            labels = get_label(rec, &s, k)?;
+            iterations.push((s.clone(), labels.clone()));
+        }
+        Ok(Prediction { logits: s, labels, iterations })
+    }
+}
