@@ -8,5 +8,6 @@ pub mod gpu;
 pub mod model;
 pub mod ops;
 pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,0 +1,3 @@
+//! Training: stage-2 label corruption and negative sampling (more to come: the trainer).
+
+pub mod sampling;
