@@ -6,12 +6,13 @@
 use super::docre::HeadConfig;
 use super::params::{Grads, ParamSet};
 use crate::error::Result;
-use crate::gpu::{Recorder, Tensor};
+use crate::gpu::{DType, Recorder, Tensor};
 use crate::ops::eca::{attention_backward, attention_forward, PairIndex};
 use crate::ops::elementwise::{accumulate, activation, activation_backward, add, add_scaled, mul, Activation};
 use crate::ops::layernorm::{layernorm, layernorm_backward};
 use crate::ops::loss::{batchnorm, batchnorm_backward};
-use crate::ops::matmul::{linear, linear_backward, linear_cat, linear_cat_backward};
+use crate::ops::matmul::{gemm, linear, linear_backward, linear_cat, linear_cat_backward, Gemm, MatmulKernel, View};
+use crate::ops::reduce::col_sum;
 
 struct Linear<'a> {
     p: &'a ParamSet,
@@ -92,28 +93,86 @@ fn unit_backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &Pair
 }
 
 struct FfnTape {
-    up_pre: Tensor,
-    up: Tensor,
+    /// Per row chunk: (first row, rows, pre-activation, ReLU output) of the inner layer.
+    chunks: Vec<(usize, usize, Tensor, Tensor)>,
     res: Tensor,
     stats: Tensor,
 }
 
+/// Row ranges whose [rows, width] f32 block fits one storage binding: the FFN's inner
+/// activations ([P, 2D]) pass the binding limit long before the [P, D] grids do (N = 256, D = 512
+/// on a 128 MiB device), so the FFN runs in row chunks. `DOCRE_CHUNK_BYTES` lowers the chunk size
+/// (tests use it to exercise several chunks on tiny shapes).
+fn row_chunks(gpu: &crate::gpu::Gpu, rows: usize, width: usize) -> Vec<(usize, usize)> {
+    let mut limit = gpu.limits().max_storage_buffer_binding_size as usize;
+    if let Some(v) = std::env::var("DOCRE_CHUNK_BYTES").ok().and_then(|v| v.parse::<usize>().ok()) {
+        limit = limit.min(v);
+    }
+    let per = (limit / (4 * width.max(1))).max(1);
+    (0..rows).step_by(per).map(|r| (r, per.min(rows - r))).collect()
+}
+
+fn rows_view(first: usize, width: usize, trans: bool) -> View {
+    View { offset: first * width, ld: width, s1: 0, s2: 0, trans }
+}
+
 /// LN(x + down(ReLU(up(fused)))) with the `name` weights.
 fn ffn_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, name: &str, x: &Tensor, fused: &Tensor) -> Result<(Tensor, FfnTape)> {
-    let up_pre = lin(p, format!("{name}.up")).forward(rec, fused)?;
-    let up = activation(rec, Activation::Relu, &up_pre)?;
-    let down = lin(p, format!("{name}.down")).forward(rec, &up)?;
-    let res = add(rec, x, &down)?;
+    let gpu = rec.gpu().clone();
+    let (rows, d) = (x.shape()[0], cfg.width);
+    let (wu, bu) = (p.get(&format!("{name}.up.weight")), p.get(&format!("{name}.up.bias")));
+    let (wd, bd) = (p.get(&format!("{name}.down.weight")), p.get(&format!("{name}.down.bias")));
+    let f = wu.shape()[0];
+    let res = Tensor::uninit(&gpu, "ffn_residual", &[rows, d], DType::F32)?;
+    let mut chunks = Vec::new();
+    for (r0, n) in row_chunks(&gpu, rows, f) {
+        let up_pre = Tensor::uninit(&gpu, "ffn_up", &[n, f], DType::F32)?;
+        let g = Gemm { m: n, n: f, k: d, batch1: 1, batch2: 1, a: rows_view(r0, d, false), b: View::dense(f, d, true), c: View::dense(n, f, false), alpha: 1.0, accumulate: false };
+        gemm(rec, MatmulKernel::Auto, &g, fused, wu, Some(bu), &up_pre)?;
+        let up = activation(rec, Activation::Relu, &up_pre)?;
+        let g = Gemm { m: n, n: d, k: f, batch1: 1, batch2: 1, a: View::dense(n, f, false), b: View::dense(d, f, true), c: rows_view(r0, d, false), alpha: 1.0, accumulate: false };
+        gemm(rec, MatmulKernel::Auto, &g, &up, wd, Some(bd), &res)?;
+        chunks.push((r0, n, up_pre, up));
+    }
+    accumulate(rec, &res, x, 1.0)?;
     let (y, stats) = norm(rec, p, &format!("{name}.norm"), &res, cfg.ln_eps)?;
-    Ok((y, FfnTape { up_pre, up, res, stats }))
+    Ok((y, FfnTape { chunks, res, stats }))
 }
 
 /// Returns (dx, dfused) of `ffn_forward`.
 fn ffn_backward(rec: &mut Recorder, p: &ParamSet, name: &str, fused: &Tensor, t: &FfnTape, dy: &Tensor, grads: &mut Grads) -> Result<(Tensor, Tensor)> {
+    let gpu = rec.gpu().clone();
     let dres = norm_backward(rec, p, &format!("{name}.norm"), &t.res, &t.stats, dy, grads)?;
-    let dup = lin(p, format!("{name}.down")).backward(rec, &t.up, &dres, grads)?;
-    let dup_pre = activation_backward(rec, Activation::Relu, &t.up_pre, &dup)?;
-    let dfused = lin(p, format!("{name}.up")).backward(rec, fused, &dup_pre, grads)?;
+    let (wu, wd) = (p.get(&format!("{name}.up.weight")), p.get(&format!("{name}.down.weight")));
+    let (f, d) = (wu.shape()[0], wu.shape()[1]);
+    let dwu = Tensor::uninit(&gpu, "ffn_up_dw", wu.shape(), DType::F32)?;
+    let dwd = Tensor::uninit(&gpu, "ffn_down_dw", wd.shape(), DType::F32)?;
+    let dbu = Tensor::uninit(&gpu, "ffn_up_db", &[f], DType::F32)?;
+    let dfused = Tensor::uninit(&gpu, "ffn_fused_grad", fused.shape(), DType::F32)?;
+    for (i, (r0, n, up_pre, up)) in t.chunks.iter().enumerate() {
+        let (r0, n, acc) = (*r0, *n, i > 0);
+        let g = Gemm { m: n, n: f, k: d, batch1: 1, batch2: 1, a: rows_view(r0, d, false), b: View::dense(d, f, false), c: View::dense(n, f, false), alpha: 1.0, accumulate: false };
+        let dup = Tensor::uninit(&gpu, "ffn_up_grad", &[n, f], DType::F32)?;
+        gemm(rec, MatmulKernel::Auto, &g, &dres, wd, None, &dup)?;
+        let g = Gemm { m: d, n: f, k: n, batch1: 1, batch2: 1, a: rows_view(r0, d, true), b: View::dense(n, f, false), c: View::dense(d, f, false), alpha: 1.0, accumulate: acc };
+        gemm(rec, MatmulKernel::Auto, &g, &dres, up, None, &dwd)?;
+        let dup_pre = activation_backward(rec, Activation::Relu, up_pre, &dup)?;
+        let g = Gemm { m: n, n: d, k: f, batch1: 1, batch2: 1, a: View::dense(n, f, false), b: View::dense(f, d, false), c: rows_view(r0, d, false), alpha: 1.0, accumulate: false };
+        gemm(rec, MatmulKernel::Auto, &g, &dup_pre, wu, None, &dfused)?;
+        let g = Gemm { m: f, n: d, k: n, batch1: 1, batch2: 1, a: View::dense(n, f, true), b: rows_view(r0, d, false), c: View::dense(f, d, false), alpha: 1.0, accumulate: acc };
+        gemm(rec, MatmulKernel::Auto, &g, &dup_pre, fused, None, &dwu)?;
+        let db = col_sum(rec, &dup_pre)?;
+        if acc {
+            accumulate(rec, &dbu, &db, 1.0)?;
+        } else {
+            rec.copy(&db, &dbu)?;
+        }
+    }
+    grads.add(rec, p.id(&format!("{name}.down.weight")), dwd)?;
+    let dbd = col_sum(rec, &dres)?;
+    grads.add(rec, p.id(&format!("{name}.down.bias")), dbd)?;
+    grads.add(rec, p.id(&format!("{name}.up.weight")), dwu)?;
+    grads.add(rec, p.id(&format!("{name}.up.bias")), dbu)?;
     Ok((dres, dfused))
 }
 
