@@ -176,7 +176,7 @@ fn ffn_backward(rec: &mut Recorder, p: &ParamSet, name: &str, fused: &Tensor, t:
     Ok((dres, dfused))
 }
 
-struct LayerTape {
+pub struct LayerTape {
     f: Tensor,
     r: Tensor,
     m_pre: Tensor,
@@ -218,36 +218,79 @@ pub struct ModuleTape {
     z: Tensor,
 }
 
+/// Inference layer `l` (SPEC 3.2) on grids F, R [P, D]: returns its values (F', R' among them)
+/// and, with `grad`, what its backward needs.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, l: usize, f: &Tensor, r: &Tensor, grad: bool) -> Result<(LayerValues, Option<LayerTape>)> {
+    let pre = format!("infer.layers.{l}");
+    let m_pre = linear_cat(rec, &[f, r], p.get(&format!("{pre}.combine.weight")), Some(p.get(&format!("{pre}.combine.bias"))))?;
+    let (m, m_stats) = norm(rec, p, &format!("{pre}.combine_norm"), &m_pre, cfg.ln_eps)?;
+    let feature = unit_forward(rec, p, cfg, grid, &format!("{pre}.feature_eca"), f, &m)?;
+    let relation = unit_forward(rec, p, cfg, grid, &format!("{pre}.relation_eca"), r, &m)?;
+    let (ft, rt) = (&feature.0, &relation.0);
+    let (gate_pre, gate, fused) = if cfg.fusion {
+        let gate_pre = linear_cat(rec, &[ft, rt], p.get(&format!("{pre}.gate.weight")), Some(p.get(&format!("{pre}.gate.bias"))))?;
+        let gate = activation(rec, Activation::Sigmoid, &gate_pre)?;
+        // s⊙F̃ + (1 − s)⊙R̃ = R̃ + s⊙(F̃ − R̃)
+        let diff = add_scaled(rec, ft, rt, 1.0, -1.0)?;
+        let sd = mul(rec, &gate, &diff)?;
+        (gate_pre, gate, add(rec, rt, &sd)?)
+    } else {
+        (ft.clone(), ft.clone(), add(rec, ft, rt)?)
+    };
+    let (f_next, f_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.feature_ffn"), f, &fused)?;
+    let (r_next, r_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.relation_ffn"), r, &fused)?;
+    let values = LayerValues { m: m.clone(), feature_eca: ft.clone(), relation_eca: rt.clone(), gate: gate.clone(), fused: fused.clone(), f: f_next, r: r_next };
+    let tape = grad.then(|| LayerTape { f: f.clone(), r: r.clone(), m_pre, m, m_stats, feature, relation, gate_pre, gate, fused, f_ffn, r_ffn });
+    Ok((values, tape))
+}
+
+/// Backward of `layer_forward`: (dF, dR) of the layer's inputs from (dF', dR').
+#[allow(clippy::too_many_arguments)]
+pub fn layer_backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, l: usize, t: &LayerTape, df: &Tensor, dr: &Tensor, grads: &mut Grads) -> Result<(Tensor, Tensor)> {
+    let pre = format!("infer.layers.{l}");
+    let (df_res, dfused) = ffn_backward(rec, p, &format!("{pre}.feature_ffn"), &t.fused, &t.f_ffn, df, grads)?;
+    let (dr_res, dfused_r) = ffn_backward(rec, p, &format!("{pre}.relation_ffn"), &t.fused, &t.r_ffn, dr, grads)?;
+    accumulate(rec, &dfused, &dfused_r, 1.0)?;
+    let (ft, rt) = (&t.feature.0, &t.relation.0);
+    let (dft, drt) = if cfg.fusion {
+        // fused = R̃ + s⊙(F̃ − R̃): dF̃ = s⊙g, dR̃ = g − dF̃, ds = g⊙(F̃ − R̃).
+        let dft = mul(rec, &t.gate, &dfused)?;
+        let drt = add_scaled(rec, &dfused, &dft, 1.0, -1.0)?;
+        let diff = add_scaled(rec, ft, rt, 1.0, -1.0)?;
+        let ds = mul(rec, &dfused, &diff)?;
+        let dgate_pre = activation_backward(rec, Activation::Sigmoid, &t.gate_pre, &ds)?;
+        let dcat = cat_backward(rec, p, &format!("{pre}.gate"), &[ft, rt], &dgate_pre, grads)?;
+        accumulate(rec, &dft, &dcat[0], 1.0)?;
+        accumulate(rec, &drt, &dcat[1], 1.0)?;
+        (dft, drt)
+    } else {
+        (dfused.clone(), dfused)
+    };
+    let (df_q, dm) = unit_backward(rec, p, cfg, grid, &format!("{pre}.feature_eca"), &t.f, &t.m, &t.feature.1, &dft, grads)?;
+    let (dr_q, dm_r) = unit_backward(rec, p, cfg, grid, &format!("{pre}.relation_eca"), &t.r, &t.m, &t.relation.1, &drt, grads)?;
+    accumulate(rec, &dm, &dm_r, 1.0)?;
+    let dm_pre = norm_backward(rec, p, &format!("{pre}.combine_norm"), &t.m_pre, &t.m_stats, &dm, grads)?;
+    let dcat = cat_backward(rec, p, &format!("{pre}.combine"), &[&t.f, &t.r], &dm_pre, grads)?;
+    // F_l feeds the residual, the feature queries and combine; R_l likewise.
+    accumulate(rec, &df_res, &df_q, 1.0)?;
+    accumulate(rec, &df_res, &dcat[0], 1.0)?;
+    accumulate(rec, &dr_res, &dr_q, 1.0)?;
+    accumulate(rec, &dr_res, &dcat[1], 1.0)?;
+    Ok((df_res, dr_res))
+}
+
 /// One pass of the inference module on feature grid `f0` and relation grid `r0` ([P, D] each).
 pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, f0: &Tensor, r0: &Tensor, grad: bool) -> Result<(ModuleOut, Option<ModuleTape>)> {
     let (mut f, mut r) = (f0.clone(), r0.clone());
     let mut tapes = Vec::new();
     let mut values = Vec::new();
     for l in 0..cfg.layers {
-        let pre = format!("infer.layers.{l}");
-        let m_pre = linear_cat(rec, &[&f, &r], p.get(&format!("{pre}.combine.weight")), Some(p.get(&format!("{pre}.combine.bias"))))?;
-        let (m, m_stats) = norm(rec, p, &format!("{pre}.combine_norm"), &m_pre, cfg.ln_eps)?;
-        let feature = unit_forward(rec, p, cfg, grid, &format!("{pre}.feature_eca"), &f, &m)?;
-        let relation = unit_forward(rec, p, cfg, grid, &format!("{pre}.relation_eca"), &r, &m)?;
-        let (ft, rt) = (&feature.0, &relation.0);
-        let (gate_pre, gate, fused) = if cfg.fusion {
-            let gate_pre = linear_cat(rec, &[ft, rt], p.get(&format!("{pre}.gate.weight")), Some(p.get(&format!("{pre}.gate.bias"))))?;
-            let gate = activation(rec, Activation::Sigmoid, &gate_pre)?;
-            // s⊙F̃ + (1 − s)⊙R̃ = R̃ + s⊙(F̃ − R̃)
-            let diff = add_scaled(rec, ft, rt, 1.0, -1.0)?;
-            let sd = mul(rec, &gate, &diff)?;
-            (gate_pre, gate, add(rec, rt, &sd)?)
-        } else {
-            (ft.clone(), ft.clone(), add(rec, ft, rt)?)
-        };
-        let (f_next, f_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.feature_ffn"), &f, &fused)?;
-        let (r_next, r_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.relation_ffn"), &r, &fused)?;
-        values.push(LayerValues { m: m.clone(), feature_eca: ft.clone(), relation_eca: rt.clone(), gate: gate.clone(), fused: fused.clone(), f: f_next.clone(), r: r_next.clone() });
-        if grad {
-            tapes.push(LayerTape { f, r, m_pre, m, m_stats, feature, relation, gate_pre, gate, fused, f_ffn, r_ffn });
-        }
-        f = f_next;
-        r = r_next;
+        let (v, tape) = layer_forward(rec, p, cfg, grid, l, &f, &r, grad)?;
+        f = v.f.clone();
+        r = v.r.clone();
+        values.push(v);
+        tapes.extend(tape);
     }
     let z_pre = linear_cat(rec, &[&f, &r], p.get("infer.head.proj.weight"), Some(p.get("infer.head.proj.bias")))?;
     let (z, z_stats) = norm(rec, p, "infer.head.norm", &z_pre, cfg.ln_eps)?;
@@ -272,37 +315,7 @@ pub fn backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairI
     let mut d = cat_backward(rec, p, "infer.head.proj", &[&tape.f, &tape.r], &dz_pre, grads)?;
     let (mut df, mut dr) = (d.remove(0), d.remove(0));
     for (l, t) in tape.layers.iter().enumerate().rev() {
-        let pre = format!("infer.layers.{l}");
-        let (df_res, dfused) = ffn_backward(rec, p, &format!("{pre}.feature_ffn"), &t.fused, &t.f_ffn, &df, grads)?;
-        let (dr_res, dfused_r) = ffn_backward(rec, p, &format!("{pre}.relation_ffn"), &t.fused, &t.r_ffn, &dr, grads)?;
-        accumulate(rec, &dfused, &dfused_r, 1.0)?;
-        let (ft, rt) = (&t.feature.0, &t.relation.0);
-        let (dft, drt) = if cfg.fusion {
-            // fused = R̃ + s⊙(F̃ − R̃): dF̃ = s⊙g, dR̃ = g − dF̃, ds = g⊙(F̃ − R̃).
-            let dft = mul(rec, &t.gate, &dfused)?;
-            let drt = add_scaled(rec, &dfused, &dft, 1.0, -1.0)?;
-            let diff = add_scaled(rec, ft, rt, 1.0, -1.0)?;
-            let ds = mul(rec, &dfused, &diff)?;
-            let dgate_pre = activation_backward(rec, Activation::Sigmoid, &t.gate_pre, &ds)?;
-            let dcat = cat_backward(rec, p, &format!("{pre}.gate"), &[ft, rt], &dgate_pre, grads)?;
-            accumulate(rec, &dft, &dcat[0], 1.0)?;
-            accumulate(rec, &drt, &dcat[1], 1.0)?;
-            (dft, drt)
-        } else {
-            (dfused.clone(), dfused)
-        };
-        let (df_q, dm) = unit_backward(rec, p, cfg, grid, &format!("{pre}.feature_eca"), &t.f, &t.m, &t.feature.1, &dft, grads)?;
-        let (dr_q, dm_r) = unit_backward(rec, p, cfg, grid, &format!("{pre}.relation_eca"), &t.r, &t.m, &t.relation.1, &drt, grads)?;
-        accumulate(rec, &dm, &dm_r, 1.0)?;
-        let dm_pre = norm_backward(rec, p, &format!("{pre}.combine_norm"), &t.m_pre, &t.m_stats, &dm, grads)?;
-        let dcat = cat_backward(rec, p, &format!("{pre}.combine"), &[&t.f, &t.r], &dm_pre, grads)?;
-        // F_l feeds the residual, the feature queries and combine; R_l likewise.
-        accumulate(rec, &df_res, &df_q, 1.0)?;
-        accumulate(rec, &df_res, &dcat[0], 1.0)?;
-        accumulate(rec, &dr_res, &dr_q, 1.0)?;
-        accumulate(rec, &dr_res, &dcat[1], 1.0)?;
-        df = df_res;
-        dr = dr_res;
+        (df, dr) = layer_backward(rec, p, cfg, grid, l, t, &df, &dr, grads)?;
     }
     Ok((df, dr))
 }
