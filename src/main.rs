@@ -47,6 +47,26 @@ enum BenchWhat {
         #[arg(long)]
         only: Option<String>,
     },
+    /// ECA against dense attention: the attention core and one whole inference layer, forward
+    /// and forward+backward, for one document of N entities.
+    Eca {
+        /// Entity counts N (one document, P = N(N−1) pairs).
+        #[arg(long, value_delimiter = ',', default_value = "16,26,42,64,128,256")]
+        n: Vec<usize>,
+        /// Inference-module width D (4 heads of D/4).
+        #[arg(long, default_value_t = 512)]
+        width: usize,
+        /// Timed runs per case (the median is reported; runs longer than a quarter of
+        /// --max-seconds are timed once).
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Skip a run whose time, estimated from the previous N, exceeds this many seconds.
+        #[arg(long, default_value_t = 60.0)]
+        max_seconds: f64,
+        /// Also write the rows as a JSON list to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The whole encoder, batch 1: forward and forward+backward tokens/s and peak GPU memory.
     Encoder {
         /// Checkpoint directory (config.json + model.safetensors). Default: random weights with
@@ -84,6 +104,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => info(json),
         Command::Bench { what: BenchWhat::Kernels { json, samples, quick, only } } => bench_kernels(json.as_deref(), samples, quick, only.as_deref()),
         Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
+        Command::Bench { what: BenchWhat::Eca { n, width, samples, max_seconds, json } } => bench_eca(bench::EcaBenchConfig { ns: n, width, samples, max_seconds }, json.as_deref()),
     }
 }
 
@@ -145,6 +166,29 @@ fn bench_encoder(encoder: Option<&Path>, lengths: &[usize], samples: usize, json
     );
     let cases = bench::encoder_cases(&gpu, &std::sync::Arc::new(bert), lengths)?;
     print_table(&gpu, cases, samples, json, true)
+}
+
+fn bench_eca(cfg: bench::EcaBenchConfig, json: Option<&Path>) -> Result<()> {
+    if let Some(path) = json {
+        check_writable(path, "--json")?;
+    }
+    let gpu = Gpu::new()?;
+    println!("adapter: {} ({}), timing: {}", gpu.report().name, gpu.report().backend, GpuTimer::new(&gpu).method());
+    println!("one document, D = {}, 4 heads; extra MiB = peak GPU memory a run allocates beyond its inputs", cfg.width);
+    println!("{:>4} {:>6} {:<14} {:>22} {:>22} {:>8} {:>8} {:>12} {:>12}", "N", "P", "case", "ECA ms", "dense ms", "speedup", "FLOPs×", "ECA MiB", "dense MiB");
+    let rows = bench::eca_vs_dense(&gpu, &cfg, |r| {
+        let speedup = r.speedup.map(|s| format!("{s:.1}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:>4} {:>6} {:<14} {:>22} {:>22} {:>8} {:>8.1} {:>12} {:>12}",
+            r.n, r.pairs, r.case, r.eca.time_cell(), r.dense.time_cell(), speedup, r.flop_ratio, r.eca.memory_cell(), r.dense.memory_cell()
+        );
+    })?;
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&rows).expect("rows serialize");
+        write_atomic(path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Measures `cases` and prints one row each (and the JSON list with `--json`).

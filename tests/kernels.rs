@@ -366,11 +366,19 @@ fn hts_pairs(counts: &[usize]) -> Vec<(u32, u32, u32)> {
 
 #[test]
 fn eca_and_dense_attention_forward_and_backward() {
-    use docre::ops::eca::{attention_backward, attention_forward, Attention, PairIndex};
+    use docre::ops::eca::{attention_backward_using, attention_forward_using, Attention, EcaKernel, PairIndex};
     let gpu = gpu();
+    let mut kernels = vec![EcaKernel::Workgroup];
+    if gpu.report().subgroups {
+        kernels.push(EcaKernel::Subgroup);
+    }
+    for kernel in kernels {
     let mut rng = Rng::new(77);
     // Documents with 1 (no pairs), 2, a prime count and more; widths with heads of 1, 3 and 32.
-    for (counts, d) in [(vec![2usize], 4usize), (vec![3, 1, 5], 12), (vec![7, 2], 8), (vec![4, 6], 128)] {
+    // Widths give heads of 8, 16 and 32 features (the subgroup kernel needs dh divisible by its
+    // subgroup size); the workgroup kernel also runs heads of 1 and 3.
+    let widths: &[usize] = if kernel == EcaKernel::Subgroup { &[32, 64, 128] } else { &[4, 12, 128] };
+    for (counts, d) in [(vec![2usize], widths[0]), (vec![3, 1, 5], widths[1]), (vec![7, 2], widths[0]), (vec![4, 6], widths[2])] {
         let pairs = hts_pairs(&counts);
         let p = pairs.len();
         let idx = PairIndex::new(&gpu, &counts, &pairs).unwrap();
@@ -380,10 +388,10 @@ fn eca_and_dense_attention_forward_and_backward() {
         let mut outs = Vec::new();
         for kind in [Attention::Eca, Attention::Dense, Attention::DenseEcaMask] {
             let mut rec = Recorder::new(&gpu);
-            let (out, stats) = attention_forward(&mut rec, &idx, kind, 4, &qt, &kt, &vt).unwrap();
-            let (dq, dk, dv) = attention_backward(&mut rec, &idx, kind, 4, &qt, &kt, &vt, &out, &stats, &dt).unwrap();
+            let (out, stats) = attention_forward_using(&mut rec, kernel, &idx, kind, 4, &qt, &kt, &vt).unwrap();
+            let (dq, dk, dv) = attention_backward_using(&mut rec, kernel, &idx, kind, 4, &qt, &kt, &vt, &out, &stats, &dt).unwrap();
             rec.finish().unwrap();
-            let what = format!("{kind:?} counts {counts:?} d {d}");
+            let what = format!("{kernel:?} {kind:?} counts {counts:?} d {d}");
             let want = r::attention(&pairs, kind, 4, d, &q, &k, &v);
             let (wq, wk, wv) = r::attention_backward(&pairs, kind, 4, d, &q, &k, &v, &dout);
             assert_close(&format!("{what} out"), &download(&gpu, &out), &want, 1e-5, 1e-4);
@@ -394,6 +402,7 @@ fn eca_and_dense_attention_forward_and_backward() {
         }
         // Dense restricted to ECA's key sets is ECA.
         assert_close("dense with ECA mask vs ECA", &outs[2], &outs[0], 1e-6, 1e-5);
+    }
     }
 }
 

@@ -1,9 +1,11 @@
 //! Benchmarks shared by `docre bench ...` and the criterion benches in benches/, so the
 //! criterion baselines and the CLI tables measure exactly the same work.
 
+mod eca;
 mod encoder;
 mod kernels;
 
+pub use eca::{eca_vs_dense, EcaBenchConfig, EcaRow, Outcome};
 pub use encoder::encoder_cases;
 pub use kernels::kernel_cases;
 

@@ -192,6 +192,35 @@ impl Heads {
         Ok(Heads { config, params })
     }
 
+    /// Randomly initialized heads as PyTorch initializes them: Linear weights and biases
+    /// U(±1/√fan_in), LayerNorm and BatchNorm (1, 0), running statistics (0, 1), the relation
+    /// embedding Xavier-uniform.
+    pub fn random(gpu: &Gpu, config: HeadConfig, seed: u64) -> Result<Heads> {
+        config.validate()?;
+        let specs = param_specs(&config);
+        let fan_in: std::collections::HashMap<String, usize> = specs.iter().filter(|(n, s)| n.ends_with(".weight") && s.len() == 2).map(|(n, s)| (n.trim_end_matches(".weight").to_string(), s[1])).collect();
+        let mut rng = crate::rng::Rng::new(seed);
+        let mut uniform = |n: usize, bound: f64| -> Vec<f32> { (0..n).map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32).collect() };
+        let params = specs
+            .iter()
+            .map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                let module = name.rsplit_once('.').map(|(m, _)| m).unwrap_or(name);
+                let data = if name == "infer.relation_embedding" {
+                    uniform(n, (6.0 / (shape[0] + shape[1]) as f64).sqrt())
+                } else if name.ends_with("running_var") || (shape.len() == 1 && name.ends_with(".weight")) {
+                    vec![1.0; n]
+                } else if name.ends_with("running_mean") || (shape.len() == 1 && !fan_in.contains_key(module)) {
+                    vec![0.0; n]
+                } else {
+                    uniform(n, 1.0 / (fan_in[module] as f64).sqrt())
+                };
+                (name.clone(), shape.clone(), data)
+            })
+            .collect();
+        Heads::new(config, ParamSet::new(gpu, params)?)
+    }
+
     pub fn base_forward(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<(BaseOut, BaseTape)> {
         base::forward(rec, &self.params, &self.config, hb, x, a)
     }

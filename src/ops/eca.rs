@@ -10,6 +10,47 @@ use Access::{Read as R, Write as W};
 static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "eca_forward", bindings: &[R, R, R, R, R, R, W, W] };
 static BACKWARD_QUERY: Kernel = Kernel { shader: &SHADER, entry: "eca_backward_query", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
 static BACKWARD_KEY: Kernel = Kernel { shader: &SHADER, entry: "eca_backward_key", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
+// Only built where subgroups exist, hence its own module.
+static SG_SHADER: Shader = Shader {
+    name: "eca_subgroup",
+    source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/eca.wgsl"), include_str!("../../shaders/eca_subgroup.wgsl")),
+};
+static FORWARD_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_forward_sg", bindings: &[R, R, R, R, R, R, W, W] };
+static BACKWARD_QUERY_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_backward_query_sg", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
+static BACKWARD_KEY_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_backward_key_sg", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
+
+/// Which implementation runs. `Auto` picks by adapter kind; tests name both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EcaKernel {
+    Auto,
+    /// A workgroup per (pair, head), slots in tiles with workgroup reductions: GPUs.
+    Workgroup,
+    /// A subgroup per (pair, head), features in registers, no barriers: CPU adapters.
+    Subgroup,
+}
+
+/// The kernels and specialization constants for one launch: [forward, backward query, backward
+/// key], the constants, and how many (pair, head) tasks one workgroup covers.
+fn select(gpu: &Gpu, kernel: EcaKernel, kind: Attention, dh: usize) -> Result<([&'static Kernel; 3], Vec<(&'static str, f64)>, usize)> {
+    let sg = super::matmul::subgroup_size(gpu)?.map(|s| s as usize);
+    let fits = |s: usize| 64 % s == 0 && dh % s == 0 && dh / s <= 64;
+    let use_sg = match kernel {
+        EcaKernel::Auto => gpu.kind() == AdapterKind::Cpu && sg.is_some_and(fits),
+        EcaKernel::Workgroup => false,
+        EcaKernel::Subgroup => {
+            if !sg.is_some_and(fits) {
+                return shape_err("eca", format!("the subgroup kernel needs a subgroup size dividing 64 and {dh} (at most 64 features per lane); this adapter has {sg:?}"));
+            }
+            true
+        }
+    };
+    if use_sg {
+        let s = sg.expect("checked above");
+        Ok(([&FORWARD_SG, &BACKWARD_QUERY_SG, &BACKWARD_KEY_SG], vec![("MODE", kind.mode()), ("FPL", (dh / s) as f64)], 64 / s))
+    } else {
+        Ok(([&FORWARD, &BACKWARD_QUERY, &BACKWARD_KEY], vec![("MODE", kind.mode()), ("WG", workgroup(gpu, dh) as f64)], 1))
+    }
+}
 
 const NONE: u32 = u32::MAX;
 
@@ -128,33 +169,43 @@ fn imm(idx: &PairIndex, d: usize, heads: usize) -> Imm {
 /// out = per head, softmax over the attended pairs of (q·k/√dh + [self] 1) times v; also the
 /// per-(pair, head) softmax max and sum the backward needs.
 pub fn attention_forward(rec: &mut Recorder, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    attention_forward_using(rec, EcaKernel::Auto, idx, kind, heads, q, k, v)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
     let (p, d) = check(idx, heads, &[q, k, v])?;
     let out = Tensor::uninit(rec.gpu(), "eca_out", &[p, d], DType::F32)?;
     let stats = Tensor::uninit(rec.gpu(), "eca_stats", &[p, heads, 2], DType::F32)?;
-    let consts = [("MODE", kind.mode()), ("WG", workgroup(rec.gpu(), d / heads) as f64)];
-    let g = grid(rec.gpu(), p * heads);
-    rec.dispatch(&FORWARD, &consts, &[&idx.tab, &idx.cell, &idx.doc_tab, q, k, v, &out, &stats], &imm(idx, d, heads), g)?;
+    let (kernels, consts, per_group) = select(rec.gpu(), kernel, kind, d / heads)?;
+    let g = grid(rec.gpu(), (p * heads).div_ceil(per_group));
+    rec.dispatch(kernels[0], &consts, &[&idx.tab, &idx.cell, &idx.doc_tab, q, k, v, &out, &stats], &imm(idx, d, heads), g)?;
     Ok((out, stats))
 }
 
 /// (dq, dk, dv) of `attention_forward` given its output, statistics and the output gradient.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward(rec: &mut Recorder, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, stats: &Tensor, dout: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    attention_backward_using(rec, EcaKernel::Auto, idx, kind, heads, q, k, v, out, stats, dout)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, stats: &Tensor, dout: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     let (p, d) = check(idx, heads, &[q, k, v, out, dout])?;
     stats.expect_shape("eca backward", &[p, heads, 2])?;
     let gpu = rec.gpu().clone();
     let dq = Tensor::uninit(&gpu, "eca_dq", &[p, d], DType::F32)?;
     let delta = Tensor::uninit(&gpu, "eca_delta", &[p, heads], DType::F32)?;
-    let consts = [("MODE", kind.mode()), ("WG", workgroup(&gpu, d / heads) as f64)];
-    let g = grid(&gpu, p * heads);
+    let (kernels, consts, per_group) = select(&gpu, kernel, kind, d / heads)?;
+    let g = grid(&gpu, (p * heads).div_ceil(per_group));
     let base = [&idx.tab, &idx.cell, &idx.doc_tab, q, k, v];
     let mut b1: Vec<&Tensor> = base.to_vec();
     b1.extend([out, dout, stats, &dq, &delta]);
-    rec.dispatch(&BACKWARD_QUERY, &consts, &b1, &imm(idx, d, heads), g)?;
+    rec.dispatch(kernels[1], &consts, &b1, &imm(idx, d, heads), g)?;
     let dk = Tensor::uninit(&gpu, "eca_dk", &[p, d], DType::F32)?;
     let dv = Tensor::uninit(&gpu, "eca_dv", &[p, d], DType::F32)?;
     let mut b2: Vec<&Tensor> = base.to_vec();
     b2.extend([dout, stats, &delta, &dk, &dv]);
-    rec.dispatch(&BACKWARD_KEY, &consts, &b2, &imm(idx, d, heads), g)?;
+    rec.dispatch(kernels[2], &consts, &b2, &imm(idx, d, heads), g)?;
     Ok((dq, dk, dv))
 }
