@@ -7,6 +7,7 @@ pub mod batch;
 pub mod bert;
 pub mod config;
 pub mod docre;
+pub mod heads_reference;
 pub mod inference;
 pub mod params;
 pub mod reference;

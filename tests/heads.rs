@@ -1,0 +1,241 @@
+//! The whole head stack (base module, inference module, predictor, both objectives, test loop)
+//! on tiny random dimensions against the f64 CPU reference (src/model/heads_reference.rs):
+//! outputs and losses directly, every parameter's gradient and the encoder-output gradients
+//! against central finite differences of the reference losses. Both ECA with the gated fusion
+//! and the `dense` + `no_fusion` switches are covered.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{download, gpu, upload, Rng};
+use docre::gpu::Recorder;
+use docre::model::batch::{HeadBatch, HeadInput};
+use docre::model::docre::{is_buffer, HeadConfig, Heads, Stage2Input, TestOutput};
+use docre::model::heads_reference as href;
+use docre::ops::eca::Attention;
+use docre::ops::reference as r;
+
+const HEADS: usize = 2;
+const LEN: usize = 12;
+
+fn config(attention: Attention, fusion: bool) -> HeadConfig {
+    HeadConfig {
+        hidden: 8,
+        emb: 8,
+        block: 4,
+        classes: 4,
+        width: 8,
+        layers: 2,
+        eca_heads: 4,
+        ffn_inner: 16,
+        iterations: 2,
+        top_k: 2,
+        attention,
+        fusion,
+        test_output: TestOutput::Sum,
+        ln_eps: 1e-12,
+        bn_eps: 1e-5,
+        bn_momentum: 0.1,
+    }
+}
+
+struct Case {
+    input: HeadInput,
+    x: Vec<f64>,
+    a: Vec<f64>,
+    gold: Vec<f32>,
+}
+
+/// Two documents (3 and 4 entities, lengths 9 and 12); A rows are softmaxes over each
+/// document's own tokens, zero elsewhere, as an encoder produces.
+fn case(rng: &mut Rng, c: &HeadConfig) -> Case {
+    let doc_len = vec![9, LEN];
+    let entity_counts = vec![3, 4];
+    let (mut mention_start, mut mention_entity) = (Vec::new(), Vec::new());
+    let mut e = 0;
+    for (b, &n) in entity_counts.iter().enumerate() {
+        for _ in 0..n {
+            for _ in 0..1 + rng.below(2) {
+                mention_start.push(1 + rng.below(doc_len[b] - 2));
+                mention_entity.push(e);
+            }
+            e += 1;
+        }
+    }
+    let mut pairs = Vec::new();
+    for (b, &n) in entity_counts.iter().enumerate() {
+        for s in 0..n {
+            for o in 0..n {
+                if s != o {
+                    pairs.push((b, s, o));
+                }
+            }
+        }
+    }
+    let x = rng.vec(2 * LEN * c.hidden);
+    let mut a = vec![0.0; 2 * HEADS * LEN * LEN];
+    for (b, &l) in doc_len.iter().enumerate() {
+        for h in 0..HEADS {
+            for q in 0..l {
+                let row: Vec<f64> = (0..l).map(|_| 2.0 * rng.uniform(-1.0, 1.0)).collect();
+                let p = r::softmax(&row, l, None, 1.0);
+                for k in 0..l {
+                    a[((b * HEADS + h) * LEN + q) * LEN + k] = p[k] as f32 as f64;
+                }
+            }
+        }
+    }
+    let mut gold = vec![0.0f32; pairs.len() * c.classes];
+    for i in 0..pairs.len() {
+        let row = &mut gold[i * c.classes..(i + 1) * c.classes];
+        match rng.below(3) {
+            0 => row[0] = 1.0,
+            _ => {
+                row[1 + rng.below(c.classes - 1)] = 1.0;
+                if rng.below(3) == 0 {
+                    row[1 + rng.below(c.classes - 1)] = 1.0;
+                }
+            }
+        }
+    }
+    Case { input: HeadInput { doc_len, entity_counts, mention_start, mention_entity, pairs }, x, a, gold }
+}
+
+fn host_params(heads: &Heads) -> HashMap<String, Vec<f64>> {
+    let g = gpu();
+    heads.params.names().iter().zip(heads.params.tensors()).map(|(n, t)| (n.clone(), download(&g, t))).collect()
+}
+
+fn check_fd(what: &str, got: &[f64], picks: &[usize], f: &mut dyn FnMut(usize, f64) -> f64) {
+    let scale = got.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let eps = 1e-6;
+    for &i in picks {
+        let fd = (f(i, eps) - f(i, -eps)) / (2.0 * eps);
+        let tol = 2e-4 * scale + 2e-3 * fd.abs() + 1e-5;
+        assert!((got[i] - fd).abs() <= tol, "{what}[{i}]: GPU gradient {} vs finite difference {fd} (tolerance {tol:e}, max |grad| {scale:e})", got[i]);
+    }
+}
+
+fn picks(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
+    (0..k).map(|_| rng.below(n)).collect()
+}
+
+fn run(attention: Attention, fusion: bool, seed: u64) {
+    let g = gpu();
+    let c = config(attention, fusion);
+    let mut rng = Rng::new(seed);
+    let cs = case(&mut rng, &c);
+    let heads = Heads::random(&g, c.clone(), seed).unwrap();
+    let mut p = host_params(&heads);
+    let hb = HeadBatch::new(&g, cs.input.clone(), LEN, HEADS).unwrap();
+    let xt = upload(&g, "X", &[2, LEN, c.hidden], &cs.x);
+    let at = upload(&g, "A", &[2, HEADS, LEN, LEN], &cs.a);
+
+    // Forward: base logits and the test loop against the reference.
+    let mut rec = Recorder::new(&g);
+    let pred = heads.predict(&mut rec, &hb, &xt, &at).unwrap();
+    rec.finish().unwrap();
+    let (base_logits, features) = href::base(&p, &c, &cs.input, &cs.x, &cs.a, HEADS, LEN);
+    common::assert_close("base logits", &download(&g, &pred.iterations[0].0), &base_logits, 1e-5, 1e-4);
+    let f0 = r::linear(&features, &p["infer.reduce.weight"], None, features.len() / c.emb, c.emb, c.width);
+    let coords = href::coords(&cs.input);
+    let mut s = base_logits.clone();
+    for k in 1..=c.iterations {
+        let labels: Vec<f64> = s.chunks(c.classes).flat_map(|row| r::get_label(row, c.top_k)).collect();
+        assert_eq!(download(&g, &pred.iterations[k - 1].1), labels, "labels before iteration {k}");
+        let r0 = r::matmul(&labels, &p["infer.relation_embedding"], labels.len() / c.classes, c.classes, c.width);
+        let (logits, _) = href::module(&p, &c, &coords, &f0, &r0);
+        s = s.iter().zip(&logits).map(|(a, b)| a + b).collect();
+        common::assert_close(&format!("test logits after iteration {k}"), &download(&g, &pred.iterations[k].0), &s, 1e-4, 1e-4);
+    }
+
+    // Stage 1: loss and every base gradient, X and A.
+    let mut rec = Recorder::new(&g);
+    let step = heads.stage1(&mut rec, &hb, &xt, &at, &cs.gold).unwrap();
+    rec.finish().unwrap();
+    let loss1 = |p: &HashMap<String, Vec<f64>>, x: &[f64], a: &[f64]| href::stage1_loss(p, &c, &cs.input, x, a, HEADS, LEN, &cs.gold);
+    let want = loss1(&p, &cs.x, &cs.a);
+    let got = step.losses.total(&g).unwrap();
+    assert!((got - want).abs() <= 1e-4 * want.abs(), "stage-1 loss {got} vs reference {want}");
+    let names: Vec<String> = heads.params.names().to_vec();
+    for (id, name) in names.iter().enumerate() {
+        let Some(t) = step.grads.get(id) else { continue };
+        assert!(name.starts_with("base."), "stage 1 produced a gradient for {name}");
+        let grad = download(&g, t);
+        let pk = picks(&mut rng, grad.len(), 3);
+        check_fd(&format!("stage 1 {name}"), &grad, &pk, &mut |i, e| {
+            let mut q = p.clone();
+            q.get_mut(name).unwrap()[i] += e;
+            loss1(&q, &cs.x, &cs.a)
+        });
+    }
+    let dx = download(&g, &step.dx);
+    let valid_x: Vec<usize> = (0..dx.len()).filter(|&i| (i / c.hidden) % LEN < cs.input.doc_len[i / (LEN * c.hidden)]).collect();
+    let pk: Vec<usize> = picks(&mut rng, valid_x.len(), 6).into_iter().map(|i| valid_x[i]).collect();
+    check_fd("stage 1 X", &dx, &pk, &mut |i, e| {
+        let mut x = cs.x.clone();
+        x[i] += e;
+        loss1(&p, &x, &cs.a)
+    });
+    let da = download(&g, &step.da);
+    // Rows of mention markers are the ones the loss reads.
+    let marked: Vec<usize> = (0..da.len()).filter(|&i| da[i] != 0.0).collect();
+    assert!(!marked.is_empty(), "no attention gradient at all");
+    let pk: Vec<usize> = picks(&mut rng, marked.len(), 6).into_iter().map(|i| marked[i]).collect();
+    check_fd("stage 1 A", &da, &pk, &mut |i, e| {
+        let mut a = cs.a.clone();
+        a[i] += e;
+        loss1(&p, &cs.x, &a)
+    });
+
+    // Stage 2: loss and every trainable gradient (the swapped passes held constant), X and A.
+    let s2 = Stage2Input::sample(&cs.gold, c.classes, &mut docre::rng::Rng::new(seed));
+    let heads = Heads::random(&g, c.clone(), seed).unwrap();
+    let mut rec = Recorder::new(&g);
+    let step = heads.stage2(&mut rec, &hb, &xt, &at, &s2).unwrap();
+    rec.finish().unwrap();
+    let zswap = href::swapped(&p, &c, &cs.input, &cs.x, &cs.a, HEADS, LEN, &s2);
+    let loss2 = |p: &HashMap<String, Vec<f64>>, x: &[f64], a: &[f64]| href::stage2_loss(p, &c, &cs.input, x, a, HEADS, LEN, &s2, &zswap);
+    let want = loss2(&p, &cs.x, &cs.a);
+    let got = step.losses.total(&g).unwrap();
+    assert!((got - want).abs() <= 1e-4 * want.abs(), "stage-2 loss {got} vs reference {want}");
+    for (id, name) in names.iter().enumerate() {
+        if is_buffer(name) || (!fusion && name.contains(".gate.")) {
+            assert!(step.grads.get(id).is_none(), "{name} is not trained in this configuration but got a gradient");
+            continue;
+        }
+        let grad = download(&g, step.grads.get(id).unwrap_or_else(|| panic!("stage 2 gave no gradient for {name}")));
+        let pk = picks(&mut rng, grad.len(), 2);
+        check_fd(&format!("stage 2 {name}"), &grad, &pk, &mut |i, e| {
+            let mut q = p.clone();
+            q.get_mut(name).unwrap()[i] += e;
+            loss2(&q, &cs.x, &cs.a)
+        });
+    }
+    let dx = download(&g, &step.dx);
+    let pk: Vec<usize> = picks(&mut rng, valid_x.len(), 6).into_iter().map(|i| valid_x[i]).collect();
+    check_fd("stage 2 X", &dx, &pk, &mut |i, e| {
+        let mut x = cs.x.clone();
+        x[i] += e;
+        loss2(&p, &x, &cs.a)
+    });
+    let da = download(&g, &step.da);
+    let pk: Vec<usize> = picks(&mut rng, marked.len(), 6).into_iter().map(|i| marked[i]).collect();
+    check_fd("stage 2 A", &da, &pk, &mut |i, e| {
+        let mut a = cs.a.clone();
+        a[i] += e;
+        loss2(&p, &cs.x, &a)
+    });
+    p.clear();
+}
+
+#[test]
+fn eca_with_fusion_matches_reference_and_finite_differences() {
+    run(Attention::Eca, true, 3);
+}
+
+#[test]
+fn dense_without_fusion_matches_reference_and_finite_differences() {
+    run(Attention::Dense, false, 4);
+}
