@@ -70,8 +70,6 @@ pub struct EcaBenchConfig {
     pub max_seconds: f64,
 }
 
-const CASES: [&str; 4] = ["core forward", "core fwd+bwd", "layer forward", "layer fwd+bwd"];
-
 /// FLOPs of one case. The core does 4·S·D per pair and direction (scores and weighted values
 /// over S slots), the backward 2.5× that (scores recomputed); a layer adds 40·P·D² of
 /// projections (Q/K/V/O of two units, combine, gate, two FFNs of inner width 2D) and two cores.
@@ -109,15 +107,48 @@ fn head_config(width: usize, kind: Attention) -> HeadConfig {
     }
 }
 
-struct Setup {
+/// One document of N entities with random q, k, v (used as F and R by the layer cases) and
+/// output gradients, plus one inference layer's random weights per attention kind.
+pub struct EcaSetup {
+    pub n: usize,
     grid: PairIndex,
     q: Tensor,
     k: Tensor,
     v: Tensor,
     dout: Tensor,
+    heads: [Heads; 2],
 }
 
-fn run_case(rec: &mut Recorder, case: usize, kind: Attention, s: &Setup, heads: &Heads) -> Result<()> {
+impl EcaSetup {
+    pub fn new(gpu: &Gpu, n: usize, width: usize) -> Result<EcaSetup> {
+        if n < 2 || width % 4 != 0 {
+            return Err(Error::Input(format!("N = {n} (at least 2) and width {width} (a multiple of 4) are out of range")));
+        }
+        let p = n * (n - 1);
+        let pairs: Vec<(u32, u32, u32)> = (0..n as u32).flat_map(|s| (0..n as u32).filter(move |&o| o != s).map(move |o| (0, s, o))).collect();
+        Ok(EcaSetup {
+            n,
+            grid: PairIndex::new(gpu, &[n], &pairs)?,
+            q: filled(gpu, "q", &[p, width], 1)?,
+            k: filled(gpu, "k", &[p, width], 2)?,
+            v: filled(gpu, "v", &[p, width], 3)?,
+            dout: filled(gpu, "dout", &[p, width], 4)?,
+            heads: [Heads::random(gpu, head_config(width, Attention::Eca), 7)?, Heads::random(gpu, head_config(width, Attention::Dense), 7)?],
+        })
+    }
+
+    /// Records case `case` (index into `CASES`) with `kind` attention.
+    pub fn run(&self, rec: &mut Recorder, case: usize, kind: Attention) -> Result<()> {
+        let heads = &self.heads[(kind != Attention::Eca) as usize];
+        run_case(rec, case, kind, self, heads)
+    }
+}
+
+/// The cases, in the order `EcaSetup::run` numbers them.
+/// The cases, in the order `EcaSetup::run` numbers them.
+pub const CASES: [&str; 4] = ["core forward", "core fwd+bwd", "layer forward", "layer fwd+bwd"];
+
+fn run_case(rec: &mut Recorder, case: usize, kind: Attention, s: &EcaSetup, heads: &Heads) -> Result<()> {
     match case {
         0 => attention_forward(rec, &s.grid, kind, 4, &s.q, &s.k, &s.v).map(|_| ()),
         1 => {
@@ -143,10 +174,6 @@ pub fn eca_vs_dense(gpu: &Gpu, cfg: &EcaBenchConfig, mut report: impl FnMut(&Eca
         return Err(Error::Input(format!("--width {} must be a multiple of 4 (four ECA heads)", cfg.width)));
     }
     let timer = GpuTimer::new(gpu);
-    let mut heads_by_kind = Vec::new();
-    for kind in [Attention::Eca, Attention::Dense] {
-        heads_by_kind.push(Heads::random(gpu, head_config(cfg.width, kind), 7)?);
-    }
     // Throughput (FLOP/s) last measured per (case, kind), to estimate the next N.
     let mut rate: HashMap<(usize, bool), f64> = HashMap::new();
     let mut warmed: HashMap<(usize, bool), bool> = HashMap::new();
@@ -156,17 +183,7 @@ pub fn eca_vs_dense(gpu: &Gpu, cfg: &EcaBenchConfig, mut report: impl FnMut(&Eca
             return Err(Error::Input(format!("--n {n}: a document needs at least 2 entities")));
         }
         let p = n * (n - 1);
-        let pairs: Vec<(u32, u32, u32)> = (0..n as u32).flat_map(|s| (0..n as u32).filter(move |&o| o != s).map(move |o| (0, s, o))).collect();
-        let setup = (|| -> Result<Setup> {
-            Ok(Setup {
-                grid: PairIndex::new(gpu, &[n], &pairs)?,
-                q: filled(gpu, "q", &[p, cfg.width], 1)?,
-                k: filled(gpu, "k", &[p, cfg.width], 2)?,
-                v: filled(gpu, "v", &[p, cfg.width], 3)?,
-                dout: filled(gpu, "dout", &[p, cfg.width], 4)?,
-            })
-        })();
-        let setup = match setup {
+        let setup = match EcaSetup::new(gpu, n, cfg.width) {
             Ok(s) => Some(s),
             Err(e @ Error::TooLarge { .. }) => {
                 for (case, name) in CASES.iter().enumerate() {
@@ -194,10 +211,9 @@ pub fn eca_vs_dense(gpu: &Gpu, cfg: &EcaBenchConfig, mut report: impl FnMut(&Eca
                         continue;
                     }
                 }
-                let heads = &heads_by_kind[ki];
                 let measured = (|| -> Result<Outcome> {
                     if !warmed.contains_key(&key) {
-                        timer.time(gpu, |rec| run_case(rec, case, kind, &setup, heads))?;
+                        timer.time(gpu, |rec| setup.run(rec, case, kind))?;
                         warmed.insert(key, true);
                     }
                     let mut times = Vec::new();
@@ -205,7 +221,7 @@ pub fn eca_vs_dense(gpu: &Gpu, cfg: &EcaBenchConfig, mut report: impl FnMut(&Eca
                     for i in 0..cfg.samples.max(1) {
                         gpu.reset_memory_peak();
                         let before = gpu.memory_in_use().0;
-                        let t = timer.time(gpu, |rec| run_case(rec, case, kind, &setup, heads))?;
+                        let t = timer.time(gpu, |rec| setup.run(rec, case, kind))?;
                         peak = peak.max(gpu.memory_in_use().1 - before);
                         times.push(t);
                         // Long runs: one sample says enough.

@@ -5,7 +5,7 @@ mod eca;
 mod encoder;
 mod kernels;
 
-pub use eca::{eca_vs_dense, EcaBenchConfig, EcaRow, Outcome};
+pub use eca::{eca_vs_dense, EcaBenchConfig, EcaRow, EcaSetup, Outcome, CASES as ECA_CASES};
 pub use encoder::encoder_cases;
 pub use kernels::kernel_cases;
 
