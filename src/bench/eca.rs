@@ -145,7 +145,6 @@ impl EcaSetup {
 }
 
 /// The cases, in the order `EcaSetup::run` numbers them.
-/// The cases, in the order `EcaSetup::run` numbers them.
 pub const CASES: [&str; 4] = ["core forward", "core fwd+bwd", "layer forward", "layer fwd+bwd"];
 
 fn run_case(rec: &mut Recorder, case: usize, kind: Attention, s: &EcaSetup, heads: &Heads) -> Result<()> {
