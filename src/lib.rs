@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod gpu;
 pub mod model;
 pub mod ops;

@@ -1,5 +1,7 @@
 //! Turning documents into encoder inputs.
 
+pub mod docred;
+pub mod features;
 pub mod tokenizer;
 
 pub use tokenizer::{MarkedDocument, Mention, WordPieceTokenizer};

@@ -10,12 +10,23 @@ use tokenizers::Tokenizer;
 use crate::error::{Error, Result};
 
 pub struct WordPieceTokenizer {
-    inner: Tokenizer,
+    inner: Backend,
     path: String,
     pub cls: u32,
     pub sep: u32,
     pub marker: u32,
 }
+
+enum Backend {
+    /// A Hugging Face `tokenizer.json`.
+    Hf(Box<Tokenizer>),
+    /// One id per lower-cased word (unknown words → [UNK]): for randomly initialized encoders
+    /// (the `tiny` preset), which need no pretrained vocabulary.
+    Words(std::collections::HashMap<String, u32>),
+}
+
+/// Special ids of the word-level vocabulary.
+const WORD_SPECIALS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "*"];
 
 /// A mention as a word span [start, end) inside one sentence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,14 +64,52 @@ impl WordPieceTokenizer {
             sep: id(&["[SEP]", "</s>"])?,
             marker: id(&["*"])?,
             path: path.display().to_string(),
-            inner,
+            inner: Backend::Hf(Box::new(inner)),
         })
+    }
+
+    /// A word-level vocabulary: the specials, then `words` (lower-cased, first occurrence order).
+    pub fn word_level<'a>(words: impl IntoIterator<Item = &'a str>) -> WordPieceTokenizer {
+        let mut vocab = std::collections::HashMap::new();
+        for (i, s) in WORD_SPECIALS.iter().enumerate() {
+            vocab.insert(s.to_string(), i as u32);
+        }
+        for w in words {
+            let n = vocab.len() as u32;
+            vocab.entry(w.to_lowercase()).or_insert(n);
+        }
+        WordPieceTokenizer { inner: Backend::Words(vocab), path: "word-level vocabulary".into(), cls: 2, sep: 3, marker: 4 }
+    }
+
+    /// The word-level vocabulary in id order (to save it with a checkpoint), or None for HF.
+    pub fn word_list(&self) -> Option<Vec<String>> {
+        match &self.inner {
+            Backend::Words(v) => {
+                let mut w: Vec<(&String, &u32)> = v.iter().collect();
+                w.sort_by_key(|(_, &i)| i);
+                Some(w.into_iter().skip(WORD_SPECIALS.len()).map(|(s, _)| s.clone()).collect())
+            }
+            Backend::Hf(_) => None,
+        }
+    }
+
+    /// Vocabulary size (ids are below it).
+    pub fn vocab_size(&self) -> usize {
+        match &self.inner {
+            Backend::Hf(t) => t.get_vocab_size(true),
+            Backend::Words(v) => v.len(),
+        }
     }
 
     /// Word pieces of one word (or any text), without special tokens.
     pub fn pieces(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Input(format!("{}: cannot tokenize {text:?}: {e}", self.path)))?;
-        Ok(enc.get_ids().to_vec())
+        match &self.inner {
+            Backend::Hf(t) => {
+                let enc = t.encode(text, false).map_err(|e| Error::Input(format!("{}: cannot tokenize {text:?}: {e}", self.path)))?;
+                Ok(enc.get_ids().to_vec())
+            }
+            Backend::Words(v) => Ok(text.split_whitespace().map(|w| *v.get(&w.to_lowercase()).unwrap_or(&1)).collect()),
+        }
     }
 
     /// `[CLS] + pieces(text) + [SEP]`: a plain sentence for the encoder.

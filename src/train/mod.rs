@@ -1,3 +1,4 @@
-//! Training: stage-2 label corruption and negative sampling (more to come: the trainer).
+//! Training: stage-2 sampling and the optimizer step of both stages.
 
 pub mod sampling;
+pub mod trainer;

@@ -1,0 +1,193 @@
+//! DocRED-format documents (DocRED, Re-DocRED; SPEC 1.1), the relation inventory of the meta
+//! files, and validation whose errors name the file, the document and the field.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// A mention: words [start, end) of sentence `sent`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntityMention {
+    pub sent: usize,
+    pub start: usize,
+    pub end: usize,
+    pub name: String,
+    pub kind: String,
+}
+
+/// A relation fact between entities h and t (indices into `entities`), relation id r ≥ 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fact {
+    pub h: usize,
+    pub t: usize,
+    pub r: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Document {
+    pub title: String,
+    pub sents: Vec<Vec<String>>,
+    pub entities: Vec<Vec<EntityMention>>,
+    pub facts: Vec<Fact>,
+    /// False for unlabelled files (DocRED test): they can be predicted but not scored.
+    pub labelled: bool,
+}
+
+/// Relation ids (0 = the threshold / NA class) and their readable names.
+#[derive(Clone, Debug)]
+pub struct Relations {
+    /// Code of each id ("Na" or "NA" for 0, Wikidata P-codes for DocRED).
+    pub codes: Vec<String>,
+    pub ids: HashMap<String, usize>,
+    pub names: HashMap<String, String>,
+}
+
+impl Relations {
+    /// Reads `rel2id.json` (code → id, NA = 0) and optionally `rel_info.json` (code → name).
+    pub fn load(rel2id: &Path, rel_info: Option<&Path>) -> Result<Relations> {
+        let v = read_json(rel2id)?;
+        let map = v.as_object().ok_or_else(|| Error::Input(format!("{}: expected an object of relation code → id", rel2id.display())))?;
+        let mut codes = vec![String::new(); map.len()];
+        let mut ids = HashMap::new();
+        for (code, id) in map {
+            let id = id.as_u64().map(|x| x as usize).filter(|&x| x < map.len()).ok_or_else(|| Error::Input(format!("{}: relation `{code}` has id {id}, not an integer below {}", rel2id.display(), map.len())))?;
+            if !codes[id].is_empty() {
+                return Err(Error::Input(format!("{}: id {id} is used twice", rel2id.display())));
+            }
+            codes[id] = code.clone();
+            ids.insert(code.clone(), id);
+        }
+        let mut names = HashMap::new();
+        if let Some(p) = rel_info {
+            if let Some(obj) = read_json(p)?.as_object() {
+                for (k, v) in obj {
+                    names.insert(k.clone(), v.as_str().unwrap_or(k).to_string());
+                }
+            }
+        }
+        Ok(Relations { codes, ids, names })
+    }
+
+    /// A two-class inventory for the biomedical sets (0 = no relation, 1 = the relation).
+    pub fn binary(code: &str) -> Relations {
+        let codes = vec!["NA".to_string(), code.to_string()];
+        let ids = codes.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
+        Relations { codes, ids, names: HashMap::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
+    /// Readable name of relation id `r` (its code when rel_info does not list it).
+    pub fn name(&self, r: usize) -> &str {
+        let code = &self.codes[r];
+        self.names.get(code).map(String::as_str).unwrap_or(code)
+    }
+}
+
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
+    serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: malformed JSON: {e}", path.display())))
+}
+
+/// Reads and validates a DocRED-format file. `rels` maps relation codes; a label with an unknown
+/// code is an error.
+pub fn read_docred(path: &Path, rels: &Relations) -> Result<Vec<Document>> {
+    let v = read_json(path)?;
+    let docs = v.as_array().ok_or_else(|| Error::Input(format!("{}: expected a JSON list of documents", path.display())))?;
+    docs.iter().enumerate().map(|(i, d)| parse_doc(d, i, rels).map_err(|m| Error::Input(format!("{}: {m}", path.display())))).collect()
+}
+
+/// The document's own description for error messages: index and title when there is one.
+fn doc_label(i: usize, d: &Value) -> String {
+    match d.get("title") {
+        Some(Value::String(t)) => format!("document {i} ({t:?})"),
+        Some(t) if !t.is_null() => format!("document {i} ({t})"),
+        _ => format!("document {i}"),
+    }
+}
+
+fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Document, String> {
+    let at = doc_label(i, d);
+    let field = |k: &str| d.get(k).ok_or_else(|| format!("{at}: field `{k}` is missing"));
+    let title = match field("title")? {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let sents_v = field("sents")?.as_array().ok_or_else(|| format!("{at}: `sents` must be a list of sentences"))?;
+    let mut sents = Vec::new();
+    for (s, sent) in sents_v.iter().enumerate() {
+        let words = sent.as_array().ok_or_else(|| format!("{at}: `sents[{s}]` must be a list of words"))?;
+        let words: Vec<String> = words.iter().enumerate().map(|(w, x)| x.as_str().map(str::to_string).ok_or_else(|| format!("{at}: `sents[{s}][{w}]` must be a string"))).collect::<std::result::Result<_, _>>()?;
+        sents.push(words);
+    }
+    if sents.iter().all(Vec::is_empty) {
+        return Err(format!("{at}: the document has no words"));
+    }
+    let vs = field("vertexSet")?.as_array().ok_or_else(|| format!("{at}: `vertexSet` must be a list of entities"))?;
+    let mut entities = Vec::new();
+    for (e, ent) in vs.iter().enumerate() {
+        let ms = ent.as_array().ok_or_else(|| format!("{at}: `vertexSet[{e}]` must be a list of mentions"))?;
+        if ms.is_empty() {
+            return Err(format!("{at}: `vertexSet[{e}]` has no mentions"));
+        }
+        let mut mentions = Vec::new();
+        for (k, m) in ms.iter().enumerate() {
+            let f = format!("{at}: `vertexSet[{e}][{k}]`");
+            let sent = m.get("sent_id").and_then(Value::as_u64).ok_or_else(|| format!("{f}.sent_id is missing or not an integer"))? as usize;
+            let pos = m.get("pos").and_then(Value::as_array).filter(|p| p.len() == 2).ok_or_else(|| format!("{f}.pos must be [start, end]"))?;
+            let (start, end) = match (pos[0].as_u64(), pos[1].as_u64()) {
+                (Some(a), Some(b)) => (a as usize, b as usize),
+                _ => return Err(format!("{f}.pos must hold two integers")),
+            };
+            let words = sents.get(sent).ok_or_else(|| format!("{f}.sent_id {sent} is outside the document's {} sentences", sents.len()))?.len();
+            if start >= end || end > words {
+                return Err(format!("{f}.pos [{start}, {end}] is outside sentence {sent} ({words} words)"));
+            }
+            let name = m.get("name").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| sents[sent][start..end].join(" "));
+            let kind = m.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+            mentions.push(EntityMention { sent, start, end, name, kind });
+        }
+        entities.push(mentions);
+    }
+    let (facts, labelled) = match d.get("labels") {
+        None | Some(Value::Null) => (Vec::new(), false),
+        Some(Value::Array(ls)) => {
+            let mut facts = Vec::new();
+            for (k, l) in ls.iter().enumerate() {
+                let f = format!("{at}: `labels[{k}]`");
+                let idx = |key: &str| -> std::result::Result<usize, String> {
+                    let x = l.get(key).and_then(Value::as_u64).ok_or_else(|| format!("{f}.{key} is missing or not an integer"))? as usize;
+                    if x >= entities.len() {
+                        return Err(format!("{f}.{key} = {x} but the document has {} entities", entities.len()));
+                    }
+                    Ok(x)
+                };
+                let (h, t) = (idx("h")?, idx("t")?);
+                let code = match l.get("r") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => return Err(format!("{f}.r is missing")),
+                };
+                let r = *rels.ids.get(&code).ok_or_else(|| format!("{f}.r = {code:?} is not a known relation (rel2id has {})", rels.len()))?;
+                if r == 0 {
+                    continue;
+                }
+                facts.push(Fact { h, t, r });
+            }
+            facts.sort();
+            facts.dedup();
+            (facts, true)
+        }
+        Some(_) => return Err(format!("{at}: `labels` must be a list")),
+    };
+    Ok(Document { title, sents, entities, facts, labelled })
+}

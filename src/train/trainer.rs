@@ -1,0 +1,188 @@
+//! One optimizer step of either training stage (SPEC 4.2–4.4): encoder forward (dropout on, or
+//! frozen), heads objective and backward, encoder backward, global-norm clipping and AdamW with
+//! per-group learning rates and the warm-up / linear-decay schedule.
+
+use std::collections::HashMap;
+
+use crate::data::features::Example;
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::model::batch::{HeadBatch, HeadInput};
+use crate::model::docre::{is_buffer, Heads, Stage2Input};
+use crate::model::{Bert, Pass, TokenBatch};
+use crate::ops::adamw::{adamw_step, AdamW};
+use crate::ops::reduce::sum_squares;
+use crate::rng::Rng;
+
+/// The encoder and the heads, on one device.
+pub struct Model {
+    pub gpu: Gpu,
+    pub encoder: Bert,
+    pub heads: Heads,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Stage {
+    /// Base module only (ATLoss on all pairs).
+    One,
+    /// Whole model (SPEC 4.3); the base head is frozen.
+    Two,
+}
+
+/// Examples gathered into one batch: encoder ids, the heads' description, gold labels.
+pub struct Batch {
+    pub tokens: TokenBatch,
+    pub input: HeadInput,
+    pub gold: Vec<f32>,
+    /// Indices of the examples, in batch order.
+    pub examples: Vec<usize>,
+}
+
+impl Batch {
+    pub fn new(examples: &[(usize, &Example)]) -> Batch {
+        let mut input = HeadInput { doc_len: Vec::new(), entity_counts: Vec::new(), mention_start: Vec::new(), mention_entity: Vec::new(), pairs: Vec::new() };
+        let mut gold = Vec::new();
+        let mut first_entity = 0;
+        for (b, (_, ex)) in examples.iter().enumerate() {
+            input.doc_len.push(ex.ids.len());
+            input.entity_counts.push(ex.entities());
+            for (e, starts) in ex.mention_starts.iter().enumerate() {
+                for &s in starts {
+                    input.mention_start.push(s);
+                    input.mention_entity.push(first_entity + e);
+                }
+            }
+            first_entity += ex.entities();
+            input.pairs.extend(ex.pairs.iter().map(|&(h, t)| (b, h, t)));
+            gold.extend_from_slice(&ex.labels);
+        }
+        Batch {
+            tokens: TokenBatch { docs: examples.iter().map(|(_, ex)| ex.ids.clone()).collect() },
+            input,
+            gold,
+            examples: examples.iter().map(|(i, _)| *i).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Hyper {
+    pub encoder_lr: f64,
+    pub head_lr: f64,
+    pub weight_decay: f64,
+    pub max_norm: f64,
+    /// Fraction of the steps spent warming up.
+    pub warmup: f64,
+    pub adam_eps: f64,
+}
+
+/// AdamW state and the schedule of one training stage.
+pub struct Trainer {
+    pub stage: Stage,
+    pub hyper: Hyper,
+    pub freeze_encoder: bool,
+    pub total_steps: u32,
+    pub step: u32,
+    moments: HashMap<String, (Tensor, Tensor)>,
+}
+
+/// DocRE-II's weight-decay rule: everything but biases and HF LayerNorm weights.
+fn decays(name: &str) -> bool {
+    !(name.contains("bias") || name.contains("LayerNorm.weight"))
+}
+
+impl Trainer {
+    pub fn new(stage: Stage, hyper: Hyper, freeze_encoder: bool, total_steps: u32) -> Trainer {
+        Trainer { stage, hyper, freeze_encoder, total_steps: total_steps.max(1), step: 0, moments: HashMap::new() }
+    }
+
+    /// Learning-rate factor of 1-based step `s`: linear warm-up, then linear decay to 0.
+    pub fn schedule(&self, s: u32) -> f64 {
+        let warm = ((self.hyper.warmup * self.total_steps as f64).round() as u32).max(1);
+        if s < warm {
+            s as f64 / warm as f64
+        } else {
+            ((self.total_steps.saturating_sub(s)) as f64 / (self.total_steps - warm).max(1) as f64).max(0.0)
+        }
+    }
+
+    /// The optimizer's moments by parameter name (for checkpoints).
+    pub fn moments(&self) -> &HashMap<String, (Tensor, Tensor)> {
+        &self.moments
+    }
+
+    pub fn set_moments(&mut self, m: HashMap<String, (Tensor, Tensor)>) {
+        self.moments = m;
+    }
+
+    /// One optimizer step on `batch`; returns the loss terms (name, value). `seed` drives the
+    /// dropout masks, `rng` the stage-2 sampling. A non-finite loss is an error naming the step
+    /// (the parameters are not updated then).
+    pub fn train_step(&mut self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng) -> Result<Vec<(&'static str, f64)>> {
+        let g = model.gpu.clone();
+        let mut rec = Recorder::new(&g);
+        let pass = if self.freeze_encoder { Pass::eval() } else { Pass::train(seed) };
+        let (out, tape) = model.encoder.forward(&mut rec, &batch.tokens, pass)?;
+        let hb = HeadBatch::new(&g, batch.input.clone(), batch.tokens.len(), model.encoder.config.num_attention_heads)?;
+        let step = match self.stage {
+            Stage::One => model.heads.stage1(&mut rec, &hb, &out.hidden, &out.attention, &batch.gold)?,
+            Stage::Two => {
+                let s2 = Stage2Input::sample(&batch.gold, model.heads.config.classes, rng);
+                model.heads.stage2(&mut rec, &hb, &out.hidden, &out.attention, &s2)?
+            }
+        };
+        let enc_grads = match tape {
+            Some(t) => Some(model.encoder.backward(&mut rec, t, &step.dx, Some(&step.da))?),
+            None => None,
+        };
+        rec.finish()?;
+        let losses = step.losses.read(&g)?;
+        let total = step.losses.total(&g)?;
+        let n = self.step + 1;
+        if !total.is_finite() {
+            return Err(Error::Input(format!("training stopped at step {n}: the loss is {total} ({losses:?}); the parameters of step {n} were not applied")));
+        }
+        // Clip by the norm of every gradient computed (the frozen base head's included, as the
+        // reference does), then update the trained parameters.
+        let mut updates: Vec<(&String, &Tensor, &Tensor, f64)> = Vec::new();
+        for (i, name) in model.heads.params.names().iter().enumerate() {
+            if let Some(gr) = step.grads.get(i) {
+                if is_buffer(name) {
+                    continue;
+                }
+                let trained = !(self.stage == Stage::Two && name.starts_with("base."));
+                updates.push((name, &model.heads.params.tensors()[i], gr, if trained { self.hyper.head_lr } else { 0.0 }));
+            }
+        }
+        if let Some(eg) = &enc_grads {
+            for ((name, p), gr) in model.encoder.names().iter().zip(model.encoder.params()).zip(eg) {
+                updates.push((name, p, gr, self.hyper.encoder_lr));
+            }
+        }
+        let mut rec = Recorder::new(&g);
+        let grads: Vec<&Tensor> = updates.iter().map(|u| u.2).collect();
+        let normsq = sum_squares(&mut rec, &grads)?;
+        let scale = self.schedule(n);
+        for (name, param, grad, lr) in updates {
+            if lr == 0.0 {
+                continue;
+            }
+            let (m, v) = self.moments.entry(name.clone()).or_insert_with(|| {
+                let z = |s: &str| Tensor::zeros(&g, s, param.shape()).expect("moment buffers fit where the parameter fits");
+                (z("adam_m"), z("adam_v"))
+            });
+            let hp = AdamW {
+                lr: (lr * scale) as f32,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: self.hyper.adam_eps as f32,
+                weight_decay: if decays(name) { self.hyper.weight_decay as f32 } else { 0.0 },
+                max_norm: self.hyper.max_norm as f32,
+            };
+            adamw_step(&mut rec, &hp, n, param, grad, m, v, &normsq)?;
+        }
+        rec.finish()?;
+        self.step = n;
+        Ok(losses)
+    }
+}
