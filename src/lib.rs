@@ -5,10 +5,12 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod fsutil;
 pub mod gpu;
 pub mod model;
 pub mod ops;
 pub mod rng;
 pub mod train;
+pub mod workflow;
 
 pub use error::{Error, Result};

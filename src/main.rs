@@ -5,7 +5,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use docre::gpu::{Gpu, GpuTimer};
+use docre::data::docred::{read_docred, Document, Fact, Relations};
+use docre::data::WordPieceTokenizer;
+use docre::eval::{score, train_facts as facts_of};
+use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
+use docre::model::docre::Heads;
 use docre::model::{Bert, BertConfig};
+use docre::train::trainer::Model;
+use docre::workflow::{self, preset::RunConfig, run as wf};
+use docre::fsutil::{check_writable, write_atomic};
 use docre::{bench, Error, Result};
 
 #[derive(Parser)]
@@ -27,6 +35,98 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+    /// Train a tiny model on bundled Re-DocRED documents and show everything it produces.
+    Demo {
+        /// Output directory (checkpoints, metrics.jsonl, curves.svg, result.json).
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+        /// A real BERT-family checkpoint directory instead of the tiny random encoder.
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// TOML file overriding the `tiny` preset.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a DocRED-format file and print its statistics.
+    Check {
+        #[arg(long)]
+        data: PathBuf,
+        /// rel2id.json of the relation inventory (DocRED meta).
+        #[arg(long)]
+        rel2id: PathBuf,
+        /// tokenizer.json for word-piece length statistics.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+    },
+    /// Train both stages and keep the best checkpoint by dev Ign F1.
+    Train {
+        #[arg(long)]
+        train: PathBuf,
+        #[arg(long)]
+        dev: Option<PathBuf>,
+        #[arg(long)]
+        rel2id: PathBuf,
+        #[arg(long)]
+        rel_info: Option<PathBuf>,
+        /// docred, cdr, gda or tiny.
+        #[arg(long, default_value = "docred")]
+        preset: String,
+        /// TOML file on top of the preset (flags win over both).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// BERT-family checkpoint directory (config.json, model.safetensors, tokenizer.json).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        #[arg(long, default_value = "run")]
+        out: PathBuf,
+        #[arg(long)]
+        stage1_epochs: Option<usize>,
+        #[arg(long)]
+        stage2_epochs: Option<usize>,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Keep the encoder fixed (forward only, no dropout) and train the heads.
+        #[arg(long)]
+        freeze_encoder: bool,
+    },
+    /// Predict a labelled file with a checkpoint and score it.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Training file whose facts Ign F1 ignores.
+        #[arg(long)]
+        train_facts: Option<PathBuf>,
+    },
+    /// Predict relations: result.json (CodaLab) and a readable listing.
+    Predict {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "predictions")]
+        out: PathBuf,
+    },
+    /// Score a result.json against a labelled file, like the official evaluator.
+    Score {
+        #[arg(long)]
+        gold: PathBuf,
+        #[arg(long)]
+        pred: PathBuf,
+        #[arg(long)]
+        rel2id: PathBuf,
+        #[arg(long)]
+        train_facts: Option<PathBuf>,
+    },
+    /// Draw loss and dev F1 against steps from a metrics.jsonl log (SVG).
+    Plot {
+        log: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -101,6 +201,33 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Demo { out, encoder, config } => {
+            let cfg = config.map(|c| RunConfig::from_toml(&c, "tiny")).transpose()?;
+            workflow::demo::run(&out, encoder.as_deref(), cfg)
+        }
+        Command::Check { data, rel2id, tokenizer } => check(&data, &rel2id, tokenizer.as_deref()),
+        Command::Train { train, dev, rel2id, rel_info, preset, config, encoder, out, stage1_epochs, stage2_epochs, batch_size, seed, freeze_encoder } => {
+            let mut cfg = match config {
+                Some(c) => RunConfig::from_toml(&c, &preset)?,
+                None => workflow::preset::preset(&preset)?,
+            };
+            cfg.encoder = encoder.or(cfg.encoder);
+            cfg.stage1_epochs = stage1_epochs.unwrap_or(cfg.stage1_epochs);
+            cfg.stage2_epochs = stage2_epochs.unwrap_or(cfg.stage2_epochs);
+            cfg.batch_size = batch_size.unwrap_or(cfg.batch_size);
+            cfg.seed = seed.unwrap_or(cfg.seed);
+            cfg.freeze_encoder |= freeze_encoder;
+            train_cmd(&cfg, &train, dev.as_deref(), &rel2id, rel_info.as_deref(), &out)
+        }
+        Command::Eval { checkpoint, data, train_facts } => eval_cmd(&checkpoint, &data, train_facts.as_deref()),
+        Command::Predict { checkpoint, data, out } => predict_cmd(&checkpoint, &data, &out),
+        Command::Score { gold, pred, rel2id, train_facts } => score_cmd(&gold, &pred, &rel2id, train_facts.as_deref()),
+        Command::Plot { log, out } => {
+            check_writable(&out, "--out")?;
+            write_atomic(&out, workflow::plot::plot_svg(&log)?.as_bytes())?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
         Command::Info { json } => info(json),
         Command::Bench { what: BenchWhat::Kernels { json, samples, quick, only } } => bench_kernels(json.as_deref(), samples, quick, only.as_deref()),
         Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
@@ -212,19 +339,124 @@ fn print_table(gpu: &Gpu, cases: Vec<bench::Case>, samples: usize, json: Option<
     Ok(())
 }
 
-/// Fail before any long work when an output file cannot be created.
-fn check_writable(path: &Path, flag: &str) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        return Err(Error::Input(format!("{flag} {}: directory {} does not exist", path.display(), dir.display())));
+fn check(data: &Path, rel2id: &Path, tokenizer: Option<&Path>) -> Result<()> {
+    let rels = Relations::load(rel2id, None)?;
+    let docs = read_docred(data, &rels)?;
+    let entities: usize = docs.iter().map(|d| d.entities.len()).sum();
+    let mentions: usize = docs.iter().flat_map(|d| &d.entities).map(Vec::len).sum();
+    let pairs: usize = docs.iter().map(|d| d.entities.len() * d.entities.len().saturating_sub(1)).sum();
+    let facts: usize = docs.iter().map(|d| d.facts.len()).sum();
+    println!("{}: {} documents{}", data.display(), docs.len(), if docs.iter().all(|d| !d.labelled) { " (unlabelled)" } else { "" });
+    println!("entities {entities}, mentions {mentions}, entity pairs {pairs}, labelled facts {facts}");
+    let mut counts = vec![0usize; rels.len()];
+    for f in docs.iter().flat_map(|d| &d.facts) {
+        counts[f.r] += 1;
+    }
+    let mut top: Vec<(usize, usize)> = counts.iter().copied().enumerate().filter(|&(_, c)| c > 0).collect();
+    top.sort_by_key(|&(_, c)| std::cmp::Reverse(c));
+    let shown: Vec<String> = top.iter().take(10).map(|&(r, c)| format!("{} {c}", rels.codes[r])).collect();
+    println!("relations used: {} of {}; most frequent: {}", top.len(), rels.len() - 1, shown.join(", "));
+    if let Some(t) = tokenizer {
+        let tok = WordPieceTokenizer::load(t)?;
+        let exs = wf::examples(&docs, &tok, rels.len(), usize::MAX)?;
+        let mut lens: Vec<usize> = exs.iter().map(|e| e.ids.len()).collect();
+        lens.sort();
+        let pct = |q: f64| lens[((lens.len() - 1) as f64 * q) as usize];
+        println!("input ids with markers: median {}, 90th percentile {}, max {}; {} documents above 512, {} above 1022", pct(0.5), pct(0.9), pct(1.0), lens.iter().filter(|&&l| l > 512).count(), lens.iter().filter(|&&l| l > 1022).count());
     }
     Ok(())
 }
 
-/// Write to a temporary file beside `path`, then rename, so no half-written file is left.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let io = |context: String| move |source| Error::Io { context, source };
-    std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io(format!("cannot move {} to {}", tmp.display(), path.display())))
+fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, rel2id: &Path, rel_info: Option<&Path>, out: &Path) -> Result<()> {
+    let rels = Relations::load(rel2id, rel_info)?;
+    let train_docs = read_docred(train, &rels)?;
+    if train_docs.iter().all(|d| !d.labelled) {
+        return Err(Error::Input(format!("{}: the training file has no labels", train.display())));
+    }
+    let dev_docs = dev.map(|d| read_docred(d, &rels)).transpose()?;
+    let gpu = Gpu::new()?;
+    let (encoder, tok, source) = match &cfg.encoder {
+        Some(dir) => {
+            let tp = dir.join("tokenizer.json");
+            (Bert::load(&gpu, dir)?, WordPieceTokenizer::load(&tp)?, TokenizerSource::Hf { path: tp })
+        }
+        None => {
+            let tok = WordPieceTokenizer::word_level(train_docs.iter().flat_map(|d| d.sents.iter().flatten().map(String::as_str)));
+            let words = tok.word_list().expect("word-level");
+            (Bert::random(&gpu, cfg.tiny_encoder(tok.vocab_size()), cfg.seed)?, tok, TokenizerSource::Words { words })
+        }
+    };
+    let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
+    let heads = Heads::random(&gpu, hc.clone(), cfg.seed)?;
+    let model = Model { gpu, encoder, heads };
+    let train_ex = wf::examples(&train_docs, &tok, rels.len(), cfg.max_ids)?;
+    let dev = match dev_docs {
+        Some(d) => {
+            let e = wf::examples(&d, &tok, rels.len(), cfg.max_ids)?;
+            Some((d, e))
+        }
+        None => None,
+    };
+    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()) };
+    std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
+    write_atomic(&out.join("config.toml"), toml::to_string(cfg).expect("config serializes").as_bytes())?;
+    wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, progress: true })?;
+    println!("wrote {}/last (and best, when a dev file was given), metrics.jsonl", out.display());
+    Ok(())
+}
+
+fn load_for_data(checkpoint: &Path, data: &Path) -> Result<(Model, Sidecar, Relations, Vec<Document>, Vec<docre::data::features::Example>)> {
+    let gpu = Gpu::new()?;
+    let (model, side) = checkpoint::load(&gpu, checkpoint)?;
+    let rels = side.relations();
+    let docs = read_docred(data, &rels)?;
+    let tok = side.tokenizer.load()?;
+    let exs = wf::examples(&docs, &tok, rels.len(), 2 * model.encoder.config.window() - 2)?;
+    Ok((model, side, rels, docs, exs))
+}
+
+fn eval_cmd(checkpoint: &Path, data: &Path, train: Option<&Path>) -> Result<()> {
+    let (model, _, rels, docs, exs) = load_for_data(checkpoint, data)?;
+    if docs.iter().all(|d| !d.labelled) {
+        return Err(Error::Input(format!("{}: the file has no labels (like DocRED test); use `docre predict` and submit result.json to CodaLab", data.display())));
+    }
+    let tf = train.map(|t| read_docred(t, &rels).map(|d| facts_of(&d))).transpose()?;
+    let (base, full, _) = wf::evaluate(&model, &docs, &exs, 4, tf.as_ref())?;
+    println!("{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}", "", "P", "R", "F1", "Ign F1", "Intra", "Inter");
+    for (n, s) in [("base module", &base), ("full model", &full)] {
+        println!("{n:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", s.precision, s.recall, s.f1, s.ign_f1, s.intra_f1, s.inter_f1);
+    }
+    Ok(())
+}
+
+fn predict_cmd(checkpoint: &Path, data: &Path, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
+    let (model, _, rels, docs, exs) = load_for_data(checkpoint, data)?;
+    let p = docre::eval::predict::predict(&model, &exs, 4)?;
+    let titled = wf::titled(&docs, &p.full);
+    let a = wf::write_output(out, "result.json", &wf::result_json(&titled, &rels))?;
+    let b = wf::write_output(out, "predictions.txt", &wf::listing(&docs, &p.full, &rels))?;
+    println!("{} facts over {} documents; wrote {} and {}", titled.len(), docs.len(), a.display(), b.display());
+    Ok(())
+}
+
+fn score_cmd(gold: &Path, pred: &Path, rel2id: &Path, train: Option<&Path>) -> Result<()> {
+    let rels = Relations::load(rel2id, None)?;
+    let docs = read_docred(gold, &rels)?;
+    let text = std::fs::read_to_string(pred).map_err(|source| Error::Io { context: format!("cannot read {}", pred.display()), source })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: malformed JSON: {e}", pred.display())))?;
+    let list = v.as_array().ok_or_else(|| Error::Input(format!("{}: expected a list of predictions", pred.display())))?;
+    let mut preds = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        let field = |k: &str| p.get(k).ok_or_else(|| Error::Input(format!("{}: prediction {i}: field `{k}` is missing", pred.display())));
+        let title = field("title")?.as_str().map(str::to_string).unwrap_or_else(|| p["title"].to_string());
+        let idx = |k: &str| field(k).and_then(|x| x.as_u64().map(|v| v as usize).ok_or_else(|| Error::Input(format!("{}: prediction {i}: `{k}` is not an integer", pred.display()))));
+        let code = field("r")?.as_str().unwrap_or_default().to_string();
+        let r = *rels.ids.get(&code).ok_or_else(|| Error::Input(format!("{}: prediction {i}: relation {code:?} is not in {}", pred.display(), rel2id.display())))?;
+        preds.push((title, Fact { h: idx("h_idx")?, t: idx("t_idx")?, r }));
+    }
+    let tf = train.map(|t| read_docred(t, &rels).map(|d| facts_of(&d))).transpose()?;
+    let s = score(&docs, &preds, tf.as_ref())?;
+    println!("{}", serde_json::to_string_pretty(&s).expect("scores serialize"));
+    Ok(())
 }

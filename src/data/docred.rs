@@ -101,9 +101,15 @@ pub(crate) fn read_json(path: &Path) -> Result<Value> {
 /// Reads and validates a DocRED-format file. `rels` maps relation codes; a label with an unknown
 /// code is an error.
 pub fn read_docred(path: &Path, rels: &Relations) -> Result<Vec<Document>> {
-    let v = read_json(path)?;
-    let docs = v.as_array().ok_or_else(|| Error::Input(format!("{}: expected a JSON list of documents", path.display())))?;
-    docs.iter().enumerate().map(|(i, d)| parse_doc(d, i, rels).map_err(|m| Error::Input(format!("{}: {m}", path.display())))).collect()
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
+    read_json_str(&text, &path.display().to_string(), rels)
+}
+
+/// `read_docred` on JSON text; `origin` names it in errors.
+pub fn read_json_str(text: &str, origin: &str, rels: &Relations) -> Result<Vec<Document>> {
+    let v: Value = serde_json::from_str(text).map_err(|e| Error::Input(format!("{origin}: malformed JSON: {e}")))?;
+    let docs = v.as_array().ok_or_else(|| Error::Input(format!("{origin}: expected a JSON list of documents")))?;
+    docs.iter().enumerate().map(|(i, d)| parse_doc(d, i, rels).map_err(|m| Error::Input(format!("{origin}: {m}")))).collect()
 }
 
 /// The document's own description for error messages: index and title when there is one.

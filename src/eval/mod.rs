@@ -1,5 +1,6 @@
 //! Scoring (SPEC 5): the official DocRED F1 / Ign F1, Intra/Inter-F1, and result.json.
 
+pub mod predict;
 pub mod score;
 
 pub use score::{score, train_facts, Scores};

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 /// What the encoder needs from a BERT-family `config.json`. Everything else in the file
 /// (architectures, pooler settings, ...) is ignored.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BertConfig {
     pub vocab_size: usize,
     pub hidden_size: usize,

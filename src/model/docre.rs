@@ -13,7 +13,8 @@ use crate::ops::loss::{atloss_backward, atloss_sum, cosine_backward, cosine_sum,
 use crate::ops::matmul::{linear, linear_backward, matmul};
 
 /// How the test loop turns iterations into the final logits (SPEC 3.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TestOutput {
     /// Base logits plus every iteration's inference logits (the code's behaviour).
     Sum,
@@ -21,7 +22,7 @@ pub enum TestOutput {
     Last,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct HeadConfig {
     /// Encoder hidden size d.
     pub hidden: usize,

@@ -5,6 +5,7 @@
 pub mod base;
 pub mod batch;
 pub mod bert;
+pub mod checkpoint;
 pub mod config;
 pub mod docre;
 pub mod heads_reference;

@@ -55,7 +55,8 @@ fn select(gpu: &Gpu, kernel: EcaKernel, kind: Attention, dh: usize) -> Result<([
 const NONE: u32 = u32::MAX;
 
 /// Which pairs each pair attends to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Attention {
     /// Extended Cross Attention: itself plus the four grid lines of its head (SPEC 3.3).
     Eca,

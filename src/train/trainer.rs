@@ -140,7 +140,7 @@ impl Trainer {
         let total = step.losses.total(&g)?;
         let n = self.step + 1;
         if !total.is_finite() {
-            return Err(Error::Input(format!("training stopped at step {n}: the loss is {total} ({losses:?}); the parameters of step {n} were not applied")));
+            return Err(Error::Training(format!("training stopped at step {n}: the loss is {total} ({losses:?}); the update of step {n} was not applied and the last checkpoint on disk is the last good one")));
         }
         // Clip by the norm of every gradient computed (the frozen base head's included, as the
         // reference does), then update the trained parameters.

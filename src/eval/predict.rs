@@ -1,0 +1,60 @@
+//! Running a trained model over examples: the base module's decisions and the full model's
+//! (after the test-time loop), as facts per document.
+
+use crate::data::docred::Fact;
+use crate::data::features::Example;
+use crate::error::Result;
+use crate::gpu::Recorder;
+use crate::model::batch::HeadBatch;
+use crate::model::Pass;
+use crate::train::trainer::{Batch, Model};
+
+/// Facts per example, in example order.
+pub struct Predictions {
+    /// Base module alone (iteration 0 of the test loop).
+    pub base: Vec<Vec<Fact>>,
+    /// The full model after K iterations.
+    pub full: Vec<Vec<Fact>>,
+}
+
+fn facts(labels: &[f32], classes: usize, pairs: &[(usize, usize)], out: &mut Vec<Fact>) {
+    for (i, &(h, t)) in pairs.iter().enumerate() {
+        for r in 1..classes {
+            if labels[i * classes + r] > 0.5 {
+                out.push(Fact { h, t, r });
+            }
+        }
+    }
+}
+
+/// Predicts `examples` in batches of `batch_size` documents, longest first.
+pub fn predict(model: &Model, examples: &[Example], batch_size: usize) -> Result<Predictions> {
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(examples[i].ids.len()));
+    let classes = model.heads.config.classes;
+    let mut base = vec![Vec::new(); examples.len()];
+    let mut full = vec![Vec::new(); examples.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        // Documents with fewer than two entities have no pairs to predict.
+        let items: Vec<(usize, &Example)> = chunk.iter().map(|&i| (i, &examples[i])).filter(|(_, e)| e.entities() >= 2).collect();
+        if items.is_empty() {
+            continue;
+        }
+        let batch = Batch::new(&items);
+        let mut rec = Recorder::new(&model.gpu);
+        let (out, _) = model.encoder.forward(&mut rec, &batch.tokens, Pass::eval())?;
+        let hb = HeadBatch::new(&model.gpu, batch.input.clone(), batch.tokens.len(), model.encoder.config.num_attention_heads)?;
+        let pred = model.heads.predict(&mut rec, &hb, &out.hidden, &out.attention)?;
+        rec.finish()?;
+        let base_labels = pred.iterations[0].1.read_f32(&model.gpu)?;
+        let full_labels = pred.labels.read_f32(&model.gpu)?;
+        let mut row = 0;
+        for (i, ex) in &items {
+            let n = ex.pairs.len() * classes;
+            facts(&base_labels[row..row + n], classes, &ex.pairs, &mut base[*i]);
+            facts(&full_labels[row..row + n], classes, &ex.pairs, &mut full[*i]);
+            row += n;
+        }
+    }
+    Ok(Predictions { base, full })
+}

@@ -1,0 +1,142 @@
+//! Checkpoints: `model.safetensors` with every parameter under its SPEC 0.3 name (`encoder.*`
+//! keeps the HF BERT names), `checkpoint.json` beside it (configurations, vocabulary source,
+//! relation inventory, training state), and `optimizer.safetensors` with the AdamW moments.
+//! Every file is written to a temporary name and renamed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+use super::bert::param_specs as encoder_specs;
+use super::config::BertConfig;
+use super::docre::{HeadConfig, Heads};
+use super::params::ParamSet;
+use super::tensor_file::TensorFile;
+use super::Bert;
+use crate::data::docred::Relations;
+use crate::data::WordPieceTokenizer;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::gpu::{Gpu, Tensor};
+use crate::train::trainer::Model;
+
+/// Where the tokenizer comes from.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TokenizerSource {
+    /// A Hugging Face tokenizer.json (path as given when training).
+    Hf { path: PathBuf },
+    /// A word-level vocabulary (random `tiny` encoders), stored here.
+    Words { words: Vec<String> },
+}
+
+impl TokenizerSource {
+    pub fn load(&self) -> Result<WordPieceTokenizer> {
+        match self {
+            TokenizerSource::Hf { path } => WordPieceTokenizer::load(path),
+            TokenizerSource::Words { words } => Ok(WordPieceTokenizer::word_level(words.iter().map(String::as_str))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Sidecar {
+    pub encoder: BertConfig,
+    pub heads: HeadConfig,
+    pub tokenizer: TokenizerSource,
+    /// Relation codes by id (0 = NA) and readable names.
+    pub relations: Vec<String>,
+    pub relation_names: HashMap<String, String>,
+    /// Training state: optimizer steps taken, the best dev score and when it was reached.
+    pub step: u32,
+    pub best_score: Option<f64>,
+    /// Free-form description of the run (preset, data).
+    pub note: String,
+}
+
+impl Sidecar {
+    pub fn relations(&self) -> Relations {
+        Relations { ids: self.relations.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect(), codes: self.relations.clone(), names: self.relation_names.clone() }
+    }
+}
+
+fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| Error::Input(format!("tensor {n}: {e}")))?)))
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, None).map_err(|e| Error::Input(format!("cannot serialize the checkpoint: {e}")))
+}
+
+fn download(gpu: &Gpu, name: String, t: &Tensor) -> Result<(String, Vec<usize>, Vec<f32>)> {
+    Ok((name, t.shape().to_vec(), t.read_f32(gpu)?))
+}
+
+/// Writes the model (and, when given, the optimizer moments) into `dir`.
+pub fn save(dir: &Path, model: &Model, sidecar: &Sidecar, moments: Option<&HashMap<String, (Tensor, Tensor)>>) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { context: format!("cannot create {}", dir.display()), source })?;
+    let g = &model.gpu;
+    let mut tensors = Vec::new();
+    for (n, t) in model.encoder.names().iter().zip(model.encoder.params()) {
+        tensors.push(download(g, format!("encoder.{n}"), t)?);
+    }
+    for (n, t) in model.heads.params.names().iter().zip(model.heads.params.tensors()) {
+        tensors.push(download(g, n.clone(), t)?);
+    }
+    write_atomic(&dir.join("model.safetensors"), &serialize(&tensors)?)?;
+    if let Some(m) = moments {
+        let mut names: Vec<&String> = m.keys().collect();
+        names.sort();
+        let mut t = Vec::new();
+        for n in names {
+            t.push(download(g, format!("m.{n}"), &m[n].0)?);
+            t.push(download(g, format!("v.{n}"), &m[n].1)?);
+        }
+        write_atomic(&dir.join("optimizer.safetensors"), &serialize(&t)?)?;
+    }
+    let json = serde_json::to_string_pretty(sidecar).expect("sidecar serializes");
+    write_atomic(&dir.join("checkpoint.json"), json.as_bytes())
+}
+
+/// Loads a checkpoint directory written by `save`.
+pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
+    let side_path = dir.join("checkpoint.json");
+    let text = std::fs::read_to_string(&side_path).map_err(|source| Error::Io { context: format!("cannot read {} (is {} a docre checkpoint?)", side_path.display(), dir.display()), source })?;
+    let sidecar: Sidecar = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", side_path.display())))?;
+    let file = TensorFile::open(&dir.join("model.safetensors"))?;
+    let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let t = file.f32(name)?.ok_or_else(|| Error::Input(format!("{}: tensor `{name}` is missing", file.path().display())))?;
+        if t.shape != shape {
+            return Err(Error::Input(format!("{}: tensor `{name}` has shape {:?}, expected {shape:?}", file.path().display(), t.shape)));
+        }
+        Ok(t.data)
+    };
+    let enc: Vec<Vec<f32>> = encoder_specs(&sidecar.encoder).iter().map(|(n, s)| get(&format!("encoder.{n}"), s)).collect::<Result<_>>()?;
+    let encoder = Bert::from_host(gpu, sidecar.encoder.clone(), &enc)?;
+    let heads: Vec<(String, Vec<usize>, Vec<f32>)> = super::docre::param_specs(&sidecar.heads).into_iter().map(|(n, s)| Ok((n.clone(), s.clone(), get(&n, &s)?))).collect::<Result<_>>()?;
+    let heads = Heads::new(sidecar.heads.clone(), ParamSet::new(gpu, heads)?)?;
+    Ok((Model { gpu: gpu.clone(), encoder, heads }, sidecar))
+}
+
+/// The AdamW moments saved with a checkpoint, if any.
+pub fn load_moments(gpu: &Gpu, dir: &Path) -> Result<Option<HashMap<String, (Tensor, Tensor)>>> {
+    let path = dir.join("optimizer.safetensors");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let f = TensorFile::open(&path)?;
+    let mut out = HashMap::new();
+    for name in f.names() {
+        let Some(p) = name.strip_prefix("m.") else { continue };
+        let up = |n: &str| -> Result<Tensor> {
+            let t = f.f32(n)?.ok_or_else(|| Error::Input(format!("{}: `{n}` is missing", path.display())))?;
+            Tensor::from_f32(gpu, n, &t.shape, &t.data)
+        };
+        out.insert(p.to_string(), (up(&name)?, up(&format!("v.{p}"))?));
+    }
+    Ok(Some(out))
+}

@@ -1,0 +1,177 @@
+//! The training loop (stage 1 then stage 2) with its progress line, JSON-lines metrics log and
+//! checkpoints, and the evaluation / prediction outputs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::preset::RunConfig;
+use crate::data::docred::{Document, Fact, Relations};
+use crate::data::features::{featurize, Example};
+use crate::data::WordPieceTokenizer;
+use crate::error::{Error, Result};
+use crate::eval::predict::{predict, Predictions};
+use crate::eval::{score, Scores};
+use crate::fsutil::write_atomic;
+use crate::model::checkpoint::{self, Sidecar};
+use crate::rng::Rng;
+use crate::train::trainer::{Batch, Model, Stage, Trainer};
+
+/// Featurizes documents; warnings (documents cut to `max_ids`) go to stderr.
+pub fn examples(docs: &[Document], tok: &WordPieceTokenizer, classes: usize, max_ids: usize) -> Result<Vec<Example>> {
+    docs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let (ex, warn) = featurize(i, d, tok, classes, max_ids)?;
+            if let Some(w) = warn {
+                eprintln!("warning: {w}");
+            }
+            Ok(ex)
+        })
+        .collect()
+}
+
+/// Batches of `size` documents: shuffled by `rng`, then sorted by entity count inside windows of
+/// four batches (so grids are not padded needlessly), batch order shuffled again.
+pub fn batches(examples: &[Example], size: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+    let mut idx: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].entities() >= 2).collect();
+    for i in (1..idx.len()).rev() {
+        idx.swap(i, rng.below(i + 1));
+    }
+    let size = size.max(1);
+    for w in idx.chunks_mut(4 * size) {
+        w.sort_by_key(|&i| (examples[i].entities(), examples[i].ids.len()));
+    }
+    let mut out: Vec<Vec<usize>> = idx.chunks(size).map(<[usize]>::to_vec).collect();
+    for i in (1..out.len()).rev() {
+        let j = rng.below(i + 1);
+        out.swap(i, j);
+    }
+    out
+}
+
+/// (title, fact) pairs of predictions for scoring and result.json.
+pub fn titled(docs: &[Document], facts: &[Vec<Fact>]) -> Vec<(String, Fact)> {
+    facts.iter().enumerate().flat_map(|(i, fs)| fs.iter().map(move |f| (docs[i].title.clone(), *f))).collect()
+}
+
+/// CodaLab `result.json`: a list of {title, h_idx, t_idx, r, evidence}.
+pub fn result_json(preds: &[(String, Fact)], rels: &Relations) -> String {
+    let list: Vec<serde_json::Value> = preds.iter().map(|(t, f)| serde_json::json!({"title": t, "h_idx": f.h, "t_idx": f.t, "r": rels.codes[f.r], "evidence": []})).collect();
+    serde_json::to_string(&list).expect("json")
+}
+
+/// Readable triples: "head name | relation name | tail name" per document.
+pub fn listing(docs: &[Document], facts: &[Vec<Fact>], rels: &Relations) -> String {
+    let mut s = String::new();
+    for (d, fs) in docs.iter().zip(facts) {
+        s.push_str(&format!("# {}\n", d.title));
+        for f in fs {
+            s.push_str(&format!("{} | {} | {}\n", d.entities[f.h][0].name, rels.name(f.r), d.entities[f.t][0].name));
+        }
+    }
+    s
+}
+
+/// Where a run writes, and what it evaluates on.
+pub struct RunOutputs {
+    pub dir: PathBuf,
+    pub dev: Option<(Vec<Document>, Vec<Example>)>,
+    /// Print the progress line.
+    pub progress: bool,
+}
+
+/// Appends one JSON object per line to `metrics.jsonl`.
+struct Log(std::fs::File);
+
+impl Log {
+    fn write(&mut self, v: serde_json::Value) -> Result<()> {
+        writeln!(self.0, "{v}").map_err(|source| Error::Io { context: "cannot write metrics.jsonl".into(), source })
+    }
+}
+
+/// Scores of the base module and the full model on `docs`.
+pub fn evaluate(model: &Model, docs: &[Document], examples: &[Example], batch: usize, train_facts: Option<&std::collections::HashSet<(String, String, usize)>>) -> Result<(Scores, Scores, Predictions)> {
+    let p = predict(model, examples, batch)?;
+    let base = score(docs, &titled(docs, &p.base), train_facts)?;
+    let full = score(docs, &titled(docs, &p.full), train_facts)?;
+    Ok((base, full, p))
+}
+
+/// Trains stage 1 then stage 2 as configured, logging every step; keeps `best/` (by dev Ign F1,
+/// or train F1 without dev data) and `last/` checkpoints under `out.dir`.
+pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_examples: &[Example], out: &RunOutputs) -> Result<()> {
+    std::fs::create_dir_all(&out.dir).map_err(|source| Error::Io { context: format!("cannot create {}", out.dir.display()), source })?;
+    let log_path = out.dir.join("metrics.jsonl");
+    let mut log = Log(std::fs::File::create(&log_path).map_err(|source| Error::Io { context: format!("cannot create {}", log_path.display()), source })?);
+    let mut rng = Rng::new(cfg.seed);
+    let per_epoch = batches(train_examples, cfg.batch_size, &mut rng.clone()).len();
+    if per_epoch == 0 {
+        return Err(Error::Input("no training document has two or more entities".into()));
+    }
+    let mut global = 0u64;
+    for (stage, epochs, hyper) in [(Stage::One, cfg.stage1_epochs, &cfg.stage1), (Stage::Two, cfg.stage2_epochs, &cfg.stage2)] {
+        if epochs == 0 {
+            continue;
+        }
+        let mut trainer = Trainer::new(stage, hyper.clone(), cfg.freeze_encoder, (epochs * per_epoch) as u32);
+        for epoch in 1..=epochs {
+            let t0 = Instant::now();
+            let bs = batches(train_examples, cfg.batch_size, &mut rng);
+            let mut docs_done = 0;
+            for (bi, b) in bs.iter().enumerate() {
+                let items: Vec<(usize, &Example)> = b.iter().map(|&i| (i, &train_examples[i])).collect();
+                let batch = Batch::new(&items);
+                global += 1;
+                let losses = trainer.train_step(model, &batch, cfg.seed ^ global.wrapping_mul(0x9e37_79b9_7f4a_7c15), &mut rng)?;
+                let total: f64 = if losses.len() == 1 { losses[0].1 } else { 0.5 * losses.iter().map(|l| l.1).sum::<f64>() };
+                let lr = hyper.head_lr * trainer.schedule(trainer.step);
+                docs_done += b.len();
+                let mut rec = serde_json::json!({"stage": stage_no(stage), "epoch": epoch, "step": global, "loss": total, "lr": lr});
+                for (n, v) in &losses {
+                    rec[format!("loss_{n}")] = (*v).into();
+                }
+                log.write(rec)?;
+                if out.progress {
+                    let rate = docs_done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                    let done = (bi + 1) * 20 / bs.len();
+                    eprint!("\rstage {} epoch {epoch:>3}/{epochs} [{}{}] {:>3}/{} batches {rate:6.2} docs/s loss {total:9.4} lr {lr:.2e}   ", stage_no(stage), "#".repeat(done), ".".repeat(20 - done), bi + 1, bs.len());
+                }
+            }
+            if out.progress {
+                eprintln!();
+            }
+            let (docs, exs) = match &out.dev {
+                Some((d, e)) => (d.as_slice(), e.as_slice()),
+                None => (&[][..], &[][..]),
+            };
+            if !docs.is_empty() {
+                let (base, full, _) = evaluate(model, docs, exs, cfg.batch_size.max(4), None)?;
+                log.write(serde_json::json!({"stage": stage_no(stage), "epoch": epoch, "step": global, "dev_base_f1": base.f1, "dev_f1": full.f1, "dev_ign_f1": full.ign_f1}))?;
+                let key = if stage == Stage::One { base.ign_f1 } else { full.ign_f1 };
+                if sidecar.best_score.is_none_or(|b| key > b) {
+                    sidecar.best_score = Some(key);
+                    sidecar.step = global as u32;
+                    checkpoint::save(&out.dir.join("best"), model, sidecar, Some(trainer.moments()))?;
+                }
+            }
+            sidecar.step = global as u32;
+            checkpoint::save(&out.dir.join("last"), model, sidecar, Some(trainer.moments()))?;
+        }
+    }
+    Ok(())
+}
+
+fn stage_no(s: Stage) -> u32 {
+    match s {
+        Stage::One => 1,
+        Stage::Two => 2,
+    }
+}
+
+/// Writes `text` atomically into `dir/name`.
+pub fn write_output(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    write_atomic(&p, text.as_bytes())?;
+    Ok(p)
+}
