@@ -147,7 +147,7 @@ fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Docum
         }
         let mut mentions = Vec::new();
         for (k, m) in ms.iter().enumerate() {
-            let f = format!("{at}: `vertexSet[{e}][{k}]`");
+            let f = format!("{at}: vertexSet[{e}][{k}]");
             let sent = m.get("sent_id").and_then(Value::as_u64).ok_or_else(|| format!("{f}.sent_id is missing or not an integer"))? as usize;
             let pos = m.get("pos").and_then(Value::as_array).filter(|p| p.len() == 2).ok_or_else(|| format!("{f}.pos must be [start, end]"))?;
             let (start, end) = match (pos[0].as_u64(), pos[1].as_u64()) {
@@ -169,7 +169,7 @@ fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Docum
         Some(Value::Array(ls)) => {
             let mut facts = Vec::new();
             for (k, l) in ls.iter().enumerate() {
-                let f = format!("{at}: `labels[{k}]`");
+                let f = format!("{at}: labels[{k}]");
                 let idx = |key: &str| -> std::result::Result<usize, String> {
                     let x = l.get(key).and_then(Value::as_u64).ok_or_else(|| format!("{f}.{key} is missing or not an integer"))? as usize;
                     if x >= entities.len() {

@@ -110,6 +110,7 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
         return Err(Error::Input("no training document has two or more entities".into()));
     }
     let mut global = 0u64;
+    let started = Instant::now();
     for (stage, epochs, hyper) in [(Stage::One, cfg.stage1_epochs, &cfg.stage1), (Stage::Two, cfg.stage2_epochs, &cfg.stage2)] {
         if epochs == 0 {
             continue;
@@ -127,7 +128,7 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
                 let total: f64 = if losses.len() == 1 { losses[0].1 } else { 0.5 * losses.iter().map(|l| l.1).sum::<f64>() };
                 let lr = hyper.head_lr * trainer.schedule(trainer.step);
                 docs_done += b.len();
-                let mut rec = serde_json::json!({"stage": stage_no(stage), "epoch": epoch, "step": global, "loss": total, "lr": lr});
+                let mut rec = serde_json::json!({"stage": stage_no(stage), "epoch": epoch, "step": global, "loss": total, "lr": lr, "seconds": started.elapsed().as_secs_f64()});
                 for (n, v) in &losses {
                     rec[format!("loss_{n}")] = (*v).into();
                 }
