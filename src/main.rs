@@ -12,7 +12,7 @@ use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
 use docre::model::docre::Heads;
 use docre::model::{Bert, BertConfig};
 use docre::train::trainer::Model;
-use docre::workflow::{self, preset::RunConfig, run as wf};
+use docre::workflow::{self, preset::RunConfig, run as wf, run::Format};
 use docre::fsutil::{check_writable, write_atomic};
 use docre::{bench, Error, Result};
 
@@ -52,9 +52,11 @@ enum Command {
     Check {
         #[arg(long)]
         data: PathBuf,
-        /// rel2id.json of the relation inventory (DocRED meta).
+        #[arg(long, value_enum, default_value = "docred")]
+        format: Format,
+        /// rel2id.json of the relation inventory (DocRED meta; DocRED format only).
         #[arg(long)]
-        rel2id: PathBuf,
+        rel2id: Option<PathBuf>,
         /// tokenizer.json for word-piece length statistics.
         #[arg(long)]
         tokenizer: Option<PathBuf>,
@@ -65,8 +67,10 @@ enum Command {
         train: PathBuf,
         #[arg(long)]
         dev: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "docred")]
+        format: Format,
         #[arg(long)]
-        rel2id: PathBuf,
+        rel2id: Option<PathBuf>,
         #[arg(long)]
         rel_info: Option<PathBuf>,
         /// docred, cdr, gda or tiny.
@@ -98,6 +102,8 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         data: PathBuf,
+        #[arg(long, value_enum, default_value = "docred")]
+        format: Format,
         /// Training file whose facts Ign F1 ignores.
         #[arg(long)]
         train_facts: Option<PathBuf>,
@@ -108,6 +114,8 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         data: PathBuf,
+        #[arg(long, value_enum, default_value = "docred")]
+        format: Format,
         #[arg(long, default_value = "predictions")]
         out: PathBuf,
     },
@@ -205,8 +213,8 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = config.map(|c| RunConfig::from_toml(&c, "tiny")).transpose()?;
             workflow::demo::run(&out, encoder.as_deref(), cfg)
         }
-        Command::Check { data, rel2id, tokenizer } => check(&data, &rel2id, tokenizer.as_deref()),
-        Command::Train { train, dev, rel2id, rel_info, preset, config, encoder, out, stage1_epochs, stage2_epochs, batch_size, seed, freeze_encoder } => {
+        Command::Check { data, format, rel2id, tokenizer } => check(&data, format, rel2id.as_deref(), tokenizer.as_deref()),
+        Command::Train { train, dev, format, rel2id, rel_info, preset, config, encoder, out, stage1_epochs, stage2_epochs, batch_size, seed, freeze_encoder } => {
             let mut cfg = match config {
                 Some(c) => RunConfig::from_toml(&c, &preset)?,
                 None => workflow::preset::preset(&preset)?,
@@ -217,10 +225,10 @@ fn run(cli: Cli) -> Result<()> {
             cfg.batch_size = batch_size.unwrap_or(cfg.batch_size);
             cfg.seed = seed.unwrap_or(cfg.seed);
             cfg.freeze_encoder |= freeze_encoder;
-            train_cmd(&cfg, &train, dev.as_deref(), &rel2id, rel_info.as_deref(), &out)
+            train_cmd(&cfg, &train, dev.as_deref(), format, rel2id.as_deref(), rel_info.as_deref(), &out)
         }
-        Command::Eval { checkpoint, data, train_facts } => eval_cmd(&checkpoint, &data, train_facts.as_deref()),
-        Command::Predict { checkpoint, data, out } => predict_cmd(&checkpoint, &data, &out),
+        Command::Eval { checkpoint, data, format, train_facts } => eval_cmd(&checkpoint, &data, format, train_facts.as_deref()),
+        Command::Predict { checkpoint, data, format, out } => predict_cmd(&checkpoint, &data, format, &out),
         Command::Score { gold, pred, rel2id, train_facts } => score_cmd(&gold, &pred, &rel2id, train_facts.as_deref()),
         Command::Plot { log, out } => {
             check_writable(&out, "--out")?;
@@ -339,12 +347,12 @@ fn print_table(gpu: &Gpu, cases: Vec<bench::Case>, samples: usize, json: Option<
     Ok(())
 }
 
-fn check(data: &Path, rel2id: &Path, tokenizer: Option<&Path>) -> Result<()> {
-    let rels = Relations::load(rel2id, None)?;
-    let docs = read_docred(data, &rels)?;
+fn check(data: &Path, format: Format, rel2id: Option<&Path>, tokenizer: Option<&Path>) -> Result<()> {
+    let rels = format.relations(rel2id, None)?;
+    let docs = format.read(data, &rels)?;
     let entities: usize = docs.iter().map(|d| d.entities.len()).sum();
     let mentions: usize = docs.iter().flat_map(|d| &d.entities).map(Vec::len).sum();
-    let pairs: usize = docs.iter().map(|d| d.entities.len() * d.entities.len().saturating_sub(1)).sum();
+    let pairs: usize = docs.iter().map(|d| d.candidates.as_ref().map(Vec::len).unwrap_or(d.entities.len() * d.entities.len().saturating_sub(1))).sum();
     let facts: usize = docs.iter().map(|d| d.facts.len()).sum();
     println!("{}: {} documents{}", data.display(), docs.len(), if docs.iter().all(|d| !d.labelled) { " (unlabelled)" } else { "" });
     println!("entities {entities}, mentions {mentions}, entity pairs {pairs}, labelled facts {facts}");
@@ -367,13 +375,14 @@ fn check(data: &Path, rel2id: &Path, tokenizer: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, rel2id: &Path, rel_info: Option<&Path>, out: &Path) -> Result<()> {
-    let rels = Relations::load(rel2id, rel_info)?;
-    let train_docs = read_docred(train, &rels)?;
+#[allow(clippy::too_many_arguments)]
+fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, rel2id: Option<&Path>, rel_info: Option<&Path>, out: &Path) -> Result<()> {
+    let rels = format.relations(rel2id, rel_info)?;
+    let train_docs = format.read(train, &rels)?;
     if train_docs.iter().all(|d| !d.labelled) {
         return Err(Error::Input(format!("{}: the training file has no labels", train.display())));
     }
-    let dev_docs = dev.map(|d| read_docred(d, &rels)).transpose()?;
+    let dev_docs = dev.map(|d| format.read(d, &rels)).transpose()?;
     let gpu = Gpu::new()?;
     let (encoder, tok, source) = match &cfg.encoder {
         Some(dir) => {
@@ -405,22 +414,22 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, rel2id: &Path, r
     Ok(())
 }
 
-fn load_for_data(checkpoint: &Path, data: &Path) -> Result<(Model, Sidecar, Relations, Vec<Document>, Vec<docre::data::features::Example>)> {
+fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<(Model, Sidecar, Relations, Vec<Document>, Vec<docre::data::features::Example>)> {
     let gpu = Gpu::new()?;
     let (model, side) = checkpoint::load(&gpu, checkpoint)?;
     let rels = side.relations();
-    let docs = read_docred(data, &rels)?;
+    let docs = format.read(data, &rels)?;
     let tok = side.tokenizer.load()?;
     let exs = wf::examples(&docs, &tok, rels.len(), 2 * model.encoder.config.window() - 2)?;
     Ok((model, side, rels, docs, exs))
 }
 
-fn eval_cmd(checkpoint: &Path, data: &Path, train: Option<&Path>) -> Result<()> {
-    let (model, _, rels, docs, exs) = load_for_data(checkpoint, data)?;
+fn eval_cmd(checkpoint: &Path, data: &Path, format: Format, train: Option<&Path>) -> Result<()> {
+    let (model, _, rels, docs, exs) = load_for_data(checkpoint, data, format)?;
     if docs.iter().all(|d| !d.labelled) {
         return Err(Error::Input(format!("{}: the file has no labels (like DocRED test); use `docre predict` and submit result.json to CodaLab", data.display())));
     }
-    let tf = train.map(|t| read_docred(t, &rels).map(|d| facts_of(&d))).transpose()?;
+    let tf = train.map(|t| format.read(t, &rels).map(|d| facts_of(&d))).transpose()?;
     let (base, full, _) = wf::evaluate(&model, &docs, &exs, 4, tf.as_ref())?;
     println!("{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}", "", "P", "R", "F1", "Ign F1", "Intra", "Inter");
     for (n, s) in [("base module", &base), ("full model", &full)] {
@@ -429,9 +438,9 @@ fn eval_cmd(checkpoint: &Path, data: &Path, train: Option<&Path>) -> Result<()> 
     Ok(())
 }
 
-fn predict_cmd(checkpoint: &Path, data: &Path, out: &Path) -> Result<()> {
+fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
-    let (model, _, rels, docs, exs) = load_for_data(checkpoint, data)?;
+    let (model, _, rels, docs, exs) = load_for_data(checkpoint, data, format)?;
     let p = docre::eval::predict::predict(&model, &exs, 4)?;
     let titled = wf::titled(&docs, &p.full);
     let a = wf::write_output(out, "result.json", &wf::result_json(&titled, &rels))?;

@@ -34,6 +34,8 @@ pub struct Document {
     pub facts: Vec<Fact>,
     /// False for unlabelled files (DocRED test): they can be predicted but not scored.
     pub labelled: bool,
+    /// The pairs to classify, when the file lists them (CDR, GDA); otherwise every ordered pair.
+    pub candidates: Option<Vec<(usize, usize)>>,
 }
 
 /// Relation ids (0 = the threshold / NA class) and their readable names.
@@ -195,5 +197,5 @@ fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Docum
         }
         Some(_) => return Err(format!("{at}: `labels` must be a list")),
     };
-    Ok(Document { title, sents, entities, facts, labelled })
+    Ok(Document { title, sents, entities, facts, labelled, candidates: None })
 }

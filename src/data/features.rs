@@ -13,7 +13,7 @@ pub struct Example {
     /// Input index of each mention's leading `*`, per entity (an entity whose mentions were all
     /// cut away has none).
     pub mention_starts: Vec<Vec<usize>>,
-    /// All ordered pairs (h, t), h ≠ t, h-major.
+    /// The pairs to classify: the file's candidates, or all ordered pairs (h, t), h ≠ t, h-major.
     pub pairs: Vec<(usize, usize)>,
     /// Multi-hot labels [pairs, classes]; NA pairs are [1, 0, …].
     pub labels: Vec<f32>,
@@ -57,7 +57,10 @@ pub fn featurize(index: usize, doc: &Document, tok: &WordPieceTokenizer, classes
         }
     }
     let n = doc.entities.len();
-    let pairs: Vec<(usize, usize)> = (0..n).flat_map(|h| (0..n).filter(move |&t| t != h).map(move |t| (h, t))).collect();
+    let pairs: Vec<(usize, usize)> = match &doc.candidates {
+        Some(c) => c.clone(),
+        None => (0..n).flat_map(|h| (0..n).filter(move |&t| t != h).map(move |t| (h, t))).collect(),
+    };
     let mut labels = vec![0.0f32; pairs.len() * classes];
     for (i, &(h, t)) in pairs.iter().enumerate() {
         let row = &mut labels[i * classes..(i + 1) * classes];

@@ -1,5 +1,6 @@
 //! Turning documents into encoder inputs.
 
+pub mod bio;
 pub mod docred;
 pub mod features;
 pub mod tokenizer;

@@ -17,6 +17,39 @@ use crate::model::checkpoint::{self, Sidecar};
 use crate::rng::Rng;
 use crate::train::trainer::{Batch, Model, Stage, Trainer};
 
+/// Input formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// DocRED / Re-DocRED json.
+    Docred,
+    /// CDR in the EoG/ATLOP `.data` line format.
+    Cdr,
+    /// GDA in the EoG/ATLOP `.data` line format.
+    Gda,
+}
+
+impl Format {
+    /// The relation inventory: rel2id (+ rel_info) for DocRED, [NA, relation] for the others.
+    pub fn relations(self, rel2id: Option<&Path>, rel_info: Option<&Path>) -> Result<Relations> {
+        match self {
+            Format::Docred => {
+                let p = rel2id.ok_or_else(|| Error::Input("--rel2id is required for DocRED-format data (docred_meta/rel2id.json)".into()))?;
+                Relations::load(p, rel_info)
+            }
+            Format::Cdr => Ok(Relations::binary("CID")),
+            Format::Gda => Ok(Relations::binary("GDA")),
+        }
+    }
+
+    pub fn read(self, path: &Path, rels: &Relations) -> Result<Vec<Document>> {
+        match self {
+            Format::Docred => crate::data::docred::read_docred(path, rels),
+            Format::Cdr => crate::data::bio::read_bio(path, "1:CID:2"),
+            Format::Gda => crate::data::bio::read_bio(path, "1:GDA:2"),
+        }
+    }
+}
+
 /// Featurizes documents; warnings (documents cut to `max_ids`) go to stderr.
 pub fn examples(docs: &[Document], tok: &WordPieceTokenizer, classes: usize, max_ids: usize) -> Result<Vec<Example>> {
     docs.iter()

@@ -1,0 +1,103 @@
+//! The EoG / ATLOP line format of CDR and GDA (SPEC 1.7): one document per line, `pmid`, text
+//! (sentences joined by `|`, tokens by spaces), then 17 tab-separated fields per candidate pair
+//! with document-level token offsets. Only the file's candidate pairs are classified; labels are
+//! [no relation, relation].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::docred::{Document, EntityMention, Fact};
+use crate::error::{Error, Result};
+
+const FIELDS_PER_PAIR: usize = 17;
+
+/// Reads a `.data` file; `positive` is the label of the relation (`1:CID:2` for CDR, `1:GDA:2`
+/// for GDA). `not_include` pairs are dropped; documents without candidates are skipped.
+pub fn read_bio(path: &Path, positive: &str) -> Result<Vec<Document>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
+    let mut docs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (ln, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = |m: String| Error::Input(format!("{}: line {} (document {}): {m}", path.display(), ln + 1, line.split('\t').next().unwrap_or("?")));
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() < 2 || (f.len() - 2) % FIELDS_PER_PAIR != 0 {
+            return Err(at(format!("{} tab-separated fields; expected pmid, text and 17 per candidate pair", f.len())));
+        }
+        if !seen.insert(f[0].to_string()) {
+            continue;
+        }
+        let sents: Vec<Vec<String>> = f[1].split('|').map(|s| s.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect()).collect();
+        // Document-level token offset → (sentence, word).
+        let mut where_ = Vec::new();
+        for (s, words) in sents.iter().enumerate() {
+            for w in 0..words.len() {
+                where_.push((s, w));
+            }
+        }
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut entities: Vec<Vec<EntityMention>> = Vec::new();
+        let mut candidates = Vec::new();
+        let mut facts = Vec::new();
+        for g in f[2..].chunks(FIELDS_PER_PAIR) {
+            let label = g[0];
+            if label == "not_include" {
+                continue;
+            }
+            if label.is_empty() {
+                // The published CDR dev file has one such pair (document 14704468).
+                eprintln!("warning: {}: line {} (document {}): a candidate pair has an empty label; it is skipped", path.display(), ln + 1, f[0]);
+                continue;
+            }
+            let mut arg = |kb: &str, names: &str, kind: &str, starts: &str, ends: &str| -> Result<usize> {
+                if let Some(&e) = ids.get(kb) {
+                    return Ok(e);
+                }
+                let names: Vec<&str> = names.split('|').collect();
+                let (ss, es): (Vec<&str>, Vec<&str>) = (starts.split(':').collect(), ends.split(':').collect());
+                if ss.len() != es.len() {
+                    return Err(at(format!("entity {kb}: {} mention starts but {} ends", ss.len(), es.len())));
+                }
+                let mut ms = Vec::new();
+                for (k, (a, b)) in ss.iter().zip(&es).enumerate() {
+                    let (a, b): (usize, usize) = match (a.parse(), b.parse()) {
+                        (Ok(a), Ok(b)) => (a, b),
+                        _ => return Err(at(format!("entity {kb}: mention {k} span {a}-{b} is not numeric"))),
+                    };
+                    if a >= b || b > where_.len() {
+                        return Err(at(format!("entity {kb}: mention {k} span [{a}, {b}) is outside the document's {} tokens", where_.len())));
+                    }
+                    let (s, w) = where_[a];
+                    let (s2, _) = where_[b - 1];
+                    if s2 != s {
+                        return Err(at(format!("entity {kb}: mention {k} span [{a}, {b}) crosses a sentence boundary")));
+                    }
+                    ms.push(EntityMention { sent: s, start: w, end: w + (b - a), name: names.get(k).unwrap_or(&kb).to_string(), kind: kind.to_string() });
+                }
+                ids.insert(kb.to_string(), entities.len());
+                entities.push(ms);
+                Ok(entities.len() - 1)
+            };
+            let a1 = arg(g[5], g[6], g[7], g[8], g[9])?;
+            let a2 = arg(g[11], g[12], g[13], g[14], g[15])?;
+            let (h, t) = match g[1] {
+                "L2R" => (a1, a2),
+                "R2L" => (a2, a1),
+                d => return Err(at(format!("direction {d:?} is neither L2R nor R2L"))),
+            };
+            if h == t || candidates.contains(&(h, t)) {
+                continue;
+            }
+            candidates.push((h, t));
+            if label == positive {
+                facts.push(Fact { h, t, r: 1 });
+            } else if !label.contains(":NR:") {
+                return Err(at(format!("label {label:?} is neither {positive:?} nor a no-relation label")));
+            }
+        }
+        if candidates.is_empty() {
+            continue;
+        }
+        docs.push(Document { title: f[0].to_string(), sents, entities, facts, labelled: true, candidates: Some(candidates) });
+    }
+    Ok(docs)
+}
