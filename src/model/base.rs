@@ -122,12 +122,17 @@ fn project_backward(rec: &mut Recorder, w: &Tensor, tape: &BaseTape, scatter: &R
 pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<(BaseOut, BaseTape)> {
     let (b, l, h, d) = (hb.docs, hb.len, hb.heads, cfg.hidden);
     x.expect_shape("base module", &[b, l, d])?;
-    a.expect_shape("base module", &[b, h, l, l])?;
+    let ms = hb.input.mention_start.len();
+    let a_rows = if hb.compact_attention { ms * h } else { b * h * l };
+    if hb.compact_attention {
+        a.expect_shape("base module (mention attention rows)", &[ms * h, l])?;
+    } else {
+        a.expect_shape("base module", &[b, h, l, l])?;
+    }
     let x2 = x.reshape(&[b * l, d])?;
     let mention_x = gather_rows(rec, &x2, &hb.mention_x)?;
     let entities = lse_pool(rec, &mention_x, &hb.entity_mentions)?;
-    let mention_a = gather_rows(rec, &a.reshape(&[b * h * l, l])?, &hb.mention_a)?;
-    let ms = hb.input.mention_start.len();
+    let mention_a = gather_rows(rec, &a.reshape(&[a_rows, l])?, &hb.mention_a)?;
     let entity_att = matmul(rec, &hb.entity_mean, &mention_a.reshape(&[ms, h * l])?, false, false)?.reshape(&[hb.entities, h, l])?;
     let weights = context_weights(rec, &entity_att, &hb.pair_entities)?;
     let ctx = context(rec, hb, &weights, x, d)?;
@@ -211,7 +216,8 @@ pub fn backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBat
     let dea = context_weights_backward(rec, &tape.entity_att, &hb.pair_entities, &dweights)?;
     let ms = hb.input.mention_start.len();
     let dma = matmul(rec, &hb.entity_mean, &dea.reshape(&[hb.entities, h * l])?, true, false)?;
-    let da = Tensor::uninit(&gpu, "a_grad", &[b * h * l, l], DType::F32)?;
+    let a_rows = tape.a_shape.iter().product::<usize>() / l;
+    let da = Tensor::uninit(&gpu, "a_grad", &[a_rows, l], DType::F32)?;
     fill(rec, &da, 0.0)?;
     scatter_add_rows(rec, &dma.reshape(&[ms * h, l])?, &hb.mention_a_scatter, &da)?;
 

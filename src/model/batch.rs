@@ -72,9 +72,24 @@ pub struct HeadBatch {
     pub doc_scatter: RowScatter,
     pub pair_entities: PairEntities,
     pub grid: PairIndex,
+    /// A is given as its mention rows only ([M·H, L], mention-major), as a frozen-encoder cache
+    /// stores it, instead of [B, H, L, L].
+    pub compact_attention: bool,
 }
 
 impl HeadBatch {
+    /// Like `new`, for attention given as the mention rows only ([M·H, L]; see
+    /// `compact_attention`).
+    pub fn new_compact(gpu: &Gpu, input: HeadInput, len: usize, heads: usize) -> Result<HeadBatch> {
+        let m = input.mention_start.len();
+        let mut hb = HeadBatch::new(gpu, input, len, heads)?;
+        let rows: Vec<u32> = (0..(m * heads) as u32).collect();
+        hb.mention_a = Tensor::from_u32(gpu, "mention_a_rows", &[rows.len().max(1)], if rows.is_empty() { &[0] } else { &rows })?;
+        hb.mention_a_scatter = RowScatter::new(gpu, &rows, m * heads)?;
+        hb.compact_attention = true;
+        Ok(hb)
+    }
+
     /// Checks `input` against encoder outputs of length `len` with `heads` heads; errors name the
     /// document and the field.
     pub fn new(gpu: &Gpu, input: HeadInput, len: usize, heads: usize) -> Result<HeadBatch> {
@@ -159,6 +174,7 @@ impl HeadBatch {
             doc_scatter: RowScatter::new(gpu, &docs_g, b)?,
             pair_entities: PairEntities::new(gpu, ne, &pe)?,
             grid: PairIndex::new(gpu, &input.entity_counts, &local)?,
+            compact_attention: false,
             input,
         })
     }

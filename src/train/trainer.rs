@@ -118,17 +118,27 @@ impl Trainer {
     /// One optimizer step on `batch`; returns the loss terms (name, value). `seed` drives the
     /// dropout masks, `rng` the stage-2 sampling. A non-finite loss is an error naming the step
     /// (the parameters are not updated then).
-    pub fn train_step(&mut self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng) -> Result<Vec<(&'static str, f64)>> {
+    /// With `cache`, the encoder outputs come from it (the encoder stays frozen).
+    pub fn train_step(&mut self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>) -> Result<Vec<(&'static str, f64)>> {
         let g = model.gpu.clone();
         let mut rec = Recorder::new(&g);
-        let pass = if self.freeze_encoder { Pass::eval() } else { Pass::train(seed) };
-        let (out, tape) = model.encoder.forward(&mut rec, &batch.tokens, pass)?;
-        let hb = HeadBatch::new(&g, batch.input.clone(), batch.tokens.len(), model.encoder.config.num_attention_heads)?;
+        let heads_n = model.encoder.config.num_attention_heads;
+        let (x, a, tape, hb) = match cache {
+            Some(c) => {
+                let (x, a) = c.inputs(&g, batch)?;
+                (x, a, None, HeadBatch::new_compact(&g, batch.input.clone(), batch.tokens.len(), heads_n)?)
+            }
+            None => {
+                let pass = if self.freeze_encoder { Pass::eval() } else { Pass::train(seed) };
+                let (out, tape) = model.encoder.forward(&mut rec, &batch.tokens, pass)?;
+                (out.hidden, out.attention, tape, HeadBatch::new(&g, batch.input.clone(), batch.tokens.len(), heads_n)?)
+            }
+        };
         let step = match self.stage {
-            Stage::One => model.heads.stage1(&mut rec, &hb, &out.hidden, &out.attention, &batch.gold)?,
+            Stage::One => model.heads.stage1(&mut rec, &hb, &x, &a, &batch.gold)?,
             Stage::Two => {
                 let s2 = Stage2Input::sample(&batch.gold, model.heads.config.classes, rng);
-                model.heads.stage2(&mut rec, &hb, &out.hidden, &out.attention, &s2)?
+                model.heads.stage2(&mut rec, &hb, &x, &a, &s2)?
             }
         };
         let enc_grads = match tape {
@@ -159,7 +169,14 @@ impl Trainer {
                 updates.push((name, p, gr, self.hyper.encoder_lr));
             }
         }
-        let mut rec = Recorder::new(&g);
+        self.apply(&g, updates, n)?;
+        self.step = n;
+        Ok(losses)
+    }
+
+    /// Clips by the global norm and applies AdamW to every parameter with a learning rate.
+    fn apply(&mut self, g: &Gpu, updates: Vec<(&String, &Tensor, &Tensor, f64)>, n: u32) -> Result<()> {
+        let mut rec = Recorder::new(g);
         let grads: Vec<&Tensor> = updates.iter().map(|u| u.2).collect();
         let normsq = sum_squares(&mut rec, &grads)?;
         let scale = self.schedule(n);
@@ -181,8 +198,57 @@ impl Trainer {
             };
             adamw_step(&mut rec, &hp, n, param, grad, m, v, &normsq)?;
         }
-        rec.finish()?;
-        self.step = n;
-        Ok(losses)
+        rec.finish()
+    }
+}
+
+/// Encoder outputs computed once with the encoder frozen (evaluation mode, no dropout): each
+/// example's hidden states and the attention rows of its mention markers, the only part of A the
+/// heads read. Training the heads from it equals training them on the live frozen encoder.
+pub struct EncoderCache {
+    hidden: Vec<Vec<f32>>,
+    rows: Vec<Vec<f32>>,
+    dim: usize,
+}
+
+impl EncoderCache {
+    pub fn build(model: &Model, examples: &[Example], mut progress: impl FnMut(usize)) -> Result<EncoderCache> {
+        let (dim, heads) = (model.encoder.config.hidden_size, model.encoder.config.num_attention_heads);
+        let mut cache = EncoderCache { hidden: Vec::new(), rows: Vec::new(), dim };
+        for (i, ex) in examples.iter().enumerate() {
+            let mut rec = Recorder::new(&model.gpu);
+            let (out, _) = model.encoder.forward(&mut rec, &TokenBatch { docs: vec![ex.ids.clone()] }, Pass::eval())?;
+            rec.finish()?;
+            let l = ex.ids.len();
+            cache.hidden.push(out.hidden.read_f32(&model.gpu)?);
+            let att = out.attention.read_f32(&model.gpu)?;
+            let mut rows = Vec::new();
+            for &s in ex.mention_starts.iter().flatten() {
+                for h in 0..heads {
+                    rows.extend_from_slice(&att[(h * l + s) * l..(h * l + s + 1) * l]);
+                }
+            }
+            cache.rows.push(rows);
+            progress(i + 1);
+        }
+        Ok(cache)
+    }
+
+    /// X [B, L, d] and the compact mention attention rows [M·H, L] of `batch`.
+    pub fn inputs(&self, gpu: &Gpu, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let (b, l) = (batch.examples.len(), batch.tokens.len());
+        let mut x = vec![0.0f32; b * l * self.dim];
+        let mut a = Vec::new();
+        for (k, &i) in batch.examples.iter().enumerate() {
+            let h = &self.hidden[i];
+            x[k * l * self.dim..k * l * self.dim + h.len()].copy_from_slice(h);
+            let li = h.len() / self.dim;
+            for row in self.rows[i].chunks(li) {
+                a.extend_from_slice(row);
+                a.extend(std::iter::repeat_n(0.0, l - li));
+            }
+        }
+        let m = a.len() / l.max(1);
+        Ok((Tensor::from_f32(gpu, "cached_hidden", &[b, l, self.dim], &x)?, Tensor::from_f32(gpu, "cached_mention_attention", &[m, l], &a)?))
     }
 }

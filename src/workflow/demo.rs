@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::preset::{preset, RunConfig};
 use super::run::{evaluate, examples, listing, result_json, titled, train, write_output, RunOutputs};
-use crate::data::docred::{read_json_str, Relations};
+use crate::data::docred::{read_json_str, Document, Relations};
 use crate::data::WordPieceTokenizer;
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -44,16 +44,26 @@ const NAMES: &[(&str, &str)] = &[
 ];
 
 /// Documents used for training in the demo (the rest are shown as unseen documents).
-const TRAIN_DOCS: usize = 4;
+pub const TRAIN_DOCS: usize = 4;
+
+/// The relations of the bundled documents (NA first).
+pub fn relations() -> Relations {
+    let mut codes: Vec<String> = NAMES.iter().map(|(c, _)| c.to_string()).collect();
+    codes.insert(0, "Na".into());
+    Relations { ids: codes.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect(), names: NAMES.iter().map(|(c, n)| (c.to_string(), n.to_string())).collect::<HashMap<_, _>>(), codes }
+}
+
+/// The six bundled Re-DocRED documents; the first `TRAIN_DOCS` are the demo's training set.
+pub fn documents(rels: &Relations) -> Result<Vec<Document>> {
+    read_json_str(DOCS, "bundled demo documents", rels)
+}
 
 pub fn run(out_dir: &Path, encoder: Option<&Path>, cfg: Option<RunConfig>) -> Result<()> {
     let t0 = std::time::Instant::now();
     let gpu = Gpu::new()?;
     println!("adapter: {} ({})", gpu.report().name, gpu.report().backend);
-    let mut codes: Vec<String> = NAMES.iter().map(|(c, _)| c.to_string()).collect();
-    codes.insert(0, "Na".into());
-    let rels = Relations { ids: codes.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect(), names: NAMES.iter().map(|(c, n)| (c.to_string(), n.to_string())).collect::<HashMap<_, _>>(), codes };
-    let docs = read_json_str(DOCS, "bundled demo documents", &rels)?;
+    let rels = relations();
+    let docs = documents(&rels)?;
     let mut cfg = cfg.unwrap_or(preset("tiny")?);
     cfg.encoder = encoder.map(Path::to_path_buf);
     let (encoder, tokenizer, source) = match &cfg.encoder {

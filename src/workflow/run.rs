@@ -15,7 +15,7 @@ use crate::eval::{score, Scores};
 use crate::fsutil::write_atomic;
 use crate::model::checkpoint::{self, Sidecar};
 use crate::rng::Rng;
-use crate::train::trainer::{Batch, Model, Stage, Trainer};
+use crate::train::trainer::{Batch, EncoderCache, Model, Stage, Trainer};
 
 /// Input formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -144,6 +144,21 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
     }
     let mut global = 0u64;
     let started = Instant::now();
+    let cache = if cfg.freeze_encoder {
+        let n = train_examples.len();
+        let c = EncoderCache::build(model, train_examples, |i| {
+            if out.progress {
+                eprint!("\rfrozen encoder: {i}/{n} documents encoded ({:.1} s)   ", started.elapsed().as_secs_f64());
+            }
+        })?;
+        if out.progress {
+            eprintln!();
+        }
+        log.write(serde_json::json!({"step": 0, "encoder_cache_seconds": started.elapsed().as_secs_f64(), "documents": n}))?;
+        Some(c)
+    } else {
+        None
+    };
     for (stage, epochs, hyper) in [(Stage::One, cfg.stage1_epochs, &cfg.stage1), (Stage::Two, cfg.stage2_epochs, &cfg.stage2)] {
         if epochs == 0 {
             continue;
@@ -157,7 +172,7 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
                 let items: Vec<(usize, &Example)> = b.iter().map(|&i| (i, &train_examples[i])).collect();
                 let batch = Batch::new(&items);
                 global += 1;
-                let losses = trainer.train_step(model, &batch, cfg.seed ^ global.wrapping_mul(0x9e37_79b9_7f4a_7c15), &mut rng)?;
+                let losses = trainer.train_step(model, &batch, cfg.seed ^ global.wrapping_mul(0x9e37_79b9_7f4a_7c15), &mut rng, cache.as_ref())?;
                 let total: f64 = if losses.len() == 1 { losses[0].1 } else { 0.5 * losses.iter().map(|l| l.1).sum::<f64>() };
                 let lr = hyper.head_lr * trainer.schedule(trainer.step);
                 docs_done += b.len();
