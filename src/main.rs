@@ -95,6 +95,10 @@ enum Command {
         /// Keep the encoder fixed (forward only, no dropout) and train the heads.
         #[arg(long)]
         freeze_encoder: bool,
+        /// Continue an interrupted run from RUN_DIR/last with RUN_DIR/config.toml; the continued
+        /// run gives the same losses, bit for bit, as an uninterrupted one.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "encoder", "preset"])]
+        resume: Option<PathBuf>,
     },
     /// Predict a labelled file with a checkpoint and score it.
     Eval {
@@ -214,18 +218,20 @@ fn run(cli: Cli) -> Result<()> {
             workflow::demo::run(&out, encoder.as_deref(), cfg)
         }
         Command::Check { data, format, rel2id, tokenizer } => check(&data, format, rel2id.as_deref(), tokenizer.as_deref()),
-        Command::Train { train, dev, format, rel2id, rel_info, preset, config, encoder, out, stage1_epochs, stage2_epochs, batch_size, seed, freeze_encoder } => {
-            let mut cfg = match config {
-                Some(c) => RunConfig::from_toml(&c, &preset)?,
-                None => workflow::preset::preset(&preset)?,
+        Command::Train { train, dev, format, rel2id, rel_info, preset, config, encoder, out, stage1_epochs, stage2_epochs, batch_size, seed, freeze_encoder, resume } => {
+            let mut cfg = match (&resume, config) {
+                (Some(dir), _) => RunConfig::from_toml(&dir.join("config.toml"), &preset)?,
+                (None, Some(c)) => RunConfig::from_toml(&c, &preset)?,
+                (None, None) => workflow::preset::preset(&preset)?,
             };
+            let out = resume.clone().unwrap_or(out);
             cfg.encoder = encoder.or(cfg.encoder);
             cfg.stage1_epochs = stage1_epochs.unwrap_or(cfg.stage1_epochs);
             cfg.stage2_epochs = stage2_epochs.unwrap_or(cfg.stage2_epochs);
             cfg.batch_size = batch_size.unwrap_or(cfg.batch_size);
             cfg.seed = seed.unwrap_or(cfg.seed);
             cfg.freeze_encoder |= freeze_encoder;
-            train_cmd(&cfg, &train, dev.as_deref(), format, rel2id.as_deref(), rel_info.as_deref(), &out)
+            train_cmd(&cfg, &train, dev.as_deref(), format, rel2id.as_deref(), rel_info.as_deref(), &out, resume.is_some())
         }
         Command::Eval { checkpoint, data, format, train_facts } => eval_cmd(&checkpoint, &data, format, train_facts.as_deref()),
         Command::Predict { checkpoint, data, format, out } => predict_cmd(&checkpoint, &data, format, &out),
@@ -376,7 +382,7 @@ fn check(data: &Path, format: Format, rel2id: Option<&Path>, tokenizer: Option<&
 }
 
 #[allow(clippy::too_many_arguments)]
-fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, rel2id: Option<&Path>, rel_info: Option<&Path>, out: &Path) -> Result<()> {
+fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, rel2id: Option<&Path>, rel_info: Option<&Path>, out: &Path, resume: bool) -> Result<()> {
     let rels = format.relations(rel2id, rel_info)?;
     let train_docs = format.read(train, &rels)?;
     if train_docs.iter().all(|d| !d.labelled) {
@@ -384,6 +390,19 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
     }
     let dev_docs = dev.map(|d| format.read(d, &rels)).transpose()?;
     let gpu = Gpu::new()?;
+    if resume {
+        let last = out.join("last");
+        let (model, mut sidecar) = checkpoint::load(&gpu, &last)?;
+        let progress = sidecar.progress.clone().ok_or_else(|| Error::Input(format!("{}: the checkpoint records no training progress to resume from", last.display())))?;
+        let moments = checkpoint::load_moments(&gpu, &last)?.unwrap_or_default();
+        let tok = sidecar.tokenizer.load()?;
+        let train_ex = wf::examples(&train_docs, &tok, rels.len(), cfg.max_ids)?;
+        let dev = dev_docs.map(|d| wf::examples(&d, &tok, rels.len(), cfg.max_ids).map(|e| (d, e))).transpose()?;
+        println!("resuming after stage {} epoch {} (step {})", progress.stage, progress.epoch, progress.global_step);
+        wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, progress: true, stop_after_epochs: None }, Some((progress, moments)))?;
+        println!("wrote {}/last (and best, when a dev file was given), metrics.jsonl", out.display());
+        return Ok(());
+    }
     let (encoder, tok, source) = match &cfg.encoder {
         Some(dir) => {
             let tp = dir.join("tokenizer.json");
@@ -406,10 +425,10 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         }
         None => None,
     };
-    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()) };
+    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None };
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
     write_atomic(&out.join("config.toml"), toml::to_string(cfg).expect("config serializes").as_bytes())?;
-    wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, progress: true })?;
+    wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, progress: true, stop_after_epochs: None }, None)?;
     println!("wrote {}/last (and best, when a dev file was given), metrics.jsonl", out.display());
     Ok(())
 }

@@ -35,7 +35,7 @@ fn setup() -> Setup {
     let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
     let heads = Heads::random(&g, hc.clone(), cfg.seed).unwrap();
     let exs = examples(&docs, &tok, rels.len(), cfg.max_ids).unwrap();
-    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "test".into() };
+    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "test".into(), progress: None };
     Setup { model: Model { gpu: g, encoder, heads }, docs, exs, sidecar, cfg }
 }
 
@@ -90,15 +90,15 @@ fn tiny_model_overfits_four_documents_and_round_trips() {
     let mut s = setup();
     let dir = std::env::temp_dir().join(format!("docre-train-{}", std::process::id()));
     let dev = Some((s.docs.clone(), s.exs.clone()));
-    let out = RunOutputs { dir: dir.clone(), dev, progress: false };
+    let out = RunOutputs { dir: dir.clone(), dev, progress: false, stop_after_epochs: None };
     let mut cfg = s.cfg.clone();
     cfg.stage2_epochs = 0;
-    train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out).unwrap();
+    train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
     let (base, _, _) = evaluate(&s.model, &s.docs, &s.exs, 4, None).unwrap();
     assert!(base.f1 > 0.9, "train F1 after stage 1: {base:?}");
     let mut cfg = s.cfg.clone();
     cfg.stage1_epochs = 0;
-    train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out).unwrap();
+    train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
     let (base2, full, preds) = evaluate(&s.model, &s.docs, &s.exs, 4, None).unwrap();
     assert!(full.f1 > 0.9, "train F1 after stage 2: {full:?} (base module: {base2:?})");
     // The checkpoint written at the end predicts the same facts.
@@ -107,4 +107,43 @@ fn tiny_model_overfits_four_documents_and_round_trips() {
     let again = docre::eval::predict::predict(&loaded, &s.exs, 4).unwrap();
     assert_eq!(again.full, preds.full);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn losses(dir: &std::path::Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| Some((v["step"].as_u64()?, v.get("loss")?.as_f64()?)))
+        .collect()
+}
+
+#[test]
+fn resumed_run_repeats_the_uninterrupted_losses_bit_for_bit() {
+    let base = std::env::temp_dir().join(format!("docre-resume-{}", std::process::id()));
+    let mut cfg = preset("tiny").unwrap();
+    cfg.stage1_epochs = 2;
+    cfg.stage2_epochs = 2;
+    let run = |dir: &std::path::Path, stop: Option<usize>| {
+        let mut s = setup();
+        let out = RunOutputs { dir: dir.to_path_buf(), dev: None, progress: false, stop_after_epochs: stop };
+        train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
+        s
+    };
+    let whole = base.join("whole");
+    run(&whole, None);
+    let parts = base.join("parts");
+    let s = run(&parts, Some(3)); // interrupted after stage 1 and one epoch of stage 2
+    assert_eq!(losses(&parts).len(), 6);
+    let last = parts.join("last");
+    let (model, mut side) = checkpoint::load(&gpu(), &last).unwrap();
+    let progress = side.progress.clone().expect("the checkpoint records its progress");
+    assert_eq!((progress.stage, progress.epoch), (2, 1));
+    let moments = checkpoint::load_moments(&gpu(), &last).unwrap().unwrap();
+    let out = RunOutputs { dir: parts.clone(), dev: None, progress: false, stop_after_epochs: None };
+    train(&model, &mut side, &cfg, &s.exs, &out, Some((progress, moments))).unwrap();
+    let (a, b) = (losses(&whole), losses(&parts));
+    assert_eq!(a.len(), 8);
+    assert_eq!(a.iter().map(|x| x.1.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.1.to_bits()).collect::<Vec<_>>(), "losses differ: {a:?} vs {b:?}");
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -54,6 +54,22 @@ pub struct Sidecar {
     pub best_score: Option<f64>,
     /// Free-form description of the run (preset, data).
     pub note: String,
+    /// Where training stood when this checkpoint was written (None for finished or foreign runs).
+    #[serde(default)]
+    pub progress: Option<Progress>,
+}
+
+/// Training position at an epoch boundary: enough to continue bit for bit.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// 1 or 2, and the epochs of that stage already done.
+    pub stage: u32,
+    pub epoch: usize,
+    /// Batches done over both stages, optimizer steps of the current stage.
+    pub global_step: u64,
+    pub stage_step: u32,
+    /// State of the run's RNG (batch order, stage-2 sampling).
+    pub rng: u64,
 }
 
 impl Sidecar {

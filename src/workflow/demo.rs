@@ -106,9 +106,10 @@ pub fn run(out_dir: &Path, encoder: Option<&Path>, cfg: Option<RunConfig>) -> Re
         step: 0,
         best_score: None,
         note: format!("docre demo, preset {}", cfg.preset),
+        progress: None,
     };
-    let outputs = RunOutputs { dir: out_dir.to_path_buf(), dev: Some((train_docs.to_vec(), train_ex.to_vec())), progress: true };
-    train(&model, &mut sidecar, &cfg, train_ex, &outputs)?;
+    let outputs = RunOutputs { dir: out_dir.to_path_buf(), dev: Some((train_docs.to_vec(), train_ex.to_vec())), progress: true, stop_after_epochs: None };
+    train(&model, &mut sidecar, &cfg, train_ex, &outputs, None)?;
 
     let (base, full, preds) = evaluate(&model, train_docs, train_ex, 4, None)?;
     println!("on the training documents: base module F1 {:.3} (P {:.3} R {:.3}); full model F1 {:.3} (P {:.3} R {:.3}; intra {:.3}, inter {:.3})", base.f1, base.precision, base.recall, full.f1, full.precision, full.recall, full.intra_f1, full.inter_f1);

@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::eval::predict::{predict, Predictions};
 use crate::eval::{score, Scores};
 use crate::fsutil::write_atomic;
-use crate::model::checkpoint::{self, Sidecar};
+use crate::gpu::Tensor;
+use crate::model::checkpoint::{self, Progress, Sidecar};
+use std::collections::HashMap;
 use crate::rng::Rng;
 use crate::train::trainer::{Batch, EncoderCache, Model, Stage, Trainer};
 
@@ -112,6 +114,9 @@ pub struct RunOutputs {
     pub dev: Option<(Vec<Document>, Vec<Example>)>,
     /// Print the progress line.
     pub progress: bool,
+    /// Stop after this many epochs (over both stages) of this invocation, as an interruption
+    /// would (tests of `--resume` use it).
+    pub stop_after_epochs: Option<usize>,
 }
 
 /// Appends one JSON object per line to `metrics.jsonl`.
@@ -133,16 +138,23 @@ pub fn evaluate(model: &Model, docs: &[Document], examples: &[Example], batch: u
 
 /// Trains stage 1 then stage 2 as configured, logging every step; keeps `best/` (by dev Ign F1,
 /// or train F1 without dev data) and `last/` checkpoints under `out.dir`.
-pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_examples: &[Example], out: &RunOutputs) -> Result<()> {
+///
+/// With `resume` (the `last/` checkpoint's progress and optimizer moments, the model already
+/// loaded from it), training continues after the saved epoch and produces the same losses, bit
+/// for bit, as a run that was never interrupted.
+pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_examples: &[Example], out: &RunOutputs, resume: Option<(Progress, HashMap<String, (Tensor, Tensor)>)>) -> Result<()> {
     std::fs::create_dir_all(&out.dir).map_err(|source| Error::Io { context: format!("cannot create {}", out.dir.display()), source })?;
     let log_path = out.dir.join("metrics.jsonl");
-    let mut log = Log(std::fs::File::create(&log_path).map_err(|source| Error::Io { context: format!("cannot create {}", log_path.display()), source })?);
-    let mut rng = Rng::new(cfg.seed);
-    let per_epoch = batches(train_examples, cfg.batch_size, &mut rng.clone()).len();
+    let file = std::fs::OpenOptions::new().create(true).write(true).append(resume.is_some()).truncate(resume.is_none()).open(&log_path);
+    let mut log = Log(file.map_err(|source| Error::Io { context: format!("cannot open {}", log_path.display()), source })?);
+    let mut rng = Rng::new(resume.as_ref().map(|r| r.0.rng).unwrap_or(cfg.seed));
+    let per_epoch = batches(train_examples, cfg.batch_size, &mut Rng::new(cfg.seed)).len();
     if per_epoch == 0 {
         return Err(Error::Input("no training document has two or more entities".into()));
     }
-    let mut global = 0u64;
+    let mut global = resume.as_ref().map(|r| r.0.global_step).unwrap_or(0);
+    let mut resume = resume;
+    let mut epochs_run = 0;
     let started = Instant::now();
     let cache = if cfg.freeze_encoder {
         let n = train_examples.len();
@@ -164,7 +176,19 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
             continue;
         }
         let mut trainer = Trainer::new(stage, hyper.clone(), cfg.freeze_encoder, (epochs * per_epoch) as u32);
-        for epoch in 1..=epochs {
+        let mut first_epoch = 1;
+        if let Some((p, moments)) = &resume {
+            if p.stage > stage_no(stage) || (p.stage == stage_no(stage) && p.epoch >= epochs) {
+                continue; // this stage was finished before the interruption
+            }
+            if p.stage == stage_no(stage) {
+                first_epoch = p.epoch + 1;
+                trainer.step = p.stage_step;
+                trainer.set_moments(moments.clone());
+            }
+            resume = None;
+        }
+        for epoch in first_epoch..=epochs {
             let t0 = Instant::now();
             let bs = batches(train_examples, cfg.batch_size, &mut rng);
             let mut docs_done = 0;
@@ -190,6 +214,7 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
             if out.progress {
                 eprintln!();
             }
+            sidecar.progress = Some(Progress { stage: stage_no(stage), epoch, global_step: global, stage_step: trainer.step, rng: rng.state() });
             let (docs, exs) = match &out.dev {
                 Some((d, e)) => (d.as_slice(), e.as_slice()),
                 None => (&[][..], &[][..]),
@@ -206,6 +231,10 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
             }
             sidecar.step = global as u32;
             checkpoint::save(&out.dir.join("last"), model, sidecar, Some(trainer.moments()))?;
+            epochs_run += 1;
+            if out.stop_after_epochs == Some(epochs_run) {
+                return Ok(());
+            }
         }
     }
     Ok(())
