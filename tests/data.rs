@@ -122,3 +122,27 @@ fn cli_check_and_score_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.json"));
 }
+
+#[test]
+fn biomedical_readers_on_the_real_files() {
+    use docre::data::bio::{read_bio, read_gda_json};
+    let shared = common::shared_dir().join("data");
+    let dev = shared.join("cdr/atlop_filter/dev_filter.data");
+    let gda = shared.join("gda/convert_test.json");
+    if !common::fixture_present(&dev, "bio readers") || !common::fixture_present(&gda, "bio readers") {
+        return;
+    }
+    // Counts published with the files (../shared/data/SOURCES.md).
+    let docs = read_bio(&dev, "1:CID:2").unwrap();
+    assert_eq!(docs.len(), 500);
+    assert_eq!(docs.iter().map(|d| d.facts.len()).sum::<usize>(), 1011);
+    let docs = read_gda_json(&gda).unwrap();
+    assert_eq!(docs.len(), 1000);
+    assert_eq!(docs.iter().map(|d| d.facts.len()).sum::<usize>(), 1502);
+    assert_eq!(docs.iter().map(|d| d.candidates.as_ref().unwrap().len()).sum::<usize>(), 5222);
+    // A broken line names the file, the line and the document.
+    let bad = tmp("bad.data");
+    std::fs::write(&bad, "123\tA b .\t1:CID:2\tL2R\n").unwrap();
+    let e = read_bio(&bad, "1:CID:2").unwrap_err().to_string();
+    assert!(e.contains("bad.data") && e.contains("line 1") && e.contains("123"), "{e}");
+}

@@ -101,3 +101,67 @@ pub fn read_bio(path: &Path, positive: &str) -> Result<Vec<Document>> {
     }
     Ok(docs)
 }
+
+/// The GDA json variant (DocRED-like, but `pos` are document-level token offsets, `name` is a
+/// token list, and `labels` list every candidate pair with r = 1 (GDA) or 0 (no relation)).
+pub fn read_gda_json(path: &Path) -> Result<Vec<Document>> {
+    let v = super::docred::read_json(path)?;
+    let list = v.as_array().ok_or_else(|| Error::Input(format!("{}: expected a JSON list of documents", path.display())))?;
+    let mut docs = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        let at = |m: String| Error::Input(format!("{}: document {i} ({}): {m}", path.display(), d.get("title").map(|t| t.to_string()).unwrap_or_default()));
+        let sents: Vec<Vec<String>> = d["sents"]
+            .as_array()
+            .ok_or_else(|| at("`sents` must be a list of sentences".into()))?
+            .iter()
+            .map(|s| s.as_array().map(|w| w.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| at("`sents` must hold lists of words".into()))?;
+        let offsets: Vec<usize> = sents.iter().scan(0, |acc, s| {
+            let o = *acc;
+            *acc += s.len();
+            Some(o)
+        }).collect();
+        let mut entities = Vec::new();
+        for (e, ent) in d["vertexSet"].as_array().ok_or_else(|| at("`vertexSet` must be a list".into()))?.iter().enumerate() {
+            let mut ms = Vec::new();
+            for (k, m) in ent.as_array().ok_or_else(|| at(format!("vertexSet[{e}] must be a list")))?.iter().enumerate() {
+                let sent = m["sent_id"].as_u64().ok_or_else(|| at(format!("vertexSet[{e}][{k}].sent_id is missing")))? as usize;
+                let pos: Vec<usize> = m["pos"].as_array().map(|p| p.iter().filter_map(|x| x.as_u64().map(|v| v as usize)).collect()).unwrap_or_default();
+                let (Some(&o), [a, b]) = (offsets.get(sent), pos.as_slice()) else {
+                    return Err(at(format!("vertexSet[{e}][{k}]: sent_id {sent} or pos {pos:?} is invalid")));
+                };
+                if *a < o || a >= b || *b > o + sents[sent].len() {
+                    return Err(at(format!("vertexSet[{e}][{k}].pos {pos:?} is outside sentence {sent}")));
+                }
+                let name = m["name"].as_array().map(|n| n.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+                ms.push(EntityMention { sent, start: a - o, end: b - o, name, kind: m["type"].to_string() });
+            }
+            if ms.is_empty() {
+                return Err(at(format!("vertexSet[{e}] has no mentions")));
+            }
+            entities.push(ms);
+        }
+        let mut candidates = Vec::new();
+        let mut facts = Vec::new();
+        for (k, l) in d["labels"].as_array().ok_or_else(|| at("`labels` must be a list".into()))?.iter().enumerate() {
+            let (h, t, r) = (l["h"].as_u64(), l["t"].as_u64(), l["r"].as_u64());
+            let (Some(h), Some(t), Some(r)) = (h, t, r) else { return Err(at(format!("labels[{k}] needs integer h, t and r"))) };
+            let (h, t) = (h as usize, t as usize);
+            if h >= entities.len() || t >= entities.len() || h == t || r > 1 {
+                return Err(at(format!("labels[{k}] = ({h}, {t}, r {r}) is not a pair of two entities with r 0 or 1")));
+            }
+            if !candidates.contains(&(h, t)) {
+                candidates.push((h, t));
+            }
+            if r == 1 {
+                facts.push(Fact { h, t, r: 1 });
+            }
+        }
+        if candidates.is_empty() {
+            continue;
+        }
+        docs.push(Document { title: d["title"].as_str().map(str::to_string).unwrap_or_else(|| d["title"].to_string()), sents, entities, facts, labelled: true, candidates: Some(candidates) });
+    }
+    Ok(docs)
+}

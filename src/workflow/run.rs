@@ -28,6 +28,8 @@ pub enum Format {
     Cdr,
     /// GDA in the EoG/ATLOP `.data` line format.
     Gda,
+    /// GDA in its DocRED-like json variant (document-level token offsets).
+    GdaJson,
 }
 
 impl Format {
@@ -39,7 +41,7 @@ impl Format {
                 Relations::load(p, rel_info)
             }
             Format::Cdr => Ok(Relations::binary("CID")),
-            Format::Gda => Ok(Relations::binary("GDA")),
+            Format::Gda | Format::GdaJson => Ok(Relations::binary("GDA")),
         }
     }
 
@@ -48,6 +50,7 @@ impl Format {
             Format::Docred => crate::data::docred::read_docred(path, rels),
             Format::Cdr => crate::data::bio::read_bio(path, "1:CID:2"),
             Format::Gda => crate::data::bio::read_bio(path, "1:GDA:2"),
+            Format::GdaJson => crate::data::bio::read_gda_json(path),
         }
     }
 }
