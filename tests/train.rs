@@ -147,3 +147,26 @@ fn resumed_run_repeats_the_uninterrupted_losses_bit_for_bit() {
     assert_eq!(a.iter().map(|x| x.1.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.1.to_bits()).collect::<Vec<_>>(), "losses differ: {a:?} vs {b:?}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn accumulated_step_uses_the_mean_gradient() {
+    // The same batch twice, encoder frozen (no dropout): the mean gradient is the gradient, so one
+    // accumulated step must leave exactly the parameters of one plain step.
+    let g = gpu();
+    let params_after = |accumulate: bool| {
+        let s = setup();
+        let items: Vec<(usize, &docre::data::features::Example)> = s.exs.iter().enumerate().take(2).collect();
+        let batch = Batch::new(&items);
+        let mut trainer = Trainer::new(Stage::One, s.cfg.stage1.clone(), true, 10);
+        let mut rng = docre::rng::Rng::new(3);
+        if accumulate {
+            trainer.train_steps(&s.model, &[&batch, &batch], 9, &mut rng, None).unwrap();
+        } else {
+            trainer.train_step(&s.model, &batch, 9, &mut rng, None).unwrap();
+        }
+        s.model.heads.params.tensors().iter().map(|t| t.read_f32(&g).unwrap()).collect::<Vec<_>>()
+    };
+    let (a, b) = (params_after(false), params_after(true));
+    assert!(a.iter().zip(&b).all(|(x, y)| x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())), "accumulated step differs");
+    assert_ne!(a, setup().model.heads.params.tensors().iter().map(|t| t.read_f32(&g).unwrap()).collect::<Vec<_>>(), "the step changed nothing");
+}

@@ -11,6 +11,7 @@ use crate::model::batch::{HeadBatch, HeadInput};
 use crate::model::docre::{is_buffer, Heads, Stage2Input};
 use crate::model::{Bert, Pass, TokenBatch};
 use crate::ops::adamw::{adamw_step, AdamW};
+use crate::ops::elementwise::accumulate;
 use crate::ops::reduce::sum_squares;
 use crate::rng::Rng;
 
@@ -86,6 +87,17 @@ pub struct Trainer {
     moments: HashMap<String, (Tensor, Tensor)>,
 }
 
+/// slot += alpha · g (slot starts as alpha · g; as g itself when alpha is 1).
+fn add_scaled_into(rec: &mut Recorder, slot: &mut Option<Tensor>, g: &Tensor, alpha: f32) -> Result<()> {
+    match slot {
+        Some(acc) => accumulate(rec, acc, g, alpha),
+        None => {
+            *slot = Some(if alpha == 1.0 { g.clone() } else { crate::ops::elementwise::scale(rec, g, alpha)? });
+            Ok(())
+        }
+    }
+}
+
 /// DocRE-II's weight-decay rule: everything but biases and HF LayerNorm weights.
 fn decays(name: &str) -> bool {
     !(name.contains("bias") || name.contains("LayerNorm.weight"))
@@ -118,8 +130,75 @@ impl Trainer {
     /// One optimizer step on `batch`; returns the loss terms (name, value). `seed` drives the
     /// dropout masks, `rng` the stage-2 sampling. A non-finite loss is an error naming the step
     /// (the parameters are not updated then).
-    /// With `cache`, the encoder outputs come from it (the encoder stays frozen).
+    /// One optimizer step on one batch (see `train_steps`).
     pub fn train_step(&mut self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>) -> Result<Vec<(&'static str, f64)>> {
+        self.train_steps(model, &[batch], seed, rng, cache)
+    }
+
+    /// One optimizer step over `batches` (gradient accumulation: the step uses the mean of their
+    /// gradients); returns the mean loss terms. `seed` drives the dropout masks (batch i uses
+    /// seed + i), `rng` the stage-2 sampling; with `cache`, the encoder outputs come from it and
+    /// the encoder stays frozen. A non-finite loss is an error naming the step, and nothing is
+    /// updated then.
+    pub fn train_steps(&mut self, model: &Model, batches: &[&Batch], seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>) -> Result<Vec<(&'static str, f64)>> {
+        let g = model.gpu.clone();
+        let n = self.step + 1;
+        let scale = 1.0 / batches.len() as f32;
+        let mut losses: Vec<(&'static str, f64)> = Vec::new();
+        let mut head_grads: Vec<Option<Tensor>> = vec![None; model.heads.params.names().len()];
+        let mut enc_grads: Option<Vec<Option<Tensor>>> = None;
+        for (bi, batch) in batches.iter().enumerate() {
+            let (step, enc) = self.gradients(model, batch, seed.wrapping_add(bi as u64), rng, cache)?;
+            let terms = step.losses.read(&g)?;
+            let total = step.losses.total(&g)?;
+            if !total.is_finite() {
+                return Err(Error::Training(format!("training stopped at step {n}: the loss is {total} ({terms:?}); the update of step {n} was not applied and the last checkpoint on disk is the last good one")));
+            }
+            for (k, (name, v)) in terms.into_iter().enumerate() {
+                match losses.get_mut(k) {
+                    Some(l) => l.1 += v / batches.len() as f64,
+                    None => losses.push((name, v / batches.len() as f64)),
+                }
+            }
+            let mut rec = Recorder::new(&g);
+            for (i, slot) in head_grads.iter_mut().enumerate() {
+                if let Some(gr) = step.grads.get(i) {
+                    add_scaled_into(&mut rec, slot, gr, scale)?;
+                }
+            }
+            if let Some(eg) = enc {
+                let acc = enc_grads.get_or_insert_with(|| vec![None; eg.len()]);
+                for (slot, gr) in acc.iter_mut().zip(&eg) {
+                    add_scaled_into(&mut rec, slot, gr, scale)?;
+                }
+            }
+            rec.finish()?;
+        }
+        // Clip by the norm of every gradient computed (the frozen base head's included, as the
+        // reference does), then update the trained parameters.
+        let mut updates: Vec<(&String, &Tensor, &Tensor, f64)> = Vec::new();
+        for (i, name) in model.heads.params.names().iter().enumerate() {
+            if let Some(gr) = &head_grads[i] {
+                if is_buffer(name) {
+                    continue;
+                }
+                let trained = !(self.stage == Stage::Two && name.starts_with("base."));
+                updates.push((name, &model.heads.params.tensors()[i], gr, if trained { self.hyper.head_lr } else { 0.0 }));
+            }
+        }
+        if let Some(eg) = &enc_grads {
+            for ((name, p), gr) in model.encoder.names().iter().zip(model.encoder.params()).zip(eg) {
+                updates.push((name, p, gr.as_ref().expect("every encoder parameter has a gradient"), self.hyper.encoder_lr));
+            }
+        }
+        self.apply(&g, updates, n)?;
+        self.step = n;
+        Ok(losses)
+    }
+
+    /// Forward and backward of one batch: the heads' step and the encoder's gradients (None when
+    /// the encoder is frozen).
+    fn gradients(&self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>) -> Result<(crate::model::docre::Step, Option<Vec<Tensor>>)> {
         let g = model.gpu.clone();
         let mut rec = Recorder::new(&g);
         let heads_n = model.encoder.config.num_attention_heads;
@@ -141,37 +220,12 @@ impl Trainer {
                 model.heads.stage2(&mut rec, &hb, &x, &a, &s2)?
             }
         };
-        let enc_grads = match tape {
+        let enc = match tape {
             Some(t) => Some(model.encoder.backward(&mut rec, t, &step.dx, Some(&step.da))?),
             None => None,
         };
         rec.finish()?;
-        let losses = step.losses.read(&g)?;
-        let total = step.losses.total(&g)?;
-        let n = self.step + 1;
-        if !total.is_finite() {
-            return Err(Error::Training(format!("training stopped at step {n}: the loss is {total} ({losses:?}); the update of step {n} was not applied and the last checkpoint on disk is the last good one")));
-        }
-        // Clip by the norm of every gradient computed (the frozen base head's included, as the
-        // reference does), then update the trained parameters.
-        let mut updates: Vec<(&String, &Tensor, &Tensor, f64)> = Vec::new();
-        for (i, name) in model.heads.params.names().iter().enumerate() {
-            if let Some(gr) = step.grads.get(i) {
-                if is_buffer(name) {
-                    continue;
-                }
-                let trained = !(self.stage == Stage::Two && name.starts_with("base."));
-                updates.push((name, &model.heads.params.tensors()[i], gr, if trained { self.hyper.head_lr } else { 0.0 }));
-            }
-        }
-        if let Some(eg) = &enc_grads {
-            for ((name, p), gr) in model.encoder.names().iter().zip(model.encoder.params()).zip(eg) {
-                updates.push((name, p, gr, self.hyper.encoder_lr));
-            }
-        }
-        self.apply(&g, updates, n)?;
-        self.step = n;
-        Ok(losses)
+        Ok((step, enc))
     }
 
     /// Clips by the global norm and applies AdamW to every parameter with a learning rate.

@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub fusion: bool,
     pub test_output: TestOutput,
     pub batch_size: usize,
+    /// Batches per optimizer step (gradient accumulation; the step uses their mean gradient).
+    pub accumulate: usize,
     pub stage1_epochs: usize,
     pub stage2_epochs: usize,
     pub stage1: Hyper,
@@ -69,6 +71,7 @@ pub fn preset(name: &str) -> Result<RunConfig> {
         fusion: true,
         test_output: TestOutput::Sum,
         batch_size: 8,
+        accumulate: 1,
         stage1_epochs: 30,
         stage2_epochs: 15,
         stage1: hyper(5e-5, 1e-4),

@@ -151,7 +151,8 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
     let file = std::fs::OpenOptions::new().create(true).write(true).append(resume.is_some()).truncate(resume.is_none()).open(&log_path);
     let mut log = Log(file.map_err(|source| Error::Io { context: format!("cannot open {}", log_path.display()), source })?);
     let mut rng = Rng::new(resume.as_ref().map(|r| r.0.rng).unwrap_or(cfg.seed));
-    let per_epoch = batches(train_examples, cfg.batch_size, &mut Rng::new(cfg.seed)).len();
+    let accum = cfg.accumulate.max(1);
+    let per_epoch = batches(train_examples, cfg.batch_size, &mut Rng::new(cfg.seed)).len().div_ceil(accum);
     if per_epoch == 0 {
         return Err(Error::Input("no training document has two or more entities".into()));
     }
@@ -195,14 +196,15 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
             let t0 = Instant::now();
             let bs = batches(train_examples, cfg.batch_size, &mut rng);
             let mut docs_done = 0;
-            for (bi, b) in bs.iter().enumerate() {
-                let items: Vec<(usize, &Example)> = b.iter().map(|&i| (i, &train_examples[i])).collect();
-                let batch = Batch::new(&items);
+            let groups: Vec<&[Vec<usize>]> = bs.chunks(accum).collect();
+            for (bi, group) in groups.iter().enumerate() {
+                let owned: Vec<Batch> = group.iter().map(|b| Batch::new(&b.iter().map(|&i| (i, &train_examples[i])).collect::<Vec<_>>())).collect();
+                let refs: Vec<&Batch> = owned.iter().collect();
                 global += 1;
-                let losses = trainer.train_step(model, &batch, cfg.seed ^ global.wrapping_mul(0x9e37_79b9_7f4a_7c15), &mut rng, cache.as_ref())?;
+                let losses = trainer.train_steps(model, &refs, cfg.seed ^ global.wrapping_mul(0x9e37_79b9_7f4a_7c15), &mut rng, cache.as_ref())?;
                 let total: f64 = if losses.len() == 1 { losses[0].1 } else { 0.5 * losses.iter().map(|l| l.1).sum::<f64>() };
                 let lr = hyper.head_lr * trainer.schedule(trainer.step);
-                docs_done += b.len();
+                docs_done += group.iter().map(Vec::len).sum::<usize>();
                 let mut rec = serde_json::json!({"stage": stage_no(stage), "epoch": epoch, "step": global, "loss": total, "lr": lr, "seconds": started.elapsed().as_secs_f64()});
                 for (n, v) in &losses {
                     rec[format!("loss_{n}")] = (*v).into();
@@ -210,8 +212,8 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
                 log.write(rec)?;
                 if out.progress {
                     let rate = docs_done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                    let done = (bi + 1) * 20 / bs.len();
-                    eprint!("\rstage {} epoch {epoch:>3}/{epochs} [{}{}] {:>3}/{} batches {rate:6.2} docs/s loss {total:9.4} lr {lr:.2e}   ", stage_no(stage), "#".repeat(done), ".".repeat(20 - done), bi + 1, bs.len());
+                    let done = (bi + 1) * 20 / groups.len();
+                    eprint!("\rstage {} epoch {epoch:>3}/{epochs} [{}{}] {:>3}/{} steps {rate:6.2} docs/s loss {total:9.4} lr {lr:.2e}   ", stage_no(stage), "#".repeat(done), ".".repeat(20 - done), bi + 1, groups.len());
                 }
             }
             if out.progress {
