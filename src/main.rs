@@ -122,6 +122,9 @@ enum Command {
         format: Format,
         #[arg(long, default_value = "predictions")]
         out: PathBuf,
+        /// Also write result.zip (result.json inside), ready to upload to CodaLab.
+        #[arg(long)]
+        zip: bool,
     },
     /// Score a result.json against a labelled file, like the official evaluator.
     Score {
@@ -234,7 +237,7 @@ fn run(cli: Cli) -> Result<()> {
             train_cmd(&cfg, &train, dev.as_deref(), format, rel2id.as_deref(), rel_info.as_deref(), &out, resume.is_some())
         }
         Command::Eval { checkpoint, data, format, train_facts } => eval_cmd(&checkpoint, &data, format, train_facts.as_deref()),
-        Command::Predict { checkpoint, data, format, out } => predict_cmd(&checkpoint, &data, format, &out),
+        Command::Predict { checkpoint, data, format, out, zip } => predict_cmd(&checkpoint, &data, format, &out, zip),
         Command::Score { gold, pred, rel2id, train_facts } => score_cmd(&gold, &pred, &rel2id, train_facts.as_deref()),
         Command::Plot { log, out } => {
             check_writable(&out, "--out")?;
@@ -457,12 +460,18 @@ fn eval_cmd(checkpoint: &Path, data: &Path, format: Format, train: Option<&Path>
     Ok(())
 }
 
-fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path) -> Result<()> {
+fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: bool) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
     let (model, _, rels, docs, exs) = load_for_data(checkpoint, data, format)?;
     let p = docre::eval::predict::predict(&model, &exs, 4)?;
     let titled = wf::titled(&docs, &p.full);
-    let a = wf::write_output(out, "result.json", &wf::result_json(&titled, &rels))?;
+    let json = wf::result_json(&titled, &rels);
+    let a = wf::write_output(out, "result.json", &json)?;
+    if zip {
+        let z = out.join("result.zip");
+        write_atomic(&z, &docre::fsutil::zip_one("result.json", json.as_bytes()))?;
+        println!("wrote {}", z.display());
+    }
     let b = wf::write_output(out, "predictions.txt", &wf::listing(&docs, &p.full, &rels))?;
     println!("{} facts over {} documents; wrote {} and {}", titled.len(), docs.len(), a.display(), b.display());
     Ok(())
