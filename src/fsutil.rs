@@ -56,7 +56,7 @@ pub fn zip_one(name: &str, data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&n.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes()); // extra
         if central {
-            out.extend_from_slice(&[0; 8]); // comment, disk, internal attributes
+            out.extend_from_slice(&[0; 6]); // comment length, disk, internal attributes
             out.extend_from_slice(&0u32.to_le_bytes()); // external attributes
             out.extend_from_slice(&0u32.to_le_bytes()); // offset of the local header
         }
@@ -87,6 +87,9 @@ mod tests {
         assert_eq!(&z[41..43], b"[]");
         assert_eq!(&z[z.len() - 22..z.len() - 18], b"PK\x05\x06");
         let cd = u32::from_le_bytes(z[z.len() - 6..z.len() - 2].try_into().unwrap()) as usize;
+        let cd_size = u32::from_le_bytes(z[z.len() - 10..z.len() - 6].try_into().unwrap()) as usize;
         assert_eq!(&z[cd..cd + 4], b"PK\x01\x02");
+        assert_eq!(cd_size, 46 + "result.json".len(), "a central directory entry is 46 bytes plus the name");
+        assert_eq!(&z[cd + 46..cd + 57], b"result.json");
     }
 }
