@@ -194,11 +194,6 @@ impl Gpu {
         Ok(())
     }
 
-    /// Bytes currently held by the buffer pool (live tensors plus free buffers kept for reuse).
-    pub fn pool_bytes(&self) -> u64 {
-        self.0.pool.lock().unwrap().allocated_bytes()
-    }
-
     /// Bytes of live tensors now, and the high-water mark since `reset_memory_peak`.
     pub fn memory_in_use(&self) -> (u64, u64) {
         self.0.pool.lock().unwrap().in_use_bytes()

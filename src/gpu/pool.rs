@@ -8,7 +8,6 @@ use std::collections::HashMap;
 #[derive(Default)]
 pub struct BufferPool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
-    allocated: u64,
     in_use: u64,
     peak: u64,
 }
@@ -30,7 +29,6 @@ impl BufferPool {
         if let Some(b) = self.free.get_mut(&class).and_then(|v| v.pop()) {
             return b;
         }
-        self.allocated += class;
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: class,
@@ -42,16 +40,10 @@ impl BufferPool {
     pub fn give(&mut self, buffer: wgpu::Buffer) {
         self.in_use -= buffer.size();
         if std::env::var_os("DOCRE_NO_POOL").is_some() {
-            self.allocated -= buffer.size();
             buffer.destroy();
             return;
         }
         self.free.entry(buffer.size()).or_default().push(buffer);
-    }
-
-    /// Bytes of device memory held (in use or free for reuse).
-    pub fn allocated_bytes(&self) -> u64 {
-        self.allocated
     }
 
     /// Bytes of live tensors (including ones recorded work still holds) and the most there

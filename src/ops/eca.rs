@@ -132,12 +132,6 @@ impl PairIndex {
             doc_tab: Tensor::from_u32(gpu, "doc_pairs", &[doc_tab.len().max(2)], if doc_tab.is_empty() { &[0, 0] } else { &doc_tab })?,
         })
     }
-
-    /// Row of pair (s, o) of document b, if it exists.
-    pub fn row(&self, b: usize, s: usize, o: usize) -> Option<usize> {
-        let (first, count) = self.doc_ranges[b];
-        (first..first + count).find(|&r| self.coords[r] == (b as u32, s as u32, o as u32))
-    }
 }
 
 /// Invocations per workgroup: also the slot tile. Each invocation owns up to 4 features of a
