@@ -178,6 +178,9 @@ enum BenchWhat {
         /// Skip a run whose time, estimated from the previous N, exceeds this many seconds.
         #[arg(long, default_value_t = 60.0)]
         max_seconds: f64,
+        /// Only cases whose name contains this text (`core`, `layer`, `fwd+bwd`, ...).
+        #[arg(long)]
+        only: Option<String>,
         /// Also write the rows as a JSON list to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -248,7 +251,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => info(json),
         Command::Bench { what: BenchWhat::Kernels { json, samples, quick, only } } => bench_kernels(json.as_deref(), samples, quick, only.as_deref()),
         Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
-        Command::Bench { what: BenchWhat::Eca { n, width, samples, max_seconds, json } } => bench_eca(bench::EcaBenchConfig { ns: n, width, samples, max_seconds }, json.as_deref()),
+        Command::Bench { what: BenchWhat::Eca { n, width, samples, max_seconds, only, json } } => bench_eca(bench::EcaBenchConfig { ns: n, only, width, samples, max_seconds }, json.as_deref()),
     }
 }
 
