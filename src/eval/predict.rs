@@ -27,14 +27,25 @@ fn facts(labels: &[f32], classes: usize, pairs: &[(usize, usize)], out: &mut Vec
     }
 }
 
-/// Predicts `examples` in batches of `batch_size` documents, longest first.
+/// Predicts `examples` in batches of at most `batch_size` documents, longest first; a batch also
+/// stops growing before its [B, H, L, L] attention would pass the adapter's binding limit.
 pub fn predict(model: &Model, examples: &[Example], batch_size: usize) -> Result<Predictions> {
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(examples[i].ids.len()));
     let classes = model.heads.config.classes;
+    let limit = model.gpu.limits().max_storage_buffer_binding_size as usize;
+    let heads = model.encoder.config.num_attention_heads;
+    let mut chunks: Vec<Vec<usize>> = Vec::new();
+    for &i in &order {
+        match chunks.last_mut() {
+            // Longest first: the chunk's first document sets its padded length.
+            Some(c) if c.len() < batch_size.max(1) && (c.len() + 1) * heads * examples[c[0]].ids.len().pow(2) * 4 <= limit => c.push(i),
+            _ => chunks.push(vec![i]),
+        }
+    }
     let mut base = vec![Vec::new(); examples.len()];
     let mut full = vec![Vec::new(); examples.len()];
-    for chunk in order.chunks(batch_size.max(1)) {
+    for chunk in &chunks {
         // Documents with fewer than two entities have no pairs to predict.
         let items: Vec<(usize, &Example)> = chunk.iter().map(|&i| (i, &examples[i])).filter(|(_, e)| e.entities() >= 2).collect();
         if items.is_empty() {

@@ -70,8 +70,9 @@ pub fn examples(docs: &[Document], tok: &WordPieceTokenizer, classes: usize, max
 }
 
 /// Batches of `size` documents: shuffled by `rng`, then sorted by entity count inside windows of
-/// four batches (so grids are not padded needlessly), batch order shuffled again.
-pub fn batches(examples: &[Example], size: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
+/// four batches (so grids are not padded needlessly), batch order shuffled again. A batch whose
+/// [B, H, L, L] attention would hold more than `max_attention` elements is split in halves.
+pub fn batches(examples: &[Example], size: usize, max_attention: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
     let mut idx: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].entities() >= 2).collect();
     for i in (1..idx.len()).rev() {
         idx.swap(i, rng.below(i + 1));
@@ -80,7 +81,18 @@ pub fn batches(examples: &[Example], size: usize, rng: &mut Rng) -> Vec<Vec<usiz
     for w in idx.chunks_mut(4 * size) {
         w.sort_by_key(|&i| (examples[i].entities(), examples[i].ids.len()));
     }
-    let mut out: Vec<Vec<usize>> = idx.chunks(size).map(<[usize]>::to_vec).collect();
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut todo: Vec<Vec<usize>> = idx.chunks(size).rev().map(<[usize]>::to_vec).collect();
+    while let Some(b) = todo.pop() {
+        let l = b.iter().map(|&i| examples[i].ids.len()).max().unwrap_or(0);
+        if b.len() > 1 && b.len() * l * l > max_attention {
+            let (x, y) = b.split_at(b.len() / 2);
+            todo.push(y.to_vec());
+            todo.push(x.to_vec());
+        } else {
+            out.push(b);
+        }
+    }
     for i in (1..out.len()).rev() {
         let j = rng.below(i + 1);
         out.swap(i, j);
@@ -152,7 +164,9 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
     let mut log = Log(file.map_err(|source| Error::Io { context: format!("cannot open {}", log_path.display()), source })?);
     let mut rng = Rng::new(resume.as_ref().map(|r| r.0.rng).unwrap_or(cfg.seed));
     let accum = cfg.accumulate.max(1);
-    let per_epoch = batches(train_examples, cfg.batch_size, &mut Rng::new(cfg.seed)).len().div_ceil(accum);
+    // The encoder's [B, H, L, L] attention must fit one storage binding.
+    let max_attention = model.gpu.limits().max_storage_buffer_binding_size as usize / 4 / model.encoder.config.num_attention_heads;
+    let per_epoch = batches(train_examples, cfg.batch_size, max_attention, &mut Rng::new(cfg.seed)).len().div_ceil(accum);
     if per_epoch == 0 {
         return Err(Error::Input("no training document has two or more entities".into()));
     }
@@ -194,7 +208,7 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
         }
         for epoch in first_epoch..=epochs {
             let t0 = Instant::now();
-            let bs = batches(train_examples, cfg.batch_size, &mut rng);
+            let bs = batches(train_examples, cfg.batch_size, max_attention, &mut rng);
             let mut docs_done = 0;
             let groups: Vec<&[Vec<usize>]> = bs.chunks(accum).collect();
             for (bi, group) in groups.iter().enumerate() {
