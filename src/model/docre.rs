@@ -150,12 +150,17 @@ impl LossTerms {
         self.terms.iter().map(|(n, t, f)| Ok((*n, t.read_f32(gpu)?[0] as f64 * f))).collect()
     }
 
-    /// The objective: the single stage-1 term, or ½ × the sum of the four stage-2 terms.
+    /// The objective (see `objective`), read back.
     pub fn total(&self, gpu: &Gpu) -> Result<f64> {
-        let v = self.read(gpu)?;
-        let sum: f64 = v.iter().map(|(_, x)| x).sum();
-        Ok(if v.len() == 1 { sum } else { 0.5 * sum })
+        Ok(objective(&self.read(gpu)?))
     }
+}
+
+/// The objective from read-back terms: the single stage-1 term, or ½ × the sum of the four
+/// stage-2 terms.
+pub fn objective(terms: &[(&'static str, f64)]) -> f64 {
+    let sum: f64 = terms.iter().map(|(_, x)| x).sum();
+    if terms.len() == 1 { sum } else { 0.5 * sum }
 }
 
 /// Everything one training step produces.

@@ -44,6 +44,13 @@ pub(crate) fn launch_flat(
     rec.dispatch(kernel, constants, bindings, imm, g)
 }
 
+/// Record a kernel that runs one invocation per item over `count` items in workgroups of 64
+/// (the per-row kernels of pair.wgsl and loss.wgsl, whose items each loop over a row).
+pub(crate) fn launch_flat64(rec: &mut Recorder, kernel: &Kernel, bindings: &[&Tensor], imm: &Imm, count: usize) -> Result<()> {
+    let g = grid(rec.gpu(), count.div_ceil(64));
+    rec.dispatch(kernel, &[], bindings, imm, g)
+}
+
 /// Record a kernel that runs one workgroup per row.
 pub(crate) fn launch_rows(
     rec: &mut Recorder,

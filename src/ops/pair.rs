@@ -1,9 +1,9 @@
 //! Launchers for shaders/pair.wgsl: localized-context weights and the fused grouped bilinear
 //! layer of the base module, with their backward passes.
 
-use super::rows_cols;
+use super::{launch_flat64, rows_cols};
 use crate::error::{shape_err, Error, Result};
-use crate::gpu::{grid, Access, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
+use crate::gpu::{Access, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
 static SHADER: Shader = Shader { name: "pair", source: include_str!("../../shaders/pair.wgsl") };
 use Access::{Read as R, Write as W};
@@ -14,10 +14,6 @@ static BILINEAR: Kernel = Kernel { shader: &SHADER, entry: "bilinear_forward", b
 static BILINEAR_W: Kernel = Kernel { shader: &SHADER, entry: "bilinear_backward_w", bindings: &[R, R, R, W] };
 static BILINEAR_Z: Kernel = Kernel { shader: &SHADER, entry: "bilinear_backward_z", bindings: &[R, R, R, R, W, W] };
 
-fn launch64(rec: &mut Recorder, k: &Kernel, b: &[&Tensor], imm: &Imm, count: usize) -> Result<()> {
-    let g = grid(rec.gpu(), count.div_ceil(64));
-    rec.dispatch(k, &[], b, imm, g)
-}
 
 /// Pair → (global head entity, global tail entity, document), and each entity's pairs, uploaded
 /// once per batch.
@@ -60,7 +56,7 @@ pub fn context_weights(rec: &mut Recorder, ea: &Tensor, pe: &PairEntities) -> Re
         return shape_err("context_weights", format!("entity attention has {ne} entities, the pairs index {}", pe.entities));
     }
     let w = Tensor::uninit(rec.gpu(), "context_weights", &[pe.pairs, l], DType::F32)?;
-    launch64(rec, &CONTEXT, &[ea, &pe.pe, &w], &Imm::new().u(pe.pairs).u(h).u(l).u(0).u(0), pe.pairs)?;
+    launch_flat64(rec, &CONTEXT, &[ea, &pe.pe, &w], &Imm::new().u(pe.pairs).u(h).u(l).u(0).u(0), pe.pairs)?;
     Ok(w)
 }
 
@@ -69,10 +65,10 @@ pub fn context_weights_backward(rec: &mut Recorder, ea: &Tensor, pe: &PairEntiti
     let (ne, h, l) = three(ea, "context_weights_backward")?;
     dw.expect_shape("context_weights_backward", &[pe.pairs, l])?;
     let dr = Tensor::uninit(rec.gpu(), "context_raw_grad", &[pe.pairs, l], DType::F32)?;
-    launch64(rec, &CONTEXT_BACK, &[ea, &pe.pe, dw, &dr], &Imm::new().u(pe.pairs).u(h).u(l).u(0).u(0), pe.pairs)?;
+    launch_flat64(rec, &CONTEXT_BACK, &[ea, &pe.pe, dw, &dr], &Imm::new().u(pe.pairs).u(h).u(l).u(0).u(0), pe.pairs)?;
     let dea = Tensor::uninit(rec.gpu(), "entity_attention_grad", ea.shape(), DType::F32)?;
     let n = ne * h * l;
-    launch64(rec, &ENTITY_GRAD, &[&dr, ea, &pe.epairs, &pe.elist, &dea], &Imm::new().u(n).u(h).u(l).u(0).u(0), n)?;
+    launch_flat64(rec, &ENTITY_GRAD, &[&dr, ea, &pe.epairs, &pe.elist, &dea], &Imm::new().u(n).u(h).u(l).u(0).u(0), n)?;
     Ok(dea)
 }
 
@@ -96,7 +92,7 @@ pub fn bilinear(rec: &mut Recorder, zs: &Tensor, zo: &Tensor, w: &Tensor, bias: 
     let (p, e, o) = bilinear_dims(zs, zo, w, block)?;
     bias.expect_shape("bilinear", &[o])?;
     let y = Tensor::uninit(rec.gpu(), "bilinear", &[p, o], DType::F32)?;
-    launch64(rec, &BILINEAR, &[zs, zo, w, bias, &y], &Imm::new().u(p).u(e).u(o).u(0).u(block), p * o)?;
+    launch_flat64(rec, &BILINEAR, &[zs, zo, w, bias, &y], &Imm::new().u(p).u(e).u(o).u(0).u(block), p * o)?;
     Ok(y)
 }
 
@@ -106,10 +102,10 @@ pub fn bilinear_backward(rec: &mut Recorder, zs: &Tensor, zo: &Tensor, w: &Tenso
     dy.expect_shape("bilinear_backward", &[p, o])?;
     let gpu = rec.gpu().clone();
     let dw = Tensor::uninit(&gpu, "bilinear_dw", w.shape(), DType::F32)?;
-    launch64(rec, &BILINEAR_W, &[zs, zo, dy, &dw], &Imm::new().u(p).u(e).u(o).u(0).u(block), w.numel())?;
+    launch_flat64(rec, &BILINEAR_W, &[zs, zo, dy, &dw], &Imm::new().u(p).u(e).u(o).u(0).u(block), w.numel())?;
     let dzs = Tensor::uninit(&gpu, "bilinear_dzs", zs.shape(), DType::F32)?;
     let dzo = Tensor::uninit(&gpu, "bilinear_dzo", zo.shape(), DType::F32)?;
-    launch64(rec, &BILINEAR_Z, &[zs, zo, w, dy, &dzs, &dzo], &Imm::new().u(p).u(e).u(o).u(0).u(block), p * e)?;
+    launch_flat64(rec, &BILINEAR_Z, &[zs, zo, w, dy, &dzs, &dzo], &Imm::new().u(p).u(e).u(o).u(0).u(block), p * e)?;
     let db = super::reduce::col_sum(rec, dy)?;
     Ok((dzs, dzo, dw, db))
 }

@@ -8,7 +8,7 @@ use crate::data::features::Example;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::model::batch::{HeadBatch, HeadInput};
-use crate::model::docre::{is_buffer, Heads, Stage2Input};
+use crate::model::docre::{is_buffer, objective, Heads, Stage2Input};
 use crate::model::{Bert, Pass, TokenBatch};
 use crate::ops::adamw::{adamw_step, AdamW};
 use crate::ops::elementwise::accumulate;
@@ -149,8 +149,9 @@ impl Trainer {
         let mut enc_grads: Option<Vec<Option<Tensor>>> = None;
         for (bi, batch) in batches.iter().enumerate() {
             let (step, enc) = self.gradients(model, batch, seed.wrapping_add(bi as u64), rng, cache)?;
+            // One readback per micro-batch: the objective is derived from the terms.
             let terms = step.losses.read(&g)?;
-            let total = step.losses.total(&g)?;
+            let total = objective(&terms);
             if !total.is_finite() {
                 return Err(Error::Training(format!("training stopped at step {n}: the loss is {total} ({terms:?}); the update of step {n} was not applied and the last checkpoint on disk is the last good one")));
             }

@@ -15,6 +15,7 @@ use crate::eval::{score, Scores};
 use crate::fsutil::write_atomic;
 use crate::gpu::Tensor;
 use crate::model::checkpoint::{self, Progress, Sidecar};
+use crate::model::docre::objective;
 use std::collections::HashMap;
 use crate::rng::Rng;
 use crate::train::trainer::{Batch, EncoderCache, Model, Stage, Trainer};
@@ -216,7 +217,7 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
                 let refs: Vec<&Batch> = owned.iter().collect();
                 global += 1;
                 let losses = trainer.train_steps(model, &refs, cfg.seed ^ global.wrapping_mul(0x9e37_79b9_7f4a_7c15), &mut rng, cache.as_ref())?;
-                let total: f64 = if losses.len() == 1 { losses[0].1 } else { 0.5 * losses.iter().map(|l| l.1).sum::<f64>() };
+                let total = objective(&losses);
                 let lr = hyper.head_lr * trainer.schedule(trainer.step);
                 docs_done += group.iter().map(Vec::len).sum::<usize>();
                 let mut rec = serde_json::json!({"stage": stage_no(stage), "epoch": epoch, "step": global, "loss": total, "lr": lr, "seconds": started.elapsed().as_secs_f64()});
