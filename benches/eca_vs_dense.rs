@@ -4,6 +4,8 @@
 //! DOCRE_ECA_N=16,26,42 to choose.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+mod common;
 use docre::bench::{EcaSetup, ECA_CASES};
 use docre::gpu::{Gpu, GpuTimer};
 use docre::ops::eca::Attention;
@@ -13,18 +15,19 @@ fn eca_vs_dense(c: &mut Criterion) {
     let timer = GpuTimer::new(&gpu);
     let ns: Vec<usize> = std::env::var("DOCRE_ECA_N").ok().map(|v| v.split(',').map(|x| x.trim().parse().expect("DOCRE_ECA_N: comma-separated entity counts")).collect()).unwrap_or_else(|| vec![16, 26]);
     let mut group = c.benchmark_group("eca_vs_dense");
-    group.sample_size(10);
     for n in ns {
         let setup = EcaSetup::new(&gpu, n, 512).unwrap_or_else(|e| panic!("{e}"));
         for (case, name) in ECA_CASES.iter().enumerate() {
             for kind in [Attention::Eca, Attention::Dense] {
                 group.throughput(Throughput::Elements((n * (n - 1)) as u64));
                 timer.time(&gpu, |rec| setup.run(rec, case, kind)).unwrap_or_else(|e| panic!("{e}"));
-                group.bench_function(format!("{name} {kind:?} N={n}"), |b| {
+                let label = format!("{name} {kind:?} N={n}");
+                let repeat = common::repeat(&label);
+                group.bench_function(label, |b| {
                     b.iter_custom(|iters| {
                         let s = timer
                             .time(&gpu, |rec| {
-                                for _ in 0..iters {
+                                for _ in 0..repeat * iters as usize {
                                     setup.run(rec, case, kind)?;
                                 }
                                 Ok(())
@@ -39,5 +42,9 @@ fn eca_vs_dense(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, eca_vs_dense);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = eca_vs_dense
+}
 criterion_main!(benches);

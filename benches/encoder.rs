@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+mod common;
 use docre::bench::encoder_cases;
 use docre::gpu::{Gpu, GpuTimer};
 use docre::model::{Bert, BertConfig};
@@ -19,13 +21,14 @@ fn encoder(c: &mut Criterion) {
     .unwrap_or_else(|e| panic!("{e}"));
     let bert = Arc::new(bert);
     let mut group = c.benchmark_group("encoder");
-    group.sample_size(10);
     for case in encoder_cases(&gpu, &bert, &[128, 512]).unwrap_or_else(|e| panic!("{e}")) {
         group.throughput(Throughput::Elements(case.work as u64));
         case.time(&gpu, &timer, 1).unwrap_or_else(|e| panic!("{e}"));
-        group.bench_function(format!("{} {}", case.kernel, case.shape), |b| {
+        let name = format!("{} {}", case.kernel, case.shape);
+        let repeat = common::repeat(&name);
+        group.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let s = case.time(&gpu, &timer, iters as usize).unwrap_or_else(|e| panic!("{e}"));
+                let s = case.time(&gpu, &timer, repeat * iters as usize).unwrap_or_else(|e| panic!("{e}"));
                 std::time::Duration::from_secs_f64(s)
             })
         });
@@ -33,5 +36,9 @@ fn encoder(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encoder);
+criterion_group! {
+    name = benches;
+    config = common::criterion();
+    targets = encoder
+}
 criterion_main!(benches);

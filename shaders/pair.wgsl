@@ -1,5 +1,5 @@
-// Base-module pair kernels (SPEC 2.3, 2.4): localized-context weights and the fused grouped
-// bilinear layer, each with its backward. Pairs are rows of [P, ·] lists; `pe` [P, 3] u32 holds
+// Base-module pair kernels (SPEC 2.3): the localized-context weights and their backward (the
+// grouped bilinear layer is bilinear.wgsl). Pairs are rows of [P, ·] lists; `pe` [P, 3] u32 holds
 // each pair's global head entity, global tail entity and document.
 //
 // context_weights       ea [Ne, H, L] (entity attention), pe -> w [P, L]:
@@ -12,28 +12,16 @@
 //                                    + sum over pairs (k, e): dr[p, l] ea[k, h, l].
 //                       `epairs` [Ne, 2] u32 = (first row of the entity's CSR list, count) into
 //                       `elist` [2P, 2] u32 = (pair row, other entity). One invocation per element.
-// bilinear_forward      zs, zo [P, E], w [O, E*K], bias [O] -> y [P, O]:
-//                       y[p, e] = bias[e] + sum_{g,i,j} zs[p, gK+i] zo[p, gK+j] w[e, gK²+iK+j]
-//                       (K = block). The outer product is formed on the fly. One invocation per
-//                       output element.
-// bilinear_backward_w   zs, zo, dy [P, O] -> dw [O, E*K] (binding 3): dw[e, gK²+iK+j] = sum_p dy[p, e]
-//                       zs[p, gK+i] zo[p, gK+j]. One invocation per weight.
-// bilinear_backward_z   zs, zo, w, dy -> dzs, dzo [P, E]:
-//                       dzs[p, gK+i] = sum_e dy[p, e] sum_j w[e, gK²+iK+j] zo[p, gK+j], and
-//                       dzo alike over i. One invocation per (pair, feature).
 // Dispatch: ceil(count / 64) workgroups of 64 over x/y.
 
-struct Pc { p: u32, a: u32, b: u32, c: u32, k: u32 }
+struct Pc { p: u32, a: u32, b: u32 }
 var<immediate> pc: Pc;
 
 const WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> in0: array<f32>;
 @group(0) @binding(1) var<storage, read> in1: array<f32>;
-@group(0) @binding(2) var<storage, read> in2: array<f32>;
-@group(0) @binding(3) var<storage, read> in3: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out0: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
 
 @group(0) @binding(1) var<storage, read> pe: array<u32>;
 @group(0) @binding(2) var<storage, read_write> w_out: array<f32>;
@@ -41,7 +29,6 @@ const WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read_write> dr_out: array<f32>;
 @group(0) @binding(2) var<storage, read> epairs: array<u32>;
 @group(0) @binding(3) var<storage, read> elist: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dw_out: array<f32>;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return group_index(wid, nwg) * WG + li;
@@ -101,72 +88,4 @@ fn entity_attention_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
         acc += in0[row * pc.b + l] * in1[(other * pc.a + h) * pc.b + l];
     }
     out0[i] = acc;
-}
-
-// in0 = zs, in1 = zo [P, E], in2 = w [O, E*K], in3 = bias; pc.a = E, pc.b = O, pc.k = K.
-@compute @workgroup_size(64)
-fn bilinear_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
-    if (i >= pc.p * pc.b) { return; }
-    let p = i / pc.b;
-    let e = i % pc.b;
-    let kk = pc.k;
-    var acc = in3[e];
-    for (var g = 0u; g < pc.a / kk; g++) {
-        for (var a = 0u; a < kk; a++) {
-            let zs = in0[p * pc.a + g * kk + a];
-            let wrow = e * pc.a * kk + g * kk * kk + a * kk;
-            var t = 0.0;
-            for (var b = 0u; b < kk; b++) { t += in2[wrow + b] * in1[p * pc.a + g * kk + b]; }
-            acc += zs * t;
-        }
-    }
-    out0[i] = acc;
-}
-
-// in0 = zs, in1 = zo, in2 = dy [P, O]; dw_out (binding 3) = dw [O, E*K]; pc.p = P.
-@compute @workgroup_size(64)
-fn bilinear_backward_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
-    let kk = pc.k;
-    let width = pc.a * kk;
-    if (i >= pc.b * width) { return; }
-    let e = i / width;
-    let idx = i % width;
-    let g = idx / (kk * kk);
-    let a = (idx / kk) % kk;
-    let b = idx % kk;
-    var acc = 0.0;
-    for (var p = 0u; p < pc.p; p++) {
-        acc += in2[p * pc.b + e] * in0[p * pc.a + g * kk + a] * in1[p * pc.a + g * kk + b];
-    }
-    dw_out[i] = acc;
-}
-
-// in0 = zs, in1 = zo, in2 = w, in3 = dy; out0 = dzs, out1 = dzo.
-@compute @workgroup_size(64)
-fn bilinear_backward_z(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = index(wid, nwg, li);
-    if (i >= pc.p * pc.a) { return; }
-    let p = i / pc.a;
-    let f = i % pc.a;
-    let kk = pc.k;
-    let g = f / kk;
-    let a = f % kk;
-    var as_head = 0.0; // f as the head-side index i
-    var as_tail = 0.0; // f as the tail-side index j
-    for (var e = 0u; e < pc.b; e++) {
-        let dy = in3[p * pc.b + e];
-        let wg = e * pc.a * kk + g * kk * kk;
-        var th = 0.0;
-        var tt = 0.0;
-        for (var b = 0u; b < kk; b++) {
-            th += in2[wg + a * kk + b] * in1[p * pc.a + g * kk + b];
-            tt += in2[wg + b * kk + a] * in0[p * pc.a + g * kk + b];
-        }
-        as_head += dy * th;
-        as_tail += dy * tt;
-    }
-    out0[i] = as_head;
-    out1[i] = as_tail;
 }

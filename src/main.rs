@@ -185,6 +185,45 @@ enum BenchWhat {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// One whole training step on real Re-DocRED documents (encoder, heads, losses, both
+    /// backward passes, clipping, AdamW), stage 1 and 2: wall time, GPU time per phase, peak
+    /// GPU memory.
+    Step {
+        /// DocRED-format file the documents come from [default: ../shared/data/redocred/dev_revised.json].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Document indices in --data; a batch of B takes the first B.
+        #[arg(long, value_delimiter = ',', default_value = "8,276,0,1")]
+        docs: Vec<usize>,
+        /// rel2id.json [default: ../shared/data/docred_meta/rel2id.json].
+        #[arg(long)]
+        rel2id: Option<PathBuf>,
+        /// Encoder directory with config.json, tokenizer.json and model.safetensors
+        /// [default: ../shared/models/all-MiniLM-L6-v2].
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// Random weights of the encoder's shapes instead of its checkpoint (the same speed).
+        #[arg(long)]
+        random_weights: bool,
+        /// Training stages to time.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        stages: Vec<u32>,
+        /// Batch sizes to time.
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        batch: Vec<usize>,
+        /// Freeze the encoder (`train --freeze-encoder`: its outputs are computed once).
+        #[arg(long)]
+        freeze_encoder: bool,
+        /// Inference layers N_I.
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        /// Timed steps per case (median, min and max are reported).
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+        /// Also write the rows as a JSON list to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The whole encoder, batch 1: forward and forward+backward tokens/s and peak GPU memory.
     Encoder {
         /// Checkpoint directory (config.json + model.safetensors). Default: random weights with
@@ -205,7 +244,12 @@ enum BenchWhat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = run(cli);
+    if docre::gpu::profile::enabled() {
+        let table = docre::gpu::profile::take();
+        eprintln!("\nGPU time per kernel (DOCRE_PROFILE):\n{}", table.render());
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -251,6 +295,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { json } => info(json),
         Command::Bench { what: BenchWhat::Kernels { json, samples, quick, only } } => bench_kernels(json.as_deref(), samples, quick, only.as_deref()),
         Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
+        Command::Bench { what: BenchWhat::Step { data, docs, rel2id, encoder, random_weights, stages, batch, freeze_encoder, layers, samples, json } } => {
+            let (d, r, e) = bench::step_default_paths();
+            let cfg = bench::StepBenchConfig { data: data.unwrap_or(d), docs, rel2id: rel2id.unwrap_or(r), encoder: encoder.unwrap_or(e), random_weights, stages, batches: batch, frozen: freeze_encoder, layers, samples };
+            bench_step(&cfg, json.as_deref())
+        }
         Command::Bench { what: BenchWhat::Eca { n, width, samples, max_seconds, only, json } } => bench_eca(bench::EcaBenchConfig { ns: n, only, width, samples, max_seconds }, json.as_deref()),
     }
 }
@@ -313,6 +362,33 @@ fn bench_encoder(encoder: Option<&Path>, lengths: &[usize], samples: usize, json
     );
     let cases = bench::encoder_cases(&gpu, &std::sync::Arc::new(bert), lengths)?;
     print_table(&gpu, cases, samples, json, true)
+}
+
+fn bench_step(cfg: &bench::StepBenchConfig, json: Option<&Path>) -> Result<()> {
+    if let Some(path) = json {
+        check_writable(path, "--json")?;
+    }
+    let gpu = Gpu::new()?;
+    println!("adapter: {} ({}); encoder {}{}, {} inference layer(s), encoder {}", gpu.report().name, gpu.report().backend, cfg.encoder.display(),
+        if cfg.random_weights { " (random weights)" } else { "" }, cfg.layers, if cfg.frozen { "frozen" } else { "trained" });
+    println!("step s = median wall time [min-max]; phase columns = GPU kernel ms from one profiled step; peak = MiB beyond model and optimizer state");
+    let short = ["enc fwd", "heads fwd", "losses", "heads bwd", "enc bwd", "optim"];
+    print!("{:>5} {:>5} {:>6} {:>6} {:>24}", "stage", "batch", "pairs", "tokens", "step s");
+    for s in short {
+        print!(" {s:>9}");
+    }
+    println!(" {:>9}", "peak MiB");
+    let rows = bench::step_bench(&gpu, cfg, |r| {
+        print!("{:>5} {:>5} {:>6} {:>6} {:>24}", r.stage, r.batch, r.pairs, r.tokens, format!("{:.3} [{:.3}-{:.3}]", r.seconds, r.min_seconds, r.max_seconds));
+        for (_, s) in &r.phases {
+            print!(" {:>9.1}", s * 1e3);
+        }
+        println!(" {:>9.1}", r.peak_bytes as f64 / (1 << 20) as f64);
+    })?;
+    if let Some(path) = json {
+        write_atomic(path, serde_json::to_string_pretty(&rows).expect("rows serialize").as_bytes())?;
+    }
+    Ok(())
 }
 
 fn bench_eca(cfg: bench::EcaBenchConfig, json: Option<&Path>) -> Result<()> {

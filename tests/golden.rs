@@ -258,8 +258,8 @@ fn run_heads(f: &TensorFile, meta: &HashMap<String, String>) -> Report {
             grad_rule(&mut rep, &format!("grad1.{name}"), &download(&g, t));
         }
     }
-    grad_rule(&mut rep, "grad1.input.X", &download(&g, &step.dx));
-    grad_rule(&mut rep, "grad1.input.A", &download(&g, &step.da));
+    grad_rule(&mut rep, "grad1.input.X", &download(&g, step.dx.as_ref().unwrap()));
+    grad_rule(&mut rep, "grad1.input.A", &download(&g, step.da.as_ref().unwrap()));
 
     // Stage 2 (fresh parameters: its BatchNorm calls update the running buffers).
     let heads = load_params();
@@ -290,8 +290,8 @@ fn run_heads(f: &TensorFile, meta: &HashMap<String, String>) -> Report {
         rep.failed = true;
         rep.lines.push(format!("  FAIL stage 2 produced {reported} parameter gradients, the fixture has {expected}"));
     }
-    grad_rule(&mut rep, "grad2.input.X", &download(&g, &step.dx));
-    grad_rule(&mut rep, "grad2.input.A", &download(&g, &step.da));
+    grad_rule(&mut rep, "grad2.input.X", &download(&g, step.dx.as_ref().unwrap()));
+    grad_rule(&mut rep, "grad2.input.A", &download(&g, step.da.as_ref().unwrap()));
     for (branch, (logits, pred, swapped)) in ["A", "B"].iter().zip(&step.branches) {
         cmp(&mut rep, &format!("aux.stage2.logits_{branch}"), logits, 1e-5);
         cmp(&mut rep, &format!("aux.stage2.p_{branch}"), pred, 1e-5);

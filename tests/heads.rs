@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use common::{download, gpu, upload, Rng};
 use docre::gpu::Recorder;
+use docre::model::base::BaseNeeds;
 use docre::model::batch::{HeadBatch, HeadInput};
 use docre::model::docre::{is_buffer, HeadConfig, Heads, Stage2Input, TestOutput};
 use docre::model::heads_reference as href;
@@ -170,7 +171,7 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
             loss1(&q, &cs.x, &cs.a)
         });
     }
-    let dx = download(&g, &step.dx);
+    let dx = download(&g, step.dx.as_ref().unwrap());
     let valid_x: Vec<usize> = (0..dx.len()).filter(|&i| (i / c.hidden) % LEN < cs.input.doc_len[i / (LEN * c.hidden)]).collect();
     let pk: Vec<usize> = picks(&mut rng, valid_x.len(), 6).into_iter().map(|i| valid_x[i]).collect();
     check_fd("stage 1 X", &dx, &pk, &mut |i, e| {
@@ -178,7 +179,7 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
         x[i] += e;
         loss1(&p, &x, &cs.a)
     });
-    let da = download(&g, &step.da);
+    let da = download(&g, step.da.as_ref().unwrap());
     // Rows of mention markers are the ones the loss reads.
     let marked: Vec<usize> = (0..da.len()).filter(|&i| da[i] != 0.0).collect();
     assert!(!marked.is_empty(), "no attention gradient at all");
@@ -213,20 +214,40 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
             loss2(&q, &cs.x, &cs.a)
         });
     }
-    let dx = download(&g, &step.dx);
+    let dx = download(&g, step.dx.as_ref().unwrap());
     let pk: Vec<usize> = picks(&mut rng, valid_x.len(), 6).into_iter().map(|i| valid_x[i]).collect();
     check_fd("stage 2 X", &dx, &pk, &mut |i, e| {
         let mut x = cs.x.clone();
         x[i] += e;
         loss2(&p, &x, &cs.a)
     });
-    let da = download(&g, &step.da);
+    let da = download(&g, step.da.as_ref().unwrap());
     let pk: Vec<usize> = picks(&mut rng, marked.len(), 6).into_iter().map(|i| marked[i]).collect();
     check_fd("stage 2 A", &da, &pk, &mut |i, e| {
         let mut a = cs.a.clone();
         a[i] += e;
         loss2(&p, &cs.x, &a)
     });
+
+    // A frozen encoder and base head: the step forms no X/A gradients and gives the bilinear
+    // weight's gradient as its squared norm only. Every formed gradient is bit-identical to the
+    // full step's, and the squared norm matches ‖dW‖².
+    let mut rec = Recorder::new(&g);
+    let lean = heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, BaseNeeds { inputs: false, bilinear_norm_only: true }).unwrap();
+    rec.finish().unwrap();
+    assert!(lean.dx.is_none() && lean.da.is_none(), "a frozen encoder needs no X/A gradients");
+    let wid = names.iter().position(|n| n == "base.bilinear.weight").unwrap();
+    assert!(lean.grads.get(wid).is_none(), "the frozen bilinear weight's gradient was formed");
+    for (id, name) in names.iter().enumerate() {
+        if id != wid {
+            if let (Some(a), Some(b)) = (step.grads.get(id), lean.grads.get(id)) {
+                assert_eq!(download(&g, a), download(&g, b), "{name}: the lean step's gradient differs");
+            }
+        }
+    }
+    let full: f64 = download(&g, step.grads.get(wid).unwrap()).iter().map(|v| v * v).sum();
+    let sq: f64 = lean.grads.norm_sq().iter().map(|t| download(&g, t)[0]).sum();
+    assert!((sq - full).abs() <= 1e-5 * full.max(1e-12), "‖dW‖² {sq} from Gram matrices vs {full} from dW");
     p.clear();
 }
 

@@ -22,6 +22,36 @@ const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
 // The last two exceed one tile of every kernel (64 x 64 for the subgroup and tiled kernels).
 const MATMUL_SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131)];
 
+/// k above ops::matmul::K_PER_DISPATCH runs as several accumulating dispatches: llvmpipe cuts
+/// shader loops off after 65535 iterations, which gave wrong sums for k = 8192 in one dispatch.
+#[test]
+fn matmul_long_contraction_every_kernel() {
+    let gpu = gpu();
+    let mut rng = Rng::new(5);
+    let (m, k, n) = (3, 9001, 5);
+    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled, MatmulKernel::Subgroup] {
+        for (ta, tb) in [(false, false), (true, true)] {
+            let (a, b, bias, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n), rng.vec(m * n));
+            let (ar, ac) = if ta { (k, m) } else { (m, k) };
+            let (br, bc) = if tb { (n, k) } else { (k, n) };
+            let g = Gemm { m, n, k, batch1: 1, batch2: 1, a: View::dense(ar, ac, ta), b: View::dense(br, bc, tb), c: View::dense(m, n, false), alpha: 0.5, accumulate: true };
+            let c = upload(&gpu, "c", &[m, n], &c0);
+            let mut rec = Recorder::new(&gpu);
+            if let Err(e) = gemm(&mut rec, kernel, &g, &upload(&gpu, "a", &[ar, ac], &a), &upload(&gpu, "b", &[br, bc], &b), Some(&upload(&gpu, "bias", &[n], &bias)), &c) {
+                assert_eq!(kernel, MatmulKernel::Subgroup, "{e}");
+                eprintln!("matmul {kernel:?}: skipped on this adapter ({e})");
+                continue;
+            }
+            rec.finish().unwrap();
+            let at = if ta { r::transpose(&a, k, m) } else { a.clone() };
+            let bt = if tb { r::transpose(&b, n, k) } else { b.clone() };
+            let prod = r::matmul(&at, &bt, m, k, n);
+            let want: Vec<f64> = (0..m * n).map(|i| c0[i] + 0.5 * prod[i] + bias[i % n]).collect();
+            assert_close(&format!("matmul {kernel:?} {m}x{k}x{n} ta={ta} tb={tb}"), &download(&gpu, &c), &want, 1e-3, 1e-4);
+        }
+    }
+}
+
 #[test]
 fn matmul_all_transposes_both_kernels() {
     let gpu = gpu();
@@ -424,7 +454,7 @@ fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
 
 #[test]
 fn pair_context_and_bilinear_forward_and_backward() {
-    use docre::ops::pair::{bilinear, bilinear_backward, context_weights, context_weights_backward, PairEntities};
+    use docre::ops::pair::{bilinear_backward_using, bilinear_using, bilinear_weight_grad_sq, context_weights, context_weights_backward, PairEntities};
     let gpu = gpu();
     let mut rng = Rng::new(31);
     for (counts, heads, l) in [(vec![2usize], 1usize, 3usize), (vec![3, 5], 2, 7), (vec![1, 4], 3, 13)] {
@@ -457,22 +487,44 @@ fn pair_context_and_bilinear_forward_and_backward() {
         let fd = numeric_grad(&ea, |e| r::context_weights(e, heads, l, &pairs).iter().zip(&dw).map(|(a, b)| a * b).sum());
         assert_close(&format!("{what} reference vs finite differences"), &want, &fd, 1e-6, 1e-5);
     }
-    for (p, e, o, block) in [(1usize, 4usize, 3usize, 2usize), (7, 6, 5, 3), (13, 16, 8, 8)] {
-        let (zs, zo, w, b, dy) = (rng.vec(p * e), rng.vec(p * e), rng.vec(o * e * block), rng.vec(o), rng.vec(p * o));
-        let mut rec = Recorder::new(&gpu);
-        let (zst, zot, wt) = (upload(&gpu, "zs", &[p, e], &zs), upload(&gpu, "zo", &[p, e], &zo), upload(&gpu, "w", &[o, e * block], &w));
-        let y = bilinear(&mut rec, &zst, &zot, &wt, &upload(&gpu, "b", &[o], &b), block).unwrap();
-        let (dzs, dzo, dw, db) = bilinear_backward(&mut rec, &zst, &zot, &wt, &upload(&gpu, "dy", &[p, o], &dy), block).unwrap();
-        rec.finish().unwrap();
-        let what = format!("bilinear p{p} e{e} o{o} k{block}");
-        assert_close(&what, &download(&gpu, &y), &r::bilinear(&zs, &zo, &w, &b, e, block), 1e-5, 1e-4);
-        let (wzs, wzo, ww, wb) = r::bilinear_backward(&zs, &zo, &w, &dy, e, block);
-        assert_close(&format!("{what} dzs"), &download(&gpu, &dzs), &wzs, 1e-5, 1e-4);
-        assert_close(&format!("{what} dzo"), &download(&gpu, &dzo), &wzo, 1e-5, 1e-4);
-        assert_close(&format!("{what} dw"), &download(&gpu, &dw), &ww, 1e-5, 1e-4);
-        assert_close(&format!("{what} db"), &download(&gpu, &db), &wb, 1e-5, 1e-4);
-        let fd = numeric_grad(&zs, |z| r::bilinear(z, &zo, &w, &b, e, block).iter().zip(&dy).map(|(a, c)| a * c).sum());
-        assert_close(&format!("{what} reference dzs vs finite differences"), &wzs, &fd, 1e-6, 1e-5);
+    // Every matmul body the bilinear layer runs on; the last two shapes exceed one 64 x 64 tile
+    // in every mode (P, O, E*K and, per group, K = 64).
+    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled, MatmulKernel::Subgroup] {
+        for (p, e, o, block) in [(1usize, 4usize, 3usize, 2usize), (7, 6, 5, 3), (13, 16, 8, 8), (70, 128, 65, 64), (66, 24, 70, 4)] {
+            let (zs, zo, w, b, dy) = (rng.vec(p * e), rng.vec(p * e), rng.vec(o * e * block), rng.vec(o), rng.vec(p * o));
+            let mut rec = Recorder::new(&gpu);
+            let (zst, zot, wt) = (upload(&gpu, "zs", &[p, e], &zs), upload(&gpu, "zo", &[p, e], &zo), upload(&gpu, "w", &[o, e * block], &w));
+            let y = match bilinear_using(&mut rec, kernel, &zst, &zot, &wt, &upload(&gpu, "b", &[o], &b), block) {
+                Ok(y) => y,
+                Err(e) if kernel == MatmulKernel::Subgroup => {
+                    eprintln!("bilinear {kernel:?}: skipped on this adapter ({e})");
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            let (dzs, dzo, dw, db) = bilinear_backward_using(&mut rec, kernel, &zst, &zot, &wt, &upload(&gpu, "dy", &[p, o], &dy), block).unwrap();
+            rec.finish().unwrap();
+            let what = format!("bilinear {kernel:?} p{p} e{e} o{o} k{block}");
+            // Sums of up to E*K = 8192 products of three values of magnitude <= 1.
+            let tol = if e * block > 1000 { (1e-3, 1e-4) } else { (1e-5, 1e-4) };
+            assert_close(&what, &download(&gpu, &y), &r::bilinear(&zs, &zo, &w, &b, e, block), tol.0, tol.1);
+            let (wzs, wzo, ww, wb) = r::bilinear_backward(&zs, &zo, &w, &dy, e, block);
+            assert_close(&format!("{what} dzs"), &download(&gpu, &dzs), &wzs, tol.0, tol.1);
+            assert_close(&format!("{what} dzo"), &download(&gpu, &dzo), &wzo, tol.0, tol.1);
+            assert_close(&format!("{what} dw"), &download(&gpu, &dw), &ww, tol.0, tol.1);
+            assert_close(&format!("{what} db"), &download(&gpu, &db), &wb, tol.0, tol.1);
+            if kernel == MatmulKernel::Register {
+                let mut rec = Recorder::new(&gpu);
+                let sq = bilinear_weight_grad_sq(&mut rec, &zst, &zot, &upload(&gpu, "dy", &[p, o], &dy), block).unwrap();
+                rec.finish().unwrap();
+                let want: f64 = ww.iter().map(|v| v * v).sum();
+                assert_close(&format!("{what} ‖dW‖² by Gram matrices"), &download(&gpu, &sq), &[want], 1e-3, 1e-5);
+            }
+            if kernel == MatmulKernel::Register && p < 20 {
+                let fd = numeric_grad(&zs, |z| r::bilinear(z, &zo, &w, &b, e, block).iter().zip(&dy).map(|(a, c)| a * c).sum());
+                assert_close(&format!("{what} reference dzs vs finite differences"), &wzs, &fd, 1e-6, 1e-5);
+            }
+        }
     }
 }
 

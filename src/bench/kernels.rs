@@ -1,9 +1,10 @@
-//! The kernel set: matmuls (square and all-MiniLM-L6-v2 layer shapes), softmax, layernorm.
+//! The kernel set: matmuls (square and all-MiniLM-L6-v2 layer shapes), softmax and layernorm
+//! (forward and backward), and the base module's fused grouped bilinear layer.
 
 use super::{filled, Case, Unit};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::{layernorm, matmul, softmax};
+use crate::ops::{layernorm, matmul, pair, softmax};
 
 fn matmul_case(gpu: &Gpu, name: &'static str, m: usize, k: usize, n: usize, trans_b: bool) -> Result<Case> {
     let a = filled(gpu, "a", &[m, k], 1)?;
@@ -56,9 +57,20 @@ pub fn kernel_cases(gpu: &Gpu, quick: bool) -> Result<Vec<Case>> {
             flop: None,
             run: Box::new(move |rec| softmax::softmax(rec, &s, None, 1.0).map(|_| ())),
         });
+        let y = filled(gpu, "probs", &[heads, t, t], 9)?;
+        let dy = filled(gpu, "d_probs", &[heads, t, t], 10)?;
+        cases.push(Case {
+            kernel: "softmax bwd",
+            shape: format!("{heads}x{t}x{t}"),
+            work: 1.5 * bytes,
+            unit: Unit::Bytes,
+            flop: None,
+            run: Box::new(move |rec| softmax::softmax_backward(rec, &y, &dy, 1.0).map(|_| ())),
+        });
     }
     {
         let x = filled(gpu, "x", &[t, h], 6)?;
+        let x2 = x.clone();
         let g = filled(gpu, "gamma", &[h], 7)?;
         let b = filled(gpu, "beta", &[h], 8)?;
         cases.push(Case {
@@ -67,9 +79,57 @@ pub fn kernel_cases(gpu: &Gpu, quick: bool) -> Result<Vec<Case>> {
             work: 2.0 * (t * h * 4) as f64,
             unit: Unit::Bytes,
             flop: None,
-            run: Box::new(move |rec| layernorm::layernorm(rec, &x, &g, &b, 1e-12).map(|_| ())),
+            run: Box::new(move |rec| layernorm::layernorm(rec, &x2, &g, &b, 1e-12).map(|_| ())),
+        });
+        let dy = filled(gpu, "dy", &[t, h], 11)?;
+        let stats = layernorm_stats(gpu, t)?;
+        let g = filled(gpu, "gamma", &[h], 7)?;
+        cases.push(Case {
+            kernel: "layernorm bwd",
+            shape: format!("{t}x{h}"),
+            // Input gradient (x, dy read, dx written) and parameter gradients (x, dy read).
+            work: 5.0 * (t * h * 4) as f64,
+            unit: Unit::Bytes,
+            flop: None,
+            run: Box::new(move |rec| layernorm::layernorm_backward(rec, &x, &g, &stats, &dy).map(|_| ())),
+        });
+    }
+    // The base module's grouped bilinear layer at emb 384, block 64: a 19-entity document
+    // (P = 342, Re-DocRED dev document 8) and, unless quick, a 42-entity one (P = 1722).
+    let pairs: &[usize] = if quick { &[342] } else { &[342, 1722] };
+    for &p in pairs {
+        let (e, k) = (384, 64);
+        let zs = filled(gpu, "zs", &[p, e], 12)?;
+        let zo = filled(gpu, "zo", &[p, e], 13)?;
+        let w = filled(gpu, "w", &[e, e * k], 14)?;
+        let bias = filled(gpu, "bias", &[e], 15)?;
+        let dy = filled(gpu, "dy", &[p, e], 16)?;
+        let flop = 2.0 * (p * e * e * k) as f64;
+        let (zs2, zo2, w2) = (zs.clone(), zo.clone(), w.clone());
+        cases.push(Case {
+            kernel: "bilinear",
+            shape: format!("P={p} E={e} K={k}"),
+            work: flop,
+            unit: Unit::Flop,
+            flop: None,
+            run: Box::new(move |rec| pair::bilinear(rec, &zs2, &zo2, &w2, &bias, k).map(|_| ())),
+        });
+        cases.push(Case {
+            kernel: "bilinear bwd",
+            shape: format!("P={p} E={e} K={k}"),
+            // dW, dzs and dzo: each as much arithmetic as the forward.
+            work: 3.0 * flop,
+            unit: Unit::Flop,
+            flop: None,
+            run: Box::new(move |rec| pair::bilinear_backward(rec, &zs, &zo, &w, &dy, k).map(|_| ())),
         });
     }
     Ok(cases)
 }
 
+
+/// LayerNorm statistics (mean, 1/std) rows of a plausible layer: mean 0, 1/std 1.
+fn layernorm_stats(gpu: &Gpu, rows: usize) -> Result<crate::gpu::Tensor> {
+    let data: Vec<f32> = (0..rows).flat_map(|_| [0.0, 1.0]).collect();
+    crate::gpu::Tensor::from_f32(gpu, "stats", &[rows, 2], &data)
+}

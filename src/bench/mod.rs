@@ -4,10 +4,12 @@
 mod eca;
 mod encoder;
 mod kernels;
+mod step;
 
 pub use eca::{eca_vs_dense, EcaBenchConfig, EcaRow, EcaSetup, Outcome, CASES as ECA_CASES};
 pub use encoder::encoder_cases;
 pub use kernels::kernel_cases;
+pub use step::{default_paths as step_default_paths, step_bench, StepBenchConfig, StepCase, StepRow, StepSetup, PHASES as STEP_PHASES};
 
 use crate::error::Result;
 use crate::gpu::{Gpu, GpuTimer, Recorder, Tensor};

@@ -3,6 +3,7 @@
 mod device;
 mod pipeline;
 mod pool;
+pub mod profile;
 mod recorder;
 mod tensor;
 mod timer;

@@ -4,13 +4,21 @@
 //! bound tensor alive until submission, so pooled buffers are not handed out again while
 //! recorded work still refers to them. After `FLUSH_EVERY` dispatches the encoder is submitted
 //! and a new one opened, which keeps command buffers bounded on long recordings.
+//!
+//! With profiling on (`profile::enabled`), each dispatch gets a compute pass of its own with
+//! timestamp writes, and every flush reads the times back into the profile table.
+
+use std::time::Instant;
 
 use super::device::{Gpu, IMMEDIATE_BYTES};
 use super::pipeline::Kernel;
+use super::profile::{self, Work};
 use super::tensor::Tensor;
 use crate::error::{shape_err, Error, Result};
 
 const FLUSH_EVERY: usize = 512;
+/// Dispatches per flush while profiling: two timestamps each must fit one query set.
+const PROFILE_FLUSH_EVERY: usize = 256;
 
 /// Scalar arguments of one dispatch, packed as 4-byte words in declaration order.
 #[derive(Default, Clone)]
@@ -38,11 +46,21 @@ pub struct Recorder {
     pass: Option<wgpu::ComputePass<'static>>,
     keep: Vec<Tensor>,
     pending: usize,
+    probe: Option<Probe>,
+}
+
+/// Profiling state of one recorder: the query set of its unflushed dispatches and what each was.
+struct Probe {
+    /// None where the adapter has no timestamp queries: dispatches are then timed one by one
+    /// around a device wait.
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
+    /// (kernel, phase, work, seconds when already measured).
+    samples: Vec<(String, &'static str, Work, Option<f64>)>,
 }
 
 impl Recorder {
     pub fn new(gpu: &Gpu) -> Recorder {
-        Recorder { gpu: gpu.clone(), encoder: None, pass: None, keep: Vec::new(), pending: 0 }
+        Recorder { gpu: gpu.clone(), encoder: None, pass: None, keep: Vec::new(), pending: 0, probe: None }
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -101,6 +119,9 @@ impl Recorder {
             layout: &cached.layout,
             entries: &entries,
         });
+        if profile::enabled() {
+            return self.dispatch_profiled(kernel, &cached, &bind_group, bindings, imm, groups);
+        }
         if self.pass.is_none() {
             let pass = self.encoder().begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("docre"), timestamp_writes: None });
             self.pass = Some(pass.forget_lifetime());
@@ -118,6 +139,67 @@ impl Recorder {
             self.flush();
         }
         Ok(())
+    }
+
+    /// A dispatch in a pass of its own, timed for the profile.
+    fn dispatch_profiled(
+        &mut self,
+        kernel: &Kernel,
+        cached: &super::pipeline::Cached,
+        bind_group: &wgpu::BindGroup,
+        bindings: &[&Tensor],
+        imm: &Imm,
+        groups: [u32; 3],
+    ) -> Result<()> {
+        self.end_pass();
+        let mut probe = self.probe.take().unwrap_or_else(|| Probe::new(&self.gpu));
+        let index = probe.samples.len() as u32;
+        let wall = probe.queries.is_none();
+        if wall {
+            // Time this dispatch alone: everything before it finishes first.
+            self.flush();
+            self.gpu.wait()?;
+        }
+        let started = Instant::now();
+        {
+            let timestamp_writes = probe.queries.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(2 * index),
+                end_of_pass_write_index: Some(2 * index + 1),
+            });
+            let mut pass = self.encoder().begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry), timestamp_writes });
+            pass.set_pipeline(&cached.pipeline);
+            pass.set_bind_group(0, bind_group, &[]);
+            if !imm.words.is_empty() {
+                pass.set_immediates(0, bytemuck::cast_slice(&imm.words));
+            }
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        self.keep.extend(bindings.iter().map(|t| (*t).clone()));
+        self.pending += 1;
+        let seconds = if wall {
+            if let Some(enc) = self.encoder.take() {
+                self.gpu.queue().submit([enc.finish()]);
+            }
+            self.gpu.wait()?;
+            Some(started.elapsed().as_secs_f64())
+        } else {
+            None
+        };
+        probe.samples.push((format!("{}/{}", kernel.shader.name, kernel.entry), profile::current_phase(), Work::default(), seconds));
+        let full = probe.samples.len() >= PROFILE_FLUSH_EVERY;
+        self.probe = Some(probe);
+        if full {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Attach the arithmetic of the dispatch just recorded (shown as a rate by the profile).
+    pub fn work(&mut self, work: Work) {
+        if let Some(last) = self.probe.as_mut().and_then(|p| p.samples.last_mut()) {
+            last.2 = work;
+        }
     }
 
     /// Copy all of `src` into `dst` (same byte size).
@@ -157,11 +239,22 @@ impl Recorder {
     /// Submit what is recorded so far and keep recording.
     pub fn flush(&mut self) {
         self.end_pass();
+        let probe = self.probe.take();
+        let timed = probe.as_ref().and_then(|p| p.queries.as_ref().filter(|_| !p.samples.is_empty()).map(|q| (q, p.samples.len() as u32)));
+        if let Some(((set, resolve, readback), n)) = timed {
+            let enc = self.encoder();
+            enc.resolve_query_set(set, 0..2 * n, resolve, 0);
+            enc.copy_buffer_to_buffer(resolve, 0, readback, 0, 16 * n as u64);
+        }
         if let Some(enc) = self.encoder.take() {
             self.gpu.queue().submit([enc.finish()]);
         }
         self.keep.clear();
         self.pending = 0;
+        if let Some(mut p) = probe {
+            p.report(&self.gpu);
+            self.probe = Some(p);
+        }
     }
 
     /// Submit and wait for completion.
@@ -188,6 +281,56 @@ pub fn grid(gpu: &Gpu, groups: usize) -> [u32; 3] {
     let y = groups.div_ceil(max);
     let x = groups.div_ceil(y);
     [x as u32, y as u32, 1]
+}
+
+impl Probe {
+    fn new(gpu: &Gpu) -> Probe {
+        let queries = gpu.has_timestamps().then(|| {
+            let n = 2 * PROFILE_FLUSH_EVERY as u32;
+            let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: n });
+            let mk = |usage| gpu.device().create_buffer(&wgpu::BufferDescriptor { label: Some("profile"), size: 8 * n as u64, usage, mapped_at_creation: false });
+            (set, mk(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC), mk(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST))
+        });
+        Probe { queries, samples: Vec::new() }
+    }
+
+    /// Move the flushed samples into the profile table (reading their timestamps back).
+    fn report(&mut self, gpu: &Gpu) {
+        if self.samples.is_empty() {
+            return;
+        }
+        let samples = std::mem::take(&mut self.samples);
+        let ticks = match &self.queries {
+            Some((_, _, readback)) => match read_u64s(gpu, readback, 2 * samples.len()) {
+                Ok(t) => Some(t),
+                // A failed readback loses these samples, not the run.
+                Err(_) => return,
+            },
+            None => None,
+        };
+        let period = gpu.queue().get_timestamp_period() as f64 * 1e-9;
+        profile::record(samples.into_iter().enumerate().map(|(i, (kernel, phase, work, seconds))| {
+            let s = seconds.unwrap_or_else(|| ticks.as_ref().map_or(0.0, |t| t[2 * i + 1].saturating_sub(t[2 * i]) as f64 * period));
+            (kernel, phase, s, work)
+        }));
+    }
+}
+
+/// Map `buffer` (MAP_READ) after the submitted work and read its first `n` u64 values.
+pub(crate) fn read_u64s(gpu: &Gpu, buffer: &wgpu::Buffer, n: usize) -> Result<Vec<u64>> {
+    let slice = buffer.slice(..8 * n as u64);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.wait()?;
+    rx.recv().map_err(device_err)?.map_err(device_err)?;
+    let values = {
+        let view = slice.get_mapped_range().map_err(|e| device_err(format!("{e:?}")))?;
+        bytemuck::cast_slice::<u8, u64>(&view).to_vec()
+    };
+    buffer.unmap();
+    Ok(values)
 }
 
 pub(crate) fn device_err(e: impl std::fmt::Display) -> Error {

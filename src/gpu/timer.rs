@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::device::Gpu;
-use super::recorder::{device_err, Recorder};
+use super::recorder::{read_u64s, Recorder};
 use crate::error::Result;
 
 pub struct GpuTimer {
@@ -47,18 +47,7 @@ impl GpuTimer {
         enc.resolve_query_set(set, 0..2, resolve, 0);
         enc.copy_buffer_to_buffer(resolve, 0, readback, 0, 16);
         rec.finish()?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        readback.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.wait()?;
-        rx.recv().map_err(device_err)?.map_err(device_err)?;
-        let ticks: [u64; 2] = {
-            let view = readback.slice(..).get_mapped_range().map_err(|e| device_err(format!("{e:?}")))?;
-            let t: &[u64] = bytemuck::cast_slice(&view);
-            [t[0], t[1]]
-        };
-        readback.unmap();
+        let ticks = read_u64s(gpu, readback, 2)?;
         let period = gpu.queue().get_timestamp_period() as f64;
         Ok(ticks[1].saturating_sub(ticks[0]) as f64 * period * 1e-9)
     }

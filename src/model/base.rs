@@ -11,7 +11,7 @@ use crate::ops::elementwise::{accumulate, activation, activation_backward, fill,
 use crate::ops::embedding::{gather_rows, scatter_add_rows, RowScatter};
 use crate::ops::layernorm::{layernorm, layernorm_backward};
 use crate::ops::matmul::{gemm, linear, linear_backward, linear_block_backward, linear_block_into, matmul, Gemm, MatmulKernel, View};
-use crate::ops::pair::{bilinear, bilinear_backward, context_weights, context_weights_backward};
+use crate::ops::pair::{bilinear, bilinear_backward, bilinear_input_grads, bilinear_weight_grad_sq, context_weights, context_weights_backward};
 use crate::ops::reduce::col_sum;
 use crate::ops::softmax::{lse_pool, lse_pool_backward};
 
@@ -99,22 +99,23 @@ fn project(rec: &mut Recorder, w: &Tensor, bias: &Tensor, ent: &Tensor, ctx: &Te
     Ok(y)
 }
 
-/// Backward of `project`: returns (dW, db) and adds into dent, dctx, dcls (written when
-/// `first`, added otherwise).
+/// Backward of `project`: returns (dW, db) and, with `dents`, adds into dent, dctx, dcls
+/// (written when `first`, added otherwise).
 #[allow(clippy::too_many_arguments)]
-fn project_backward(rec: &mut Recorder, w: &Tensor, tape: &BaseTape, scatter: &RowScatter, hb: &HeadBatch, dz: &Tensor, d: usize, dents: [&Tensor; 3], first: bool) -> Result<(Tensor, Tensor)> {
+fn project_backward(rec: &mut Recorder, w: &Tensor, tape: &BaseTape, scatter: &RowScatter, hb: &HeadBatch, dz: &Tensor, d: usize, dents: Option<[&Tensor; 3]>, first: bool) -> Result<(Tensor, Tensor)> {
     let e = w.shape()[0];
     let gpu = rec.gpu().clone();
+    let into = |i: usize| dents.map(|t| (t[i], !first));
     let dw = Tensor::uninit(&gpu, "z_dw", w.shape(), DType::F32)?;
-    linear_block_backward(rec, &tape.context, w, d, dz, &dw, Some((dents[1], !first)))?;
+    linear_block_backward(rec, &tape.context, w, d, dz, &dw, into(1))?;
     let du = Tensor::uninit(&gpu, "z_entity_grad", &[hb.entities, e], DType::F32)?;
     fill(rec, &du, 0.0)?;
     scatter_add_rows(rec, dz, scatter, &du)?;
-    linear_block_backward(rec, &tape.entities, w, 0, &du, &dw, Some((dents[0], !first)))?;
+    linear_block_backward(rec, &tape.entities, w, 0, &du, &dw, into(0))?;
     let dg = Tensor::uninit(&gpu, "z_doc_grad", &[hb.docs, e], DType::F32)?;
     fill(rec, &dg, 0.0)?;
     scatter_add_rows(rec, dz, &hb.doc_scatter, &dg)?;
-    linear_block_backward(rec, &tape.cls, w, 2 * d, &dg, &dw, Some((dents[2], !first)))?;
+    linear_block_backward(rec, &tape.cls, w, 2 * d, &dg, &dw, into(2))?;
     Ok((dw, col_sum(rec, dz)?))
 }
 
@@ -166,9 +167,26 @@ pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatc
     Ok((BaseOut { logits, features }, tape))
 }
 
-/// Gradients of the base parameters (added to `grads`) and of X and A, from gradients of the
-/// base logits and/or of the pair features (the inference module's input).
-pub fn backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatch, tape: &BaseTape, dlogits: Option<&Tensor>, dfeatures: Option<&Tensor>, grads: &mut Grads) -> Result<(Tensor, Tensor)> {
+/// What a backward pass through the base module must produce beyond the parameter gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaseNeeds {
+    /// Gradients of X and A, for the encoder's backward (not needed while it is frozen).
+    pub inputs: bool,
+    /// Only the squared norm of the bilinear weight's gradient (`Grads::add_norm_sq`): the
+    /// weight is frozen and its gradient feeds nothing but the clipping norm, so the [O, E·K]
+    /// tensor and the GEMM that forms it are skipped.
+    pub bilinear_norm_only: bool,
+}
+
+impl BaseNeeds {
+    /// Everything: gradients of every parameter, X and A.
+    pub const ALL: BaseNeeds = BaseNeeds { inputs: true, bilinear_norm_only: false };
+}
+
+/// Gradients of the base parameters (added to `grads`) and, when `needs.inputs`, of X and A,
+/// from gradients of the base logits and/or of the pair features (the inference module's input).
+#[allow(clippy::too_many_arguments)]
+pub fn backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatch, tape: &BaseTape, dlogits: Option<&Tensor>, dfeatures: Option<&Tensor>, grads: &mut Grads, needs: BaseNeeds) -> Result<Option<(Tensor, Tensor)>> {
     let (b, l, h, d) = (hb.docs, hb.len, hb.heads, cfg.hidden);
     let gpu = rec.gpu().clone();
     let mut df = dfeatures.cloned();
@@ -186,21 +204,33 @@ pub fn backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBat
     }
     let df = df.expect("base backward needs a logit or a feature gradient");
     let dpre = activation_backward(rec, Activation::Relu, &tape.bilinear_pre, &df)?;
-    let (dzs, dzo, dwb, dbb) = bilinear_backward(rec, &tape.zs, &tape.zo, p.get("base.bilinear.weight"), &dpre, cfg.block)?;
-    grads.add(rec, p.id("base.bilinear.weight"), dwb)?;
-    grads.add(rec, p.id("base.bilinear.bias"), dbb)?;
+    let wb = p.get("base.bilinear.weight");
+    let (dzs, dzo) = if needs.bilinear_norm_only {
+        grads.add_norm_sq(bilinear_weight_grad_sq(rec, &tape.zs, &tape.zo, &dpre, cfg.block)?);
+        let dbb = col_sum(rec, &dpre)?;
+        grads.add(rec, p.id("base.bilinear.bias"), dbb)?;
+        bilinear_input_grads(rec, MatmulKernel::Auto, &tape.zs, &tape.zo, wb, &dpre, cfg.block)?
+    } else {
+        let (dzs, dzo, dwb, dbb) = bilinear_backward(rec, &tape.zs, &tape.zo, wb, &dpre, cfg.block)?;
+        grads.add(rec, p.id("base.bilinear.weight"), dwb)?;
+        grads.add(rec, p.id("base.bilinear.bias"), dbb)?;
+        (dzs, dzo)
+    };
     let dzs_pre = activation_backward(rec, Activation::Tanh, &tape.zs_pre, &dzs)?;
     let dzo_pre = activation_backward(rec, Activation::Tanh, &tape.zo_pre, &dzo)?;
-    let dent = Tensor::uninit(&gpu, "entity_grad", tape.entities.shape(), DType::F32)?;
-    let dctx = Tensor::uninit(&gpu, "context_grad", tape.context.shape(), DType::F32)?;
-    let dcls = Tensor::uninit(&gpu, "cls_grad", tape.cls.shape(), DType::F32)?;
-    let outs = [&dent, &dctx, &dcls];
+    let dent = Tensor::uninit(&gpu, "entity_grad", if needs.inputs { tape.entities.shape() } else { &[0] }, DType::F32)?;
+    let dctx = Tensor::uninit(&gpu, "context_grad", if needs.inputs { tape.context.shape() } else { &[0] }, DType::F32)?;
+    let dcls = Tensor::uninit(&gpu, "cls_grad", if needs.inputs { tape.cls.shape() } else { &[0] }, DType::F32)?;
+    let outs = needs.inputs.then_some([&dent, &dctx, &dcls]);
     let (dw, db) = project_backward(rec, p.get("base.head_proj.weight"), tape, &hb.head_scatter, hb, &dzs_pre, d, outs, true)?;
     grads.add(rec, p.id("base.head_proj.weight"), dw)?;
     grads.add(rec, p.id("base.head_proj.bias"), db)?;
     let (dw, db) = project_backward(rec, p.get("base.tail_proj.weight"), tape, &hb.tail_scatter, hb, &dzo_pre, d, outs, false)?;
     grads.add(rec, p.id("base.tail_proj.weight"), dw)?;
     grads.add(rec, p.id("base.tail_proj.bias"), db)?;
+    if !needs.inputs {
+        return Ok(None);
+    }
 
     // Context: dw[p] = X_b dctx[p]; dX_b += wᵀ dctx.
     let dx = Tensor::uninit(&gpu, "x_grad", &[b * l, d], DType::F32)?;
@@ -224,5 +254,5 @@ pub fn backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBat
     let dmx = lse_pool_backward(rec, &tape.mention_x, &hb.entity_mentions, &tape.entities, &dent)?;
     scatter_add_rows(rec, &dmx, &hb.mention_x_scatter, &dx)?;
     scatter_add_rows(rec, &dcls, &hb.cls_scatter, &dx)?;
-    Ok((dx.reshape(&[b, l, d])?, da.reshape(&tape.a_shape)?))
+    Ok(Some((dx.reshape(&[b, l, d])?, da.reshape(&tape.a_shape)?)))
 }

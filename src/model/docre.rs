@@ -1,12 +1,12 @@
 //! DocRE-II's heads as one model: configuration, parameter list (SPEC 0.3), the stage-1 and
 //! stage-2 objectives with their backward passes, and the test-time K-iteration loop.
 
-use super::base::{self, BaseOut, BaseTape};
+use super::base::{self, BaseNeeds, BaseOut, BaseTape};
 use super::batch::HeadBatch;
 use super::inference::{self, ModuleOut};
 use super::params::{Grads, ParamSet};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::gpu::{profile, Gpu, Recorder, Tensor};
 use crate::ops::eca::Attention;
 use crate::ops::elementwise::{accumulate, add};
 use crate::ops::loss::{atloss_backward, atloss_sum, cosine_backward, cosine_sum, get_label};
@@ -167,9 +167,10 @@ pub fn objective(terms: &[(&'static str, f64)]) -> f64 {
 pub struct Step {
     pub losses: LossTerms,
     pub grads: Grads,
-    /// Gradients of the encoder outputs X [B, L, d] and A [B, H, L, L].
-    pub dx: Tensor,
-    pub da: Tensor,
+    /// Gradients of the encoder outputs X [B, L, d] and A [B, H, L, L] (None when the step was
+    /// asked not to form them: a frozen encoder).
+    pub dx: Option<Tensor>,
+    pub da: Option<Tensor>,
     pub base_logits: Tensor,
     /// Stage 2 only: per-branch values (logits, predictor output, swapped Z), for inspection.
     pub branches: Vec<(Tensor, Tensor, Tensor)>,
@@ -248,15 +249,24 @@ impl Heads {
 
     /// Stage 1: ATLoss over all pairs on the base logits (×100, mean), and its gradients.
     pub fn stage1(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, gold: &[f32]) -> Result<Step> {
+        self.stage1_with(rec, hb, x, a, gold, true)
+    }
+
+    /// `stage1`, forming the gradients of X and A only when `input_grads`.
+    pub fn stage1_with(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, gold: &[f32], input_grads: bool) -> Result<Step> {
         let gpu = rec.gpu().clone();
+        profile::phase("heads forward");
         let (out, tape) = self.base_forward(rec, hb, x, a)?;
+        profile::phase("losses");
         let gold = Tensor::from_f32(&gpu, "gold", &[hb.pairs, self.config.classes], gold)?;
         let all = Tensor::from_f32(&gpu, "all_pairs", &[hb.pairs], &vec![1.0; hb.pairs])?;
         let coef = 100.0 / hb.pairs as f64;
         let sum = atloss_sum(rec, &out.logits, &gold, &all)?;
         let dlogits = atloss_backward(rec, &out.logits, &gold, &all, coef as f32)?;
+        profile::phase("heads backward");
         let mut grads = Grads::default();
-        let (dx, da) = base::backward(rec, &self.params, &self.config, hb, &tape, Some(&dlogits), None, &mut grads)?;
+        let needs = BaseNeeds { inputs: input_grads, bilinear_norm_only: false };
+        let (dx, da) = base::backward(rec, &self.params, &self.config, hb, &tape, Some(&dlogits), None, &mut grads, needs)?.unzip();
         Ok(Step { losses: LossTerms { terms: vec![("stage1", sum, coef)] }, grads, dx, da, base_logits: out.logits, branches: Vec::new() })
     }
 
@@ -264,10 +274,16 @@ impl Heads {
     /// /10), the SimSiam contrastive term against the swapped passes (held constant), total ½·sum;
     /// and the gradients of the total.
     pub fn stage2(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, input: &Stage2Input) -> Result<Step> {
+        self.stage2_with(rec, hb, x, a, input, BaseNeeds::ALL)
+    }
+
+    /// `stage2` with what the frozen base head's backward must produce (`BaseNeeds`).
+    pub fn stage2_with(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, input: &Stage2Input, needs: BaseNeeds) -> Result<Step> {
         let gpu = rec.gpu().clone();
         let (p, c) = (hb.pairs, self.config.classes);
         let up = |name: &str, v: &[f32], shape: &[usize]| Tensor::from_f32(&gpu, name, shape, v);
         let gold = up("gold", &input.gold, &[p, c])?;
+        profile::phase("heads forward");
         let (base_out, base_tape) = self.base_forward(rec, hb, x, a)?;
         let f0 = self.reduce(rec, &base_out.features)?;
         let mut branches = Vec::new();
@@ -280,6 +296,7 @@ impl Heads {
             let swapped = inference::forward(rec, &self.params, &self.config, &hb.grid, &r0, &f0, false)?.0.z;
             branches.push((lab, out, tape.expect("training pass keeps its tape"), pred, ptape, swapped));
         }
+        profile::phase("losses");
         let masks = [&input.mask_base, &input.mask_a, &input.mask_b];
         let mask_t: Vec<Tensor> = masks.iter().map(|m| up("mask", m, &[p])).collect::<Result<_>>()?;
         // Each AT term: 100 × mean over its selected pairs, / 10; the total halves everything.
@@ -298,9 +315,11 @@ impl Heads {
         let mut df0: Option<Tensor> = None;
         let mut drel: Option<Tensor> = None;
         for (i, (lab, _out, tape, pred, ptape, _)) in branches.iter().enumerate() {
+            profile::phase("losses");
             let dlogits = atloss_backward(rec, logits[i + 1], &gold, &mask_t[i + 1], (0.5 * coefs[i + 1]) as f32)?;
             let other_swapped = &branches[1 - i].5;
             let dpred = cosine_backward(rec, pred, other_swapped, (0.5 / p as f64) as f32)?;
+            profile::phase("heads backward");
             let dz = inference::predictor_backward(rec, &self.params, ptape, &dpred, &mut grads)?;
             let (df, dr) = inference::backward(rec, &self.params, &self.config, &hb.grid, tape, Some(&dlogits), Some(&dz), &mut grads)?;
             let de = matmul(rec, lab, &dr, true, false)?;
@@ -316,8 +335,10 @@ impl Heads {
         grads.add(rec, self.params.id("infer.relation_embedding"), drel.expect("two branches"))?;
         let g = linear_backward(rec, &base_out.features, self.params.get("infer.reduce.weight"), df0.as_ref().expect("two branches"))?;
         grads.add(rec, self.params.id("infer.reduce.weight"), g.dw)?;
+        profile::phase("losses");
         let dbase = atloss_backward(rec, &base_out.logits, &gold, &mask_t[0], (0.5 * coefs[0]) as f32)?;
-        let (dx, da) = base::backward(rec, &self.params, &self.config, hb, &base_tape, Some(&dbase), Some(&g.dx), &mut grads)?;
+        profile::phase("heads backward");
+        let (dx, da) = base::backward(rec, &self.params, &self.config, hb, &base_tape, Some(&dbase), Some(&g.dx), &mut grads, needs)?.unzip();
         let branch_values = branches.into_iter().map(|(_, out, _, pred, _, swapped)| (out.logits, pred, swapped)).collect();
         Ok(Step { losses: LossTerms { terms }, grads, dx, da, base_logits: base_out.logits, branches: branch_values })
     }

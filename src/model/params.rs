@@ -50,6 +50,9 @@ impl ParamSet {
 #[derive(Default)]
 pub struct Grads {
     map: HashMap<usize, Tensor>,
+    /// Squared norms of gradients that were never formed: those of frozen parameters, which
+    /// only enter the clipping norm (see `base::BaseNeeds`).
+    norm_sq: Vec<Tensor>,
 }
 
 impl Grads {
@@ -65,5 +68,14 @@ impl Grads {
 
     pub fn get(&self, id: usize) -> Option<&Tensor> {
         self.map.get(&id)
+    }
+
+    /// Record the squared norm ([1]) of a gradient that is not formed.
+    pub fn add_norm_sq(&mut self, sq: Tensor) {
+        self.norm_sq.push(sq);
+    }
+
+    pub fn norm_sq(&self) -> &[Tensor] {
+        &self.norm_sq
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{launch_rows, row_wg, rows_cols};
 use crate::error::{shape_err, Result};
+use crate::gpu::profile::Work;
 use crate::gpu::{grid, Access, DType, Imm, Kernel, Recorder, Shader, Tensor};
 
 static SHADER: Shader = Shader { name: "layernorm", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/layernorm.wgsl")) };
@@ -34,6 +35,7 @@ pub fn layernorm(rec: &mut Recorder, x: &Tensor, gamma: &Tensor, beta: &Tensor, 
     let stats = Tensor::uninit(rec.gpu(), "layernorm_stats", &[rows, 2], DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).f(eps);
     launch_rows(rec, &FORWARD, &[("WG", row_wg(rec.gpu()))], &[x, gamma, beta, &y, &stats], &imm, rows)?;
+    rec.work(Work::bytes(8.0 * x.numel() as f64));
     Ok(LayerNormOut { y, stats })
 }
 
@@ -51,9 +53,11 @@ pub fn layernorm_backward(rec: &mut Recorder, x: &Tensor, gamma: &Tensor, stats:
     let dx = Tensor::uninit(rec.gpu(), "layernorm_dx", x.shape(), DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).f(0.0);
     launch_rows(rec, &BACKWARD_INPUT, &[("WG", row_wg(rec.gpu()))], &[x, gamma, dy, stats, &dx], &imm, rows)?;
+    rec.work(Work::bytes(12.0 * x.numel() as f64));
     let dgamma = Tensor::uninit(rec.gpu(), "layernorm_dgamma", gamma.shape(), DType::F32)?;
     let dbeta = Tensor::uninit(rec.gpu(), "layernorm_dbeta", gamma.shape(), DType::F32)?;
     let g = grid(rec.gpu(), cols.div_ceil(64));
     rec.dispatch(&BACKWARD_PARAMS, &[], &[x, dy, stats, &dgamma, &dbeta], &imm, g)?;
+    rec.work(Work::bytes(8.0 * x.numel() as f64));
     Ok(LayerNormGrads { dx, dgamma, dbeta })
 }

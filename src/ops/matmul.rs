@@ -3,6 +3,7 @@
 
 use super::reduce;
 use crate::error::{shape_err, Result};
+use crate::gpu::profile::Work;
 use crate::gpu::{Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
 static SHADER: Shader = Shader { name: "matmul", source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul.wgsl")) };
@@ -123,34 +124,59 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
         return Ok(());
     }
     let has_bias = bias.is_some();
-    let kernel = match kernel {
-        MatmulKernel::Auto if rec.gpu().kind() == AdapterKind::Cpu => {
-            if subgroup_size(rec.gpu())? == Some(SUBGROUP_LANES) { MatmulKernel::Subgroup } else { MatmulKernel::Register }
-        }
-        MatmulKernel::Auto => MatmulKernel::Tiled,
-        k => k,
-    };
+    let kernel = resolve(rec.gpu(), kernel)?;
     let bias = bias.unwrap_or(a);
     let buffers = [a, b, bias, c];
-    let batch = (g.batch1 * g.batch2) as u32;
+    let [ta, tb] = trans_consts(g);
+    let mut consts = vec![ta, tb];
+    consts.extend(body_constants(kernel));
+    let groups = [g.n.div_ceil(TILE) as u32, g.m.div_ceil(TILE) as u32, (g.batch1 * g.batch2) as u32];
+    let entry = match kernel {
+        MatmulKernel::Subgroup => &SUBGROUP,
+        MatmulKernel::Register => &REG,
+        _ => &TILED,
+    };
+    // Long contractions run as several dispatches that accumulate into C (see K_PER_DISPATCH).
+    let mut k0 = 0;
+    while k0 < g.k.max(1) {
+        let kc = K_PER_DISPATCH.min(g.k - k0);
+        let step = |v: View, along_rows: bool| View { offset: v.offset + k0 * if v.trans == along_rows { 1 } else { v.ld }, ..v };
+        let part = Gemm { k: kc, a: step(g.a, false), b: step(g.b, true), accumulate: g.accumulate || k0 > 0, ..*g };
+        rec.dispatch(entry, &consts, &buffers, &imm(&part, has_bias && k0 == 0), groups)?;
+        rec.work(Work::flops(2.0 * (g.m * g.n * kc * g.batch1 * g.batch2) as f64));
+        k0 += kc.max(1);
+    }
+    Ok(())
+}
+
+/// Longest contraction one matmul dispatch runs. llvmpipe (lavapipe, and Mesa's GL on the CPU)
+/// silently ends any shader loop after 65535 iterations (its loop limiter), which returns wrong
+/// sums from loops over k of more than a few thousand; 4096 stays clear of it everywhere and
+/// costs one extra dispatch per 4096 of k.
+pub(crate) const K_PER_DISPATCH: usize = 4096;
+
+/// Rows and columns of C that one workgroup of every matmul body computes: matmul_reg's
+/// WY*RM x WX*RN, matmul_tiled's BM x BN, and the generated subgroup kernel's ROWS x 8*4*COLS4.
+pub(crate) const TILE: usize = 64;
+
+/// The body `kernel` names on this adapter (`Auto`: the subgroup body on CPU adapters with
+/// 8-lane subgroups, the register-blocked one on other CPU adapters, the tiled one on GPUs).
+pub(crate) fn resolve(gpu: &Gpu, kernel: MatmulKernel) -> Result<MatmulKernel> {
+    let sg8 = subgroup_size(gpu)? == Some(SUBGROUP_LANES);
     match kernel {
-        MatmulKernel::Register => dispatch_register(rec, g, has_bias, buffers),
-        MatmulKernel::Subgroup => {
-            if subgroup_size(rec.gpu())? != Some(SUBGROUP_LANES) {
-                return shape_err("gemm", "the subgroup matmul needs subgroups of 8 lanes, which this adapter does not have");
-            }
-            // Tile of the generated kernel: tools/gen_matmul_subgroup.py's ROWS x (8 lanes * 4*COLS4).
-            let (rows, cols) = (64usize, 64usize);
-            let groups = [g.n.div_ceil(cols) as u32, g.m.div_ceil(rows) as u32, batch];
-            rec.dispatch(&SUBGROUP, &trans_consts(g), &buffers, &imm(g, has_bias), groups)
-        }
-        MatmulKernel::Tiled | MatmulKernel::Auto => {
-            let (bm, bn, bk) = (64usize, 64usize, 16usize);
-            let [ta, tb] = trans_consts(g);
-            let consts = [ta, tb, ("BM", bm as f64), ("BN", bn as f64), ("BK", bk as f64)];
-            let groups = [g.n.div_ceil(bn) as u32, g.m.div_ceil(bm) as u32, batch];
-            rec.dispatch(&TILED, &consts, &buffers, &imm(g, has_bias), groups)
-        }
+        MatmulKernel::Auto if gpu.kind() == AdapterKind::Cpu => Ok(if sg8 { MatmulKernel::Subgroup } else { MatmulKernel::Register }),
+        MatmulKernel::Auto => Ok(MatmulKernel::Tiled),
+        MatmulKernel::Subgroup if !sg8 => shape_err("gemm", "the subgroup matmul needs subgroups of 8 lanes, which this adapter does not have"),
+        k => Ok(k),
+    }
+}
+
+/// Override constants of a body's tiling (every body covers TILE x TILE of C per workgroup).
+pub(crate) fn body_constants(kernel: MatmulKernel) -> Vec<(&'static str, f64)> {
+    match kernel {
+        MatmulKernel::Register => vec![("WX", 8.0), ("WY", 8.0)],
+        MatmulKernel::Tiled | MatmulKernel::Auto => vec![("BM", TILE as f64), ("BN", TILE as f64), ("BK", 16.0)],
+        MatmulKernel::Subgroup => vec![],
     }
 }
 
@@ -168,14 +194,6 @@ fn imm(g: &Gemm, has_bias: bool) -> Imm {
         .u(g.b.offset).u(g.b.s1).u(g.b.s2)
         .u(g.c.offset).u(g.c.s1).u(g.c.s2)
         .f(g.alpha)
-}
-
-fn dispatch_register(rec: &mut Recorder, g: &Gemm, has_bias: bool, buffers: [&Tensor; 4]) -> Result<()> {
-    let (wx, wy, rm, rn) = (8usize, 8usize, 8usize, 8usize);
-    let [ta, tb] = trans_consts(g);
-    let consts = [ta, tb, ("WX", wx as f64), ("WY", wy as f64)];
-    let groups = [g.n.div_ceil(wx * rn) as u32, g.m.div_ceil(wy * rm) as u32, (g.batch1 * g.batch2) as u32];
-    rec.dispatch(&REG, &consts, &buffers, &imm(g, has_bias), groups)
 }
 
 /// op(A) * op(B) for dense [.., rows, cols] tensors with equal leading (batch) dims, or a 2-D B

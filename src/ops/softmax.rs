@@ -4,6 +4,7 @@ use super::embedding::{scatter_add_rows, RowScatter};
 use super::matmul::subgroup_size;
 use super::{launch_flat, launch_rows, row_wg, rows_cols};
 use crate::error::{shape_err, Error, Result};
+use crate::gpu::profile::Work;
 use crate::gpu::{grid, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
 static SHADER: Shader = Shader { name: "softmax", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/softmax.wgsl")) };
@@ -83,6 +84,7 @@ pub fn softmax_using(rec: &mut Recorder, kernel: RowKernel, x: &Tensor, mask: Op
     let y = Tensor::uninit(rec.gpu(), "softmax", x.shape(), DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).u(mask_rows).u(div).f(scale).u(mask.is_some() as usize);
     launch(rec, kernel, [&FORWARD, &FORWARD_SUBGROUP], &[x, mask_t, &y], &imm, rows)?;
+    rec.work(Work::bytes(8.0 * x.numel() as f64));
     Ok(y)
 }
 
@@ -99,6 +101,7 @@ pub fn softmax_backward_using(rec: &mut Recorder, kernel: RowKernel, y: &Tensor,
     let dx = Tensor::uninit(rec.gpu(), "softmax_grad", y.shape(), DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).u(1).u(1).f(scale).u(0);
     launch(rec, kernel, [&BACKWARD, &BACKWARD_SUBGROUP], &[y, dy, &dx], &imm, rows)?;
+    rec.work(Work::bytes(12.0 * y.numel() as f64));
     Ok(dx)
 }
 

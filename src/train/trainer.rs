@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use crate::data::features::Example;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::gpu::{profile, Gpu, Recorder, Tensor};
 use crate::model::batch::{HeadBatch, HeadInput};
+use crate::model::base::BaseNeeds;
 use crate::model::docre::{is_buffer, objective, Heads, Stage2Input};
 use crate::model::{Bert, Pass, TokenBatch};
 use crate::ops::adamw::{adamw_step, AdamW};
@@ -147,8 +148,12 @@ impl Trainer {
         let mut losses: Vec<(&'static str, f64)> = Vec::new();
         let mut head_grads: Vec<Option<Tensor>> = vec![None; model.heads.params.names().len()];
         let mut enc_grads: Option<Vec<Option<Tensor>>> = None;
+        let mut norm_sq: Vec<Tensor> = Vec::new();
+        // A frozen gradient seen only through its norm must come from one batch: the norm of
+        // a mean of several gradients is not formed from their norms.
+        let norm_only = batches.len() == 1;
         for (bi, batch) in batches.iter().enumerate() {
-            let (step, enc) = self.gradients(model, batch, seed.wrapping_add(bi as u64), rng, cache)?;
+            let (step, enc) = self.gradients(model, batch, seed.wrapping_add(bi as u64), rng, cache, norm_only)?;
             // One readback per micro-batch: the objective is derived from the terms.
             let terms = step.losses.read(&g)?;
             let total = objective(&terms);
@@ -167,6 +172,7 @@ impl Trainer {
                     add_scaled_into(&mut rec, slot, gr, scale)?;
                 }
             }
+            norm_sq.extend(step.grads.norm_sq().iter().cloned());
             if let Some(eg) = enc {
                 let acc = enc_grads.get_or_insert_with(|| vec![None; eg.len()]);
                 for (slot, gr) in acc.iter_mut().zip(&eg) {
@@ -192,17 +198,21 @@ impl Trainer {
                 updates.push((name, p, gr.as_ref().expect("every encoder parameter has a gradient"), self.hyper.encoder_lr));
             }
         }
-        self.apply(&g, updates, n)?;
+        self.apply(&g, updates, &norm_sq, n)?;
+        profile::phase("");
         self.step = n;
         Ok(losses)
     }
 
     /// Forward and backward of one batch: the heads' step and the encoder's gradients (None when
     /// the encoder is frozen).
-    fn gradients(&self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>) -> Result<(crate::model::docre::Step, Option<Vec<Tensor>>)> {
+    /// With `norm_only`, gradients of frozen parameters that only feed the clipping norm may
+    /// come back as squared norms (`Grads::norm_sq`) instead of tensors.
+    fn gradients(&self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>, norm_only: bool) -> Result<(crate::model::docre::Step, Option<Vec<Tensor>>)> {
         let g = model.gpu.clone();
         let mut rec = Recorder::new(&g);
         let heads_n = model.encoder.config.num_attention_heads;
+        profile::phase("encoder forward");
         let (x, a, tape, hb) = match cache {
             Some(c) => {
                 let (x, a) = c.inputs(&g, batch)?;
@@ -214,26 +224,35 @@ impl Trainer {
                 (out.hidden, out.attention, tape, HeadBatch::new(&g, batch.input.clone(), batch.tokens.len(), heads_n)?)
             }
         };
+        // The encoder's backward is the only reader of the X and A gradients.
+        let inputs = tape.is_some();
         let step = match self.stage {
-            Stage::One => model.heads.stage1(&mut rec, &hb, &x, &a, &batch.gold)?,
+            Stage::One => model.heads.stage1_with(&mut rec, &hb, &x, &a, &batch.gold, inputs)?,
             Stage::Two => {
                 let s2 = Stage2Input::sample(&batch.gold, model.heads.config.classes, rng);
-                model.heads.stage2(&mut rec, &hb, &x, &a, &s2)?
+                model.heads.stage2_with(&mut rec, &hb, &x, &a, &s2, BaseNeeds { inputs, bilinear_norm_only: norm_only })?
             }
         };
-        let enc = match tape {
-            Some(t) => Some(model.encoder.backward(&mut rec, t, &step.dx, Some(&step.da))?),
-            None => None,
+        profile::phase("encoder backward");
+        let enc = match (tape, &step.dx, &step.da) {
+            (Some(t), Some(dx), Some(da)) => Some(model.encoder.backward(&mut rec, t, dx, Some(da))?),
+            _ => None,
         };
         rec.finish()?;
+        profile::phase("optimizer");
         Ok((step, enc))
     }
 
     /// Clips by the global norm and applies AdamW to every parameter with a learning rate.
-    fn apply(&mut self, g: &Gpu, updates: Vec<(&String, &Tensor, &Tensor, f64)>, n: u32) -> Result<()> {
+    /// `norm_sq`: squared norms of gradients that were not formed (frozen parameters), added to
+    /// the clipping norm.
+    fn apply(&mut self, g: &Gpu, updates: Vec<(&String, &Tensor, &Tensor, f64)>, norm_sq: &[Tensor], n: u32) -> Result<()> {
         let mut rec = Recorder::new(g);
         let grads: Vec<&Tensor> = updates.iter().map(|u| u.2).collect();
         let normsq = sum_squares(&mut rec, &grads)?;
+        for sq in norm_sq {
+            accumulate(&mut rec, &normsq, sq, 1.0)?;
+        }
         let scale = self.schedule(n);
         for (name, param, grad, lr) in updates {
             if lr == 0.0 {

@@ -1,0 +1,179 @@
+//! `DOCRE_PROFILE=1`: GPU time per kernel entry point and per phase of a step.
+//!
+//! While profiling is on, the recorder runs every dispatch in a compute pass of its own with
+//! timestamp writes at its start and end (or, where the adapter has no timestamp queries, times
+//! a device wait around each dispatch), and every flush reads the times back. Totals are kept in
+//! one process-wide table by entry point and by phase; a phase is a label the step code sets
+//! with `phase` on its thread ("encoder forward", "optimizer", ...). Launchers that know their
+//! arithmetic attach it with `Recorder::work` so the table can show GFLOP/s or GB/s.
+//!
+//! Profiling serializes the device (a readback per flush), so its times add up to less than a
+//! normal run's wall time: use it to see where a step goes, and the benchmarks to time it.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// Arithmetic and memory traffic of one dispatch, where the launcher knows them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Work {
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+impl Work {
+    pub fn flops(flops: f64) -> Work {
+        Work { flops, bytes: 0.0 }
+    }
+    pub fn bytes(bytes: f64) -> Work {
+        Work { flops: 0.0, bytes }
+    }
+}
+
+/// Totals of one kernel or phase.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    pub calls: u64,
+    pub seconds: f64,
+    pub flops: f64,
+    pub bytes: f64,
+}
+
+impl Row {
+    fn add(&mut self, seconds: f64, work: Work) {
+        self.calls += 1;
+        self.seconds += seconds;
+        self.flops += work.flops;
+        self.bytes += work.bytes;
+    }
+}
+
+/// What profiling has measured since the last `take`.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    /// By "shader/entry point".
+    pub kernels: HashMap<String, Row>,
+    /// By phase, in the order phases first ran.
+    pub phases: Vec<(String, Row)>,
+}
+
+impl Table {
+    pub fn total_seconds(&self) -> f64 {
+        self.kernels.values().map(|r| r.seconds).sum()
+    }
+
+    /// Seconds spent in `phase` (0 when it never ran).
+    pub fn phase_seconds(&self, phase: &str) -> f64 {
+        self.phases.iter().find(|(p, _)| p == phase).map_or(0.0, |(_, r)| r.seconds)
+    }
+
+    /// The per-kernel table, longest first, then the per-phase table.
+    pub fn render(&self) -> String {
+        let total = self.total_seconds().max(1e-12);
+        let rate = |r: &Row| {
+            if r.flops > 0.0 {
+                format!("{:.2} GFLOP/s", r.flops / r.seconds.max(1e-12) / 1e9)
+            } else if r.bytes > 0.0 {
+                format!("{:.2} GB/s", r.bytes / r.seconds.max(1e-12) / 1e9)
+            } else {
+                String::new()
+            }
+        };
+        let mut rows: Vec<(&String, &Row)> = self.kernels.iter().collect();
+        rows.sort_by(|a, b| b.1.seconds.total_cmp(&a.1.seconds).then(a.0.cmp(b.0)));
+        let mut out = format!("{:<44} {:>8} {:>11} {:>7}  {}\n", "kernel", "calls", "total ms", "share", "rate");
+        for (name, r) in rows {
+            out += &format!("{:<44} {:>8} {:>11.2} {:>6.1}%  {}\n", name, r.calls, r.seconds * 1e3, 100.0 * r.seconds / total, rate(r));
+        }
+        out += &format!("{:<44} {:>8} {:>11.2}\n", "all kernels", self.kernels.values().map(|r| r.calls).sum::<u64>(), total * 1e3);
+        if self.phases.iter().any(|(p, _)| !p.is_empty()) {
+            out += &format!("\n{:<44} {:>8} {:>11} {:>7}\n", "phase", "calls", "total ms", "share");
+            for (p, r) in &self.phases {
+                let name = if p.is_empty() { "(no phase)" } else { p };
+                out += &format!("{:<44} {:>8} {:>11.2} {:>6.1}%\n", name, r.calls, r.seconds * 1e3, 100.0 * r.seconds / total);
+            }
+        }
+        out
+    }
+}
+
+// 0 = not yet read from the environment, 1 = off, 2 = on.
+static ENABLED: AtomicU8 = AtomicU8::new(0);
+static TABLE: Mutex<Option<Table>> = Mutex::new(None);
+
+thread_local! {
+    static PHASE: Cell<&'static str> = const { Cell::new("") };
+}
+
+/// Whether dispatches are being timed (`DOCRE_PROFILE=1`, or `set_enabled`).
+pub fn enabled() -> bool {
+    match ENABLED.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var("DOCRE_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0");
+            ENABLED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+            on
+        }
+        v => v == 2,
+    }
+}
+
+/// Turn profiling on or off for the whole process (benchmarks use it for phase times).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Label the dispatches this thread records from now on.
+pub fn phase(name: &'static str) {
+    PHASE.with(|p| p.set(name));
+}
+
+pub(crate) fn current_phase() -> &'static str {
+    PHASE.with(|p| p.get())
+}
+
+/// Add measured dispatches: (kernel name, phase, seconds, work).
+pub(crate) fn record(samples: impl IntoIterator<Item = (String, &'static str, f64, Work)>) {
+    let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    let table = guard.get_or_insert_with(Table::default);
+    for (kernel, phase, seconds, work) in samples {
+        table.kernels.entry(kernel).or_default().add(seconds, work);
+        match table.phases.iter_mut().find(|(p, _)| p == phase) {
+            Some((_, r)) => r.add(seconds, work),
+            None => {
+                let mut r = Row::default();
+                r.add(seconds, work);
+                table.phases.push((phase.to_string(), r));
+            }
+        }
+    }
+}
+
+/// Put back a table taken with `take` (added to whatever was measured since).
+pub fn merge(taken: &Table) {
+    let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    let table = guard.get_or_insert_with(Table::default);
+    for (k, r) in &taken.kernels {
+        let row = table.kernels.entry(k.clone()).or_default();
+        row.calls += r.calls;
+        row.seconds += r.seconds;
+        row.flops += r.flops;
+        row.bytes += r.bytes;
+    }
+    for (p, r) in &taken.phases {
+        match table.phases.iter_mut().find(|(q, _)| q == p) {
+            Some((_, row)) => {
+                row.calls += r.calls;
+                row.seconds += r.seconds;
+                row.flops += r.flops;
+                row.bytes += r.bytes;
+            }
+            None => table.phases.push((p.clone(), r.clone())),
+        }
+    }
+}
+
+/// Everything measured so far; the table starts empty again.
+pub fn take() -> Table {
+    TABLE.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
+}
