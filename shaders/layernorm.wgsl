@@ -6,9 +6,15 @@
 // layernorm_backward_input   in0 = x, in1 = gamma, in2 = dy, in3 = stats, out4 = dx:
 //                            g = dy*gamma; dx = rstd * (g - mean(g) - xhat * mean(g*xhat)).
 // Dispatch (both): one workgroup of WG invocations per row, rows split over x/y.
+// layernorm_forward_rows, layernorm_backward_input_rows: the same bindings and results with one
+// invocation per row, vec4 loads (cols % 4 == 0) and no reduction across invocations: CPU
+// adapters, where that beats a workgroup's tree reduction (see softmax.wgsl).
+// Dispatch: ceil(rows / 64) workgroups of 64 over x/y.
 // layernorm_backward_params  in0 = x, in1 = dy, in2 = stats, out3 = dgamma [cols], out4 = dbeta [cols]:
 //                            column sums over all rows in row order (deterministic, no atomics).
 // Dispatch: one invocation per column, ceil(cols / 64) workgroups of 64.
+// layernorm_backward_params4: the same with four columns per invocation through vec4 loads
+// (cols % 4 == 0; CPU adapters). Dispatch: ceil(cols / 256) workgroups of 64.
 
 struct Ln { rows: u32, cols: u32, eps: f32 }
 var<immediate> p: Ln;
@@ -20,6 +26,15 @@ var<immediate> p: Ln;
 @group(0) @binding(3) var<storage, read> in3: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out3: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out4: array<f32>;
+@group(0) @binding(0) var<storage, read> in0v: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> in1v: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> in2v: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out3v: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out4v: array<vec4<f32>>;
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
 
 
 @compute @workgroup_size(WG)
@@ -65,6 +80,48 @@ fn layernorm_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
 }
 
 @compute @workgroup_size(64)
+fn layernorm_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = group_index(wid, nwg) * 64u + li;
+    if (r >= p.rows) { return; }
+    let q = p.cols / 4u;
+    let base = r * q;
+    let n = f32(p.cols);
+    var s = vec4<f32>(0.0);
+    for (var c = 0u; c < q; c++) { s += in0v[base + c]; }
+    let mean = hsum(s) / n;
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < q; c++) { let d = in0v[base + c] - mean; v += d * d; }
+    let rstd = inverseSqrt(hsum(v) / n + p.eps);
+    for (var c = 0u; c < q; c++) { out3v[base + c] = (in0v[base + c] - mean) * rstd * in1v[c] + in2v[c]; }
+    out4[2u * r] = mean;
+    out4[2u * r + 1u] = rstd;
+}
+
+@compute @workgroup_size(64)
+fn layernorm_backward_input_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = group_index(wid, nwg) * 64u + li;
+    if (r >= p.rows) { return; }
+    let q = p.cols / 4u;
+    let base = r * q;
+    let mean = in3[2u * r];
+    let rstd = in3[2u * r + 1u];
+    var sg = vec4<f32>(0.0);
+    var sgx = vec4<f32>(0.0);
+    for (var c = 0u; c < q; c++) {
+        let g = in2v[base + c] * in1v[c];
+        sg += g;
+        sgx += g * (in0v[base + c] - mean) * rstd;
+    }
+    let n = f32(p.cols);
+    let mg = hsum(sg) / n;
+    let mgx = hsum(sgx) / n;
+    for (var c = 0u; c < q; c++) {
+        let xhat = (in0v[base + c] - mean) * rstd;
+        out4v[base + c] = rstd * (in2v[base + c] * in1v[c] - mg - xhat * mgx);
+    }
+}
+
+@compute @workgroup_size(64)
 fn layernorm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c = gid.x;
     if (c >= p.cols) { return; }
@@ -77,4 +134,20 @@ fn layernorm_backward_params(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     out3[c] = dg;
     out4[c] = db;
+}
+
+@compute @workgroup_size(64)
+fn layernorm_backward_params4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c = gid.x;
+    let q = p.cols / 4u;
+    if (c >= q) { return; }
+    var dg = vec4<f32>(0.0);
+    var db = vec4<f32>(0.0);
+    for (var r = 0u; r < p.rows; r++) {
+        let dy = in1v[r * q + c];
+        dg += dy * (in0v[r * q + c] - in2[2u * r]) * in2[2u * r + 1u];
+        db += dy;
+    }
+    out3v[c] = dg;
+    out4v[c] = db;
 }

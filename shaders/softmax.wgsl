@@ -6,6 +6,11 @@
 //                   [B, H, L, L] attention scores (mask_div = H*L).
 // softmax_backward  in0 = y, in1 = dy, out = dx;  dx = scale * y * (dy - sum(dy*y)).
 // Dispatch: one workgroup of WG invocations per row, rows split over x/y (group_index).
+// softmax_forward_rows, softmax_backward_rows: the same with one invocation per row, no
+// reduction across invocations, vec4 loads (cols % 4 == 0) and, forward, an online max/sum
+// (two passes over the row instead of three). For CPU adapters, where a lane walking its row
+// with 16-byte loads beats both cross-lane variants (lavapipe: 2-3x the subgroup kernel).
+// Dispatch: ceil(rows / 64) workgroups of 64 over x/y.
 //
 // lse_pool_forward  x [R, D], idx1 = offsets [S+1] (u32), idx2 = members [M] (u32 row ids),
 //                   pooled [S, D]: pooled[s] = log sum_{j in set s} exp(x[members[j]]);
@@ -62,6 +67,49 @@ fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     for (var c = li; c < p.cols; c += WG) { d += in0[base + c] * in1[base + c]; }
     d = reduce_sum(d, li);
     for (var c = li; c < p.cols; c += WG) { out[base + c] = p.scale * in0[base + c] * (in1[base + c] - d); }
+}
+
+@group(0) @binding(0) var<storage, read> in0v: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> in1v: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> outv: array<vec4<f32>>;
+
+fn logit4(r: u32, c4: u32) -> vec4<f32> {
+    let q = p.cols / 4u;
+    var v = p.scale * in0v[r * q + c4];
+    if (p.has_mask != 0u) { v = v + in1v[((r / p.mask_div) % p.mask_rows) * q + c4]; }
+    return v;
+}
+
+@compute @workgroup_size(64)
+fn softmax_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = group_index(wid, nwg) * 64u + li;
+    if (r >= p.rows) { return; }
+    let q = p.cols / 4u;
+    // Online max and sum (one pass over the row instead of two): the sum is rescaled whenever
+    // the running max grows.
+    var m = -3.0e38;
+    var s = 0.0;
+    for (var c = 0u; c < q; c++) {
+        let v = logit4(r, c);
+        let mn = max(m, max(max(v.x, v.y), max(v.z, v.w)));
+        let e = exp(v - mn);
+        s = s * exp(m - mn) + (e.x + e.y) + (e.z + e.w);
+        m = mn;
+    }
+    let inv = 1.0 / s;
+    for (var c = 0u; c < q; c++) { outv[r * q + c] = exp(logit4(r, c) - m) * inv; }
+}
+
+@compute @workgroup_size(64)
+fn softmax_backward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = group_index(wid, nwg) * 64u + li;
+    if (r >= p.rows) { return; }
+    let q = p.cols / 4u;
+    let base = r * q;
+    var d4 = vec4<f32>(0.0);
+    for (var c = 0u; c < q; c++) { d4 += in0v[base + c] * in1v[base + c]; }
+    let d = d4.x + d4.y + d4.z + d4.w;
+    for (var c = 0u; c < q; c++) { outv[base + c] = p.scale * in0v[base + c] * (in1v[base + c] - d); }
 }
 
 @compute @workgroup_size(256)

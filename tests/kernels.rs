@@ -10,7 +10,7 @@ use docre::ops::adamw::{adamw_step, AdamW};
 use docre::ops::dropout::{dropout, DropoutRng};
 use docre::ops::elementwise::{self as ew, Activation};
 use docre::ops::embedding::{gather_rows, scatter_add_rows, RowScatter};
-use docre::ops::layernorm::{layernorm, layernorm_backward};
+use docre::ops::layernorm::{layernorm_backward_using, layernorm_using};
 use docre::ops::matmul::{gemm, linear, linear_backward, matmul, Gemm, MatmulKernel, View};
 use docre::ops::reduce::{col_sum, row_sum, sum_squares};
 use docre::ops::reference as r;
@@ -211,13 +211,18 @@ fn large_launch_splits_over_two_grid_dimensions() {
 fn softmax_masked_forward_and_backward() {
     let (atol, rtol) = (1e-6, 1e-4);
     let gpu = gpu();
-    let mut kernels = vec![RowKernel::Workgroup];
+    let mut kernels = vec![RowKernel::Workgroup, RowKernel::Rows];
     if gpu.report().subgroups {
         kernels.push(RowKernel::Subgroup);
     }
     for kernel in kernels {
         let mut rng = Rng::new(5);
-        for (rows, cols, mask_rows, div) in [(1, 1, 1, 1), (7, 33, 7, 1), (12, 129, 2, 6), (3, 300, 1, 3), (33, 7, 3, 11)] {
+        for (rows, cols, mask_rows, div) in [(1, 1, 1, 1), (7, 33, 7, 1), (12, 129, 2, 6), (3, 300, 1, 3), (33, 7, 3, 11), (1, 4, 1, 1), (70, 132, 5, 7)] {
+            if kernel == RowKernel::Rows && cols % 4 != 0 {
+                let xt = upload(&gpu, "x", &[rows, cols], &vec![0.0; rows * cols]);
+                assert!(softmax_using(&mut Recorder::new(&gpu), kernel, &xt, None, 1.0).is_err(), "{rows}x{cols}: the vec4 kernel must refuse {cols} columns");
+                continue;
+            }
             let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 5.0).collect();
             let mask: Vec<f64> = (0..mask_rows * cols).map(|_| if rng.below(4) == 0 { -10000.0 } else { 0.0 }).collect();
             let dy = rng.vec(rows * cols);
@@ -266,22 +271,28 @@ fn layernorm_forward_and_backward() {
     let (atol, rtol) = (2e-5, 1e-4);
     let gpu = gpu();
     let mut rng = Rng::new(7);
-    for (rows, cols, eps) in [(1, 7, 1e-12), (7, 33, 1e-5), (33, 129, 1e-12), (129, 7, 1e-5), (5, 384, 1e-12)] {
-        let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 3.0 + 0.5).collect();
-        let (gamma, beta, dy) = (rng.vec(cols), rng.vec(cols), rng.vec(rows * cols));
-        let (xt, gt, bt, dyt) = (upload(&gpu, "x", &[rows, cols], &x), upload(&gpu, "g", &[cols], &gamma), upload(&gpu, "b", &[cols], &beta), upload(&gpu, "dy", &[rows, cols], &dy));
-        let mut rec = Recorder::new(&gpu);
-        let out = layernorm(&mut rec, &xt, &gt, &bt, eps as f32).unwrap();
-        let g = layernorm_backward(&mut rec, &xt, &gt, &out.stats, &dyt).unwrap();
-        rec.finish().unwrap();
-        let (wy, ws) = r::layernorm(&x, &gamma, &beta, eps);
-        let (wdx, wdg, wdb) = r::layernorm_backward(&x, &gamma, &ws, &dy);
-        let what = format!("layernorm {rows}x{cols}");
-        assert_close(&what, &download(&gpu, &out.y), &wy, atol, rtol);
-        assert_close(&format!("{what} stats"), &download(&gpu, &out.stats), &ws, atol, rtol);
-        assert_close(&format!("{what} dx"), &download(&gpu, &g.dx), &wdx, atol, rtol);
-        assert_close(&format!("{what} dgamma"), &download(&gpu, &g.dgamma), &wdg, atol, rtol);
-        assert_close(&format!("{what} dbeta"), &download(&gpu, &g.dbeta), &wdb, atol, rtol);
+    for kernel in [RowKernel::Workgroup, RowKernel::Rows] {
+        for (rows, cols, eps) in [(1, 7, 1e-12), (7, 33, 1e-5), (33, 129, 1e-12), (129, 7, 1e-5), (5, 384, 1e-12), (1, 4, 1e-5), (70, 12, 1e-12)] {
+            let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 3.0 + 0.5).collect();
+            let (gamma, beta, dy) = (rng.vec(cols), rng.vec(cols), rng.vec(rows * cols));
+            let (xt, gt, bt, dyt) = (upload(&gpu, "x", &[rows, cols], &x), upload(&gpu, "g", &[cols], &gamma), upload(&gpu, "b", &[cols], &beta), upload(&gpu, "dy", &[rows, cols], &dy));
+            let mut rec = Recorder::new(&gpu);
+            if kernel == RowKernel::Rows && cols % 4 != 0 {
+                assert!(layernorm_using(&mut rec, kernel, &xt, &gt, &bt, 1e-5).is_err(), "the vec4 layernorm must refuse {cols} columns");
+                continue;
+            }
+            let out = layernorm_using(&mut rec, kernel, &xt, &gt, &bt, eps as f32).unwrap();
+            let g = layernorm_backward_using(&mut rec, kernel, &xt, &gt, &out.stats, &dyt).unwrap();
+            rec.finish().unwrap();
+            let (wy, ws) = r::layernorm(&x, &gamma, &beta, eps);
+            let (wdx, wdg, wdb) = r::layernorm_backward(&x, &gamma, &ws, &dy);
+            let what = format!("layernorm {kernel:?} {rows}x{cols}");
+            assert_close(&what, &download(&gpu, &out.y), &wy, atol, rtol);
+            assert_close(&format!("{what} stats"), &download(&gpu, &out.stats), &ws, atol, rtol);
+            assert_close(&format!("{what} dx"), &download(&gpu, &g.dx), &wdx, atol, rtol);
+            assert_close(&format!("{what} dgamma"), &download(&gpu, &g.dgamma), &wdg, atol, rtol);
+            assert_close(&format!("{what} dbeta"), &download(&gpu, &g.dbeta), &wdb, atol, rtol);
+        }
     }
 }
 

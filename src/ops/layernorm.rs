@@ -3,7 +3,8 @@
 use super::{launch_rows, row_wg, rows_cols};
 use crate::error::{shape_err, Result};
 use crate::gpu::profile::Work;
-use crate::gpu::{grid, Access, DType, Imm, Kernel, Recorder, Shader, Tensor};
+use super::softmax::RowKernel;
+use crate::gpu::{grid, Access, AdapterKind, DType, Imm, Kernel, Recorder, Shader, Tensor};
 
 static SHADER: Shader = Shader { name: "layernorm", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/layernorm.wgsl")) };
 static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "layernorm_forward", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write] };
@@ -12,7 +13,14 @@ static BACKWARD_INPUT: Kernel = Kernel {
     entry: "layernorm_backward_input",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Write],
 };
+static FORWARD_ROWS: Kernel = Kernel { shader: &SHADER, entry: "layernorm_forward_rows", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write] };
+static BACKWARD_INPUT_ROWS: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "layernorm_backward_input_rows",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Write],
+};
 static BACKWARD_PARAMS: Kernel = Kernel { shader: &SHADER, entry: "layernorm_backward_params", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write] };
+static BACKWARD_PARAMS4: Kernel = Kernel { shader: &SHADER, entry: "layernorm_backward_params4", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write] };
 
 /// Output and the per-row (mean, rstd) the backward needs.
 pub struct LayerNormOut {
@@ -28,13 +36,38 @@ fn check(op: &'static str, x: &Tensor, gamma: &Tensor) -> Result<(usize, usize)>
     Ok((rows, cols))
 }
 
+/// Which row kernel runs: `Workgroup` (GPUs), `Rows` (CPU adapters, a multiple of 4
+/// columns), `Auto` to choose by adapter kind and shape. There is no subgroup variant.
+fn row_kernel(rec: &Recorder, kernel: RowKernel, cols: usize) -> Result<RowKernel> {
+    match kernel {
+        RowKernel::Auto if rec.gpu().kind() == AdapterKind::Cpu && cols % 4 == 0 => Ok(RowKernel::Rows),
+        RowKernel::Auto | RowKernel::Workgroup => Ok(RowKernel::Workgroup),
+        RowKernel::Rows if cols % 4 == 0 => Ok(RowKernel::Rows),
+        RowKernel::Rows => shape_err("layernorm", format!("the row-per-invocation layernorm needs a multiple of 4 columns, not {cols}")),
+        RowKernel::Subgroup => shape_err("layernorm", "layernorm has no subgroup variant"),
+    }
+}
+
+fn launch(rec: &mut Recorder, kernel: RowKernel, [wg, per_row]: [&Kernel; 2], bindings: &[&Tensor], imm: &Imm, rows: usize) -> Result<()> {
+    match kernel {
+        RowKernel::Rows => rec.dispatch(per_row, &[], bindings, imm, grid(rec.gpu(), rows.div_ceil(64))),
+        _ => launch_rows(rec, wg, &[("WG", row_wg(rec.gpu()))], bindings, imm, rows),
+    }
+}
+
 pub fn layernorm(rec: &mut Recorder, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<LayerNormOut> {
+    layernorm_using(rec, RowKernel::Auto, x, gamma, beta, eps)
+}
+
+/// `layernorm` with a chosen row kernel (tests run each).
+pub fn layernorm_using(rec: &mut Recorder, kernel: RowKernel, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<LayerNormOut> {
     let (rows, cols) = check("layernorm", x, gamma)?;
+    let kernel = row_kernel(rec, kernel, cols)?;
     check("layernorm", x, beta)?;
     let y = Tensor::uninit(rec.gpu(), "layernorm", x.shape(), DType::F32)?;
     let stats = Tensor::uninit(rec.gpu(), "layernorm_stats", &[rows, 2], DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).f(eps);
-    launch_rows(rec, &FORWARD, &[("WG", row_wg(rec.gpu()))], &[x, gamma, beta, &y, &stats], &imm, rows)?;
+    launch(rec, kernel, [&FORWARD, &FORWARD_ROWS], &[x, gamma, beta, &y, &stats], &imm, rows)?;
     rec.work(Work::bytes(8.0 * x.numel() as f64));
     Ok(LayerNormOut { y, stats })
 }
@@ -46,18 +79,24 @@ pub struct LayerNormGrads {
 }
 
 pub fn layernorm_backward(rec: &mut Recorder, x: &Tensor, gamma: &Tensor, stats: &Tensor, dy: &Tensor) -> Result<LayerNormGrads> {
+    layernorm_backward_using(rec, RowKernel::Auto, x, gamma, stats, dy)
+}
+
+/// `layernorm_backward` with a chosen row kernel for the input gradient.
+pub fn layernorm_backward_using(rec: &mut Recorder, kernel: RowKernel, x: &Tensor, gamma: &Tensor, stats: &Tensor, dy: &Tensor) -> Result<LayerNormGrads> {
     let (rows, cols) = check("layernorm_backward", x, gamma)?;
+    let kernel = row_kernel(rec, kernel, cols)?;
     if dy.shape() != x.shape() || stats.shape() != [rows, 2] {
         return shape_err("layernorm_backward", format!("x {:?}, dy {:?}, stats {:?} do not fit", x.shape(), dy.shape(), stats.shape()));
     }
     let dx = Tensor::uninit(rec.gpu(), "layernorm_dx", x.shape(), DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).f(0.0);
-    launch_rows(rec, &BACKWARD_INPUT, &[("WG", row_wg(rec.gpu()))], &[x, gamma, dy, stats, &dx], &imm, rows)?;
+    launch(rec, kernel, [&BACKWARD_INPUT, &BACKWARD_INPUT_ROWS], &[x, gamma, dy, stats, &dx], &imm, rows)?;
     rec.work(Work::bytes(12.0 * x.numel() as f64));
     let dgamma = Tensor::uninit(rec.gpu(), "layernorm_dgamma", gamma.shape(), DType::F32)?;
     let dbeta = Tensor::uninit(rec.gpu(), "layernorm_dbeta", gamma.shape(), DType::F32)?;
-    let g = grid(rec.gpu(), cols.div_ceil(64));
-    rec.dispatch(&BACKWARD_PARAMS, &[], &[x, dy, stats, &dgamma, &dbeta], &imm, g)?;
+    let (entry, per) = if kernel == RowKernel::Rows { (&BACKWARD_PARAMS4, 4) } else { (&BACKWARD_PARAMS, 1) };
+    rec.dispatch(entry, &[], &[x, dy, stats, &dgamma, &dbeta], &imm, grid(rec.gpu(), cols.div_ceil(64 * per)))?;
     rec.work(Work::bytes(8.0 * x.numel() as f64));
     Ok(LayerNormGrads { dx, dgamma, dbeta })
 }

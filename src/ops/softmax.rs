@@ -11,6 +11,8 @@ static SHADER: Shader = Shader { name: "softmax", source: concat!(include_str!("
 const ROWS: &[Access] = &[Access::Read, Access::Read, Access::Write];
 static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_forward", bindings: ROWS };
 static BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "softmax_backward", bindings: ROWS };
+static FORWARD_ROWS: Kernel = Kernel { shader: &SHADER, entry: "softmax_forward_rows", bindings: ROWS };
+static BACKWARD_ROWS: Kernel = Kernel { shader: &SHADER, entry: "softmax_backward_rows", bindings: ROWS };
 // Only built where subgroups exist, hence its own module.
 static SUBGROUP_SHADER: Shader = Shader {
     name: "softmax_subgroup",
@@ -29,25 +31,32 @@ pub enum RowKernel {
     /// One subgroup per row with subgroup reductions and no barriers: CPU adapters, where
     /// every barrier is a coroutine switch per invocation (2x the workgroup kernel on lavapipe).
     Subgroup,
+    /// One invocation per row, vec4 loads, no reduction across invocations, an online max/sum:
+    /// CPU adapters (2-3x the subgroup kernel on lavapipe). Needs a multiple of 4 columns.
+    Rows,
 }
 
 impl RowKernel {
-    fn resolve(self, gpu: &Gpu) -> Result<(RowKernel, u32)> {
+    fn resolve(self, gpu: &Gpu, cols: usize) -> Result<(RowKernel, u32)> {
         let sg = subgroup_size(gpu)?;
+        let vec4 = cols % 4 == 0;
         Ok(match (self, gpu.kind(), sg) {
+            (RowKernel::Auto, AdapterKind::Cpu, _) if vec4 => (RowKernel::Rows, 0),
             (RowKernel::Auto, AdapterKind::Cpu, Some(sg)) if 64 % sg == 0 => (RowKernel::Subgroup, sg),
             (RowKernel::Auto, _, _) => (RowKernel::Workgroup, 0),
             (RowKernel::Subgroup, _, Some(sg)) if 64 % sg == 0 => (RowKernel::Subgroup, sg),
             (RowKernel::Subgroup, _, _) => return shape_err("softmax", "the subgroup softmax needs subgroups whose size divides 64"),
+            (RowKernel::Rows, _, _) if !vec4 => return shape_err("softmax", format!("the row-per-invocation softmax needs a multiple of 4 columns, not {cols}")),
             (k, _, _) => (k, 0),
         })
     }
 }
 
-/// The two implementations of one row kernel: [workgroup, subgroup].
-fn launch(rec: &mut Recorder, kernel: RowKernel, kernels: [&Kernel; 2], bindings: &[&Tensor], imm: &Imm, rows: usize) -> Result<()> {
-    match kernel.resolve(rec.gpu())? {
+/// The implementations of one row kernel: [workgroup, subgroup, one invocation per row].
+fn launch(rec: &mut Recorder, kernel: RowKernel, kernels: [&Kernel; 3], bindings: &[&Tensor], imm: &Imm, (rows, cols): (usize, usize)) -> Result<()> {
+    match kernel.resolve(rec.gpu(), cols)? {
         (RowKernel::Subgroup, sg) => rec.dispatch(kernels[1], &[], bindings, imm, grid(rec.gpu(), rows.div_ceil(64 / sg as usize))),
+        (RowKernel::Rows, _) => rec.dispatch(kernels[2], &[], bindings, imm, grid(rec.gpu(), rows.div_ceil(64))),
         _ => launch_rows(rec, kernels[0], &[("WG", row_wg(rec.gpu()))], bindings, imm, rows),
     }
 }
@@ -83,7 +92,7 @@ pub fn softmax_using(rec: &mut Recorder, kernel: RowKernel, x: &Tensor, mask: Op
     };
     let y = Tensor::uninit(rec.gpu(), "softmax", x.shape(), DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).u(mask_rows).u(div).f(scale).u(mask.is_some() as usize);
-    launch(rec, kernel, [&FORWARD, &FORWARD_SUBGROUP], &[x, mask_t, &y], &imm, rows)?;
+    launch(rec, kernel, [&FORWARD, &FORWARD_SUBGROUP, &FORWARD_ROWS], &[x, mask_t, &y], &imm, (rows, cols))?;
     rec.work(Work::bytes(8.0 * x.numel() as f64));
     Ok(y)
 }
@@ -100,7 +109,7 @@ pub fn softmax_backward_using(rec: &mut Recorder, kernel: RowKernel, y: &Tensor,
     let (rows, cols) = rows_cols(y);
     let dx = Tensor::uninit(rec.gpu(), "softmax_grad", y.shape(), DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).u(1).u(1).f(scale).u(0);
-    launch(rec, kernel, [&BACKWARD, &BACKWARD_SUBGROUP], &[y, dy, &dx], &imm, rows)?;
+    launch(rec, kernel, [&BACKWARD, &BACKWARD_SUBGROUP, &BACKWARD_ROWS], &[y, dy, &dx], &imm, (rows, cols))?;
     rec.work(Work::bytes(12.0 * y.numel() as f64));
     Ok(dx)
 }
