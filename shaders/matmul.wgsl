@@ -14,6 +14,8 @@
 //   tools/gen_matmul_subgroup.py) finally let LLVM keep accumulators in registers:
 //   64 rows x 64 columns per 8-lane subgroup gave 12 GFLOP/s (32x64: 9.6, 64x96: 11.3,
 //   128x32: 9.7, 16x128: 7.0) against 0.9 for the first register-blocked version.
+// * 16-byte loads: k stepped by 4 with vec4 loads of A rows and B (matmul_subgroup_vec4) moves
+//   as much data in a quarter of the load instructions: 1.4-2x on the BERT-layer shapes.
 // * Loads from a lane-uniform address are no cheaper than gathers: the same 64x64 kernel with
 //   every lane loading each A value itself (no shuffles) ran at half the speed (2026-11-28).
 // * Any shader loop is cut off after 65535 iterations (llvmpipe's loop limiter), silently: a

@@ -8,10 +8,12 @@
 // the existing C (accumulation, e.g. weight gradients over several batches).
 // Bindings: a (read), b (read), bias (read; any buffer when unused), c (rw).
 //
-// This common part is prepended to matmul.wgsl and matmul_subgroup.wgsl. Entry points, chosen
+// This common part is prepended to matmul.wgsl and to matmul_subgroup.wgsl (+ _vec4.wgsl). Entry points, chosen
 // per adapter kind by the host:
 //   matmul_subgroup (CPU adapters with 8-lane subgroups) one subgroup per 64 x 64 tile;
 //                                grid (ceil(N/64), ceil(M/64), batch).
+//   matmul_subgroup_vec4         the same with k stepped by 4 and 16-byte loads, where k and
+//                                the operands' rows are 4-element aligned (ops::matmul::vec4_fits).
 //   matmul_reg   (other CPU adapters) workgroup WX x WY, each invocation an RM x RN block;
 //                                grid (ceil(N/(WX*RN)), ceil(M/(WY*RM)), batch).
 //   matmul_tiled (GPUs)          workgroup (BN/4) x (BM/4), BM x BN tile staged through

@@ -52,6 +52,68 @@ fn matmul_long_contraction_every_kernel() {
     }
 }
 
+/// The vec4 subgroup matmul on shapes it accepts (k, and n without Bᵀ, multiples of 4), every
+/// transpose, bias and accumulation, batched head slices with aligned strides; and its refusal
+/// of an unaligned shape.
+#[test]
+fn matmul_vec4_subgroup_kernel() {
+    let gpu = gpu();
+    if !gpu.report().subgroups {
+        eprintln!("matmul SubgroupVec4: skipped, the adapter has no subgroups");
+        return;
+    }
+    let mut rng = Rng::new(9);
+    for &(m, k, n) in &[(1usize, 4usize, 4usize), (7, 36, 12), (70, 132, 68), (130, 8, 20), (3, 8200, 8)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (a, b, bias, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n), rng.vec(m * n));
+            let (ar, ac) = if ta { (k, m) } else { (m, k) };
+            let (br, bc) = if tb { (n, k) } else { (k, n) };
+            let g = Gemm { m, n, k, batch1: 1, batch2: 1, a: View::dense(ar, ac, ta), b: View::dense(br, bc, tb), c: View::dense(m, n, false), alpha: 0.5, accumulate: true };
+            let c = upload(&gpu, "c", &[m, n], &c0);
+            let mut rec = Recorder::new(&gpu);
+            match gemm(&mut rec, MatmulKernel::SubgroupVec4, &g, &upload(&gpu, "a", &[ar, ac], &a), &upload(&gpu, "b", &[br, bc], &b), Some(&upload(&gpu, "bias", &[n], &bias)), &c) {
+                Err(e) => {
+                    eprintln!("matmul SubgroupVec4: skipped on this adapter ({e})");
+                    return;
+                }
+                Ok(()) => rec.finish().unwrap(),
+            }
+            let at = if ta { r::transpose(&a, k, m) } else { a.clone() };
+            let bt = if tb { r::transpose(&b, n, k) } else { b.clone() };
+            let prod = r::matmul(&at, &bt, m, k, n);
+            let want: Vec<f64> = (0..m * n).map(|i| c0[i] + 0.5 * prod[i] + bias[i % n]).collect();
+            let tol = if k > 1000 { 1e-3 } else { 1e-4 };
+            assert_close(&format!("matmul SubgroupVec4 {m}x{k}x{n} ta={ta} tb={tb}"), &download(&gpu, &c), &want, tol, 1e-4);
+        }
+    }
+    // Heads of a [L, H*dh] activation: per-head slices at offsets h*dh, scores Q Kᵀ.
+    let (l, h, dh) = (20usize, 3usize, 8usize);
+    let (q, kk) = (rng.vec(l * h * dh), rng.vec(l * h * dh));
+    let s = upload(&gpu, "s", &[h, l, l], &vec![0.0; h * l * l]);
+    let g = Gemm {
+        m: l, n: l, k: dh, batch1: 1, batch2: h,
+        a: View { offset: 0, ld: h * dh, s1: 0, s2: dh, trans: false },
+        b: View { offset: 0, ld: h * dh, s1: 0, s2: dh, trans: true },
+        c: View { offset: 0, ld: l, s1: 0, s2: l * l, trans: false },
+        alpha: 1.0, accumulate: false,
+    };
+    let mut rec = Recorder::new(&gpu);
+    gemm(&mut rec, MatmulKernel::SubgroupVec4, &g, &upload(&gpu, "q", &[l, h * dh], &q), &upload(&gpu, "k", &[l, h * dh], &kk), None, &s).unwrap();
+    rec.finish().unwrap();
+    let mut want = Vec::new();
+    for hh in 0..h {
+        for i in 0..l {
+            for j in 0..l {
+                want.push((0..dh).map(|d| q[i * h * dh + hh * dh + d] * kk[j * h * dh + hh * dh + d]).sum::<f64>());
+            }
+        }
+    }
+    assert_close("matmul SubgroupVec4 head slices", &download(&gpu, &s), &want, 1e-5, 1e-4);
+    let odd = Gemm { m: 2, n: 3, k: 5, batch1: 1, batch2: 1, a: View::dense(2, 5, false), b: View::dense(5, 3, false), c: View::dense(2, 3, false), alpha: 1.0, accumulate: false };
+    let t = upload(&gpu, "t", &[16], &[0.0; 16]);
+    assert!(gemm(&mut Recorder::new(&gpu), MatmulKernel::SubgroupVec4, &odd, &t, &t, None, &t).is_err(), "k = 5 must be refused by the vec4 kernel");
+}
+
 #[test]
 fn matmul_all_transposes_both_kernels() {
     let gpu = gpu();

@@ -10,12 +10,13 @@ static SHADER: Shader = Shader { name: "matmul", source: concat!(include_str!(".
 // Separate module: it only compiles on devices with subgroup operations.
 static SUBGROUP_SHADER: Shader = Shader {
     name: "matmul_subgroup",
-    source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
+    source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl"), include_str!("../../shaders/matmul_subgroup_vec4.wgsl")),
 };
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Write];
 static REG: Kernel = Kernel { shader: &SHADER, entry: "matmul_reg", bindings: BINDINGS };
 static TILED: Kernel = Kernel { shader: &SHADER, entry: "matmul_tiled", bindings: BINDINGS };
 static SUBGROUP: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "matmul_subgroup", bindings: BINDINGS };
+static SUBGROUP_VEC4: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "matmul_subgroup_vec4", bindings: BINDINGS };
 
 /// Which matmul entry point runs. `Auto` picks by adapter kind; tests name one explicitly so
 /// both are checked on every device.
@@ -28,6 +29,16 @@ pub enum MatmulKernel {
     Tiled,
     /// One subgroup per workgroup sharing loaded A values by shuffles (CPU adapters with subgroups).
     Subgroup,
+    /// `Subgroup` with k stepped by 4 and 16-byte loads, where the operands are aligned for it
+    /// (`vec4_fits`); `Auto` takes it whenever they are.
+    SubgroupVec4,
+}
+
+/// Whether `g` suits matmul_subgroup_vec4: k a multiple of 4, and every vec4 the kernel loads
+/// starting on a multiple of 4 elements.
+pub fn vec4_fits(g: &Gemm) -> bool {
+    let aligned = |v: &View| v.ld % 4 == 0 && v.offset % 4 == 0 && v.s1 % 4 == 0 && v.s2 % 4 == 0;
+    g.k % 4 == 0 && (g.a.trans || aligned(&g.a)) && aligned(&g.b) && (g.b.trans || g.n % 4 == 0)
 }
 
 /// A strided matrix view inside a flat buffer: element (r, c) of batch (b1, b2) is at
@@ -124,7 +135,11 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
         return Ok(());
     }
     let has_bias = bias.is_some();
-    let kernel = resolve(rec.gpu(), kernel)?;
+    let kernel = match resolve(rec.gpu(), kernel)? {
+        MatmulKernel::Subgroup if kernel == MatmulKernel::Auto && vec4_fits(g) => MatmulKernel::SubgroupVec4,
+        MatmulKernel::SubgroupVec4 if !vec4_fits(g) => return shape_err("gemm", format!("the vec4 subgroup matmul needs k % 4 == 0 and 4-element aligned rows: {g:?}")),
+        k => k,
+    };
     let bias = bias.unwrap_or(a);
     let buffers = [a, b, bias, c];
     let [ta, tb] = trans_consts(g);
@@ -133,6 +148,7 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
     let groups = [g.n.div_ceil(TILE) as u32, g.m.div_ceil(TILE) as u32, (g.batch1 * g.batch2) as u32];
     let entry = match kernel {
         MatmulKernel::Subgroup => &SUBGROUP,
+        MatmulKernel::SubgroupVec4 => &SUBGROUP_VEC4,
         MatmulKernel::Register => &REG,
         _ => &TILED,
     };
@@ -166,7 +182,7 @@ pub(crate) fn resolve(gpu: &Gpu, kernel: MatmulKernel) -> Result<MatmulKernel> {
     match kernel {
         MatmulKernel::Auto if gpu.kind() == AdapterKind::Cpu => Ok(if sg8 { MatmulKernel::Subgroup } else { MatmulKernel::Register }),
         MatmulKernel::Auto => Ok(MatmulKernel::Tiled),
-        MatmulKernel::Subgroup if !sg8 => shape_err("gemm", "the subgroup matmul needs subgroups of 8 lanes, which this adapter does not have"),
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 if !sg8 => shape_err("gemm", "the subgroup matmul needs subgroups of 8 lanes, which this adapter does not have"),
         k => Ok(k),
     }
 }
@@ -176,7 +192,7 @@ pub(crate) fn body_constants(kernel: MatmulKernel) -> Vec<(&'static str, f64)> {
     match kernel {
         MatmulKernel::Register => vec![("WX", 8.0), ("WY", 8.0)],
         MatmulKernel::Tiled | MatmulKernel::Auto => vec![("BM", TILE as f64), ("BN", TILE as f64), ("BK", 16.0)],
-        MatmulKernel::Subgroup => vec![],
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => vec![],
     }
 }
 

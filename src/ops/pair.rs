@@ -108,7 +108,7 @@ fn bilinear_dims(zs: &Tensor, zo: &Tensor, w: &Tensor, block: usize) -> Result<(
 fn bilinear_gemm(rec: &mut Recorder, kernel: MatmulKernel, mode: u32, [m, n, k, batch]: [usize; 4], (e, o, block): (usize, usize, usize), inputs: [&Tensor; 4], out: &Tensor) -> Result<()> {
     let kernel = matmul::resolve(rec.gpu(), kernel)?;
     let entry = match kernel {
-        MatmulKernel::Subgroup => &BILINEAR_SUBGROUP,
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => &BILINEAR_SUBGROUP,
         MatmulKernel::Register => &BILINEAR_REG,
         _ => &BILINEAR_TILED,
     };
