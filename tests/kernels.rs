@@ -22,6 +22,23 @@ const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
 // The last two exceed one tile of every kernel (64 x 64 for the subgroup and tiled kernels).
 const MATMUL_SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131)];
 
+/// C = 0.5·op(A)·op(B) + bias + C0 for dense operands with `kernel`, and the f64 reference;
+/// None (with the reason) where the kernel refuses the shape or the adapter.
+fn dense_gemm(gpu: &docre::gpu::Gpu, rng: &mut Rng, kernel: MatmulKernel, (m, k, n): (usize, usize, usize), (ta, tb): (bool, bool)) -> Result<(Vec<f64>, Vec<f64>), String> {
+    let (a, b, bias, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n), rng.vec(m * n));
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    let g = Gemm { m, n, k, batch1: 1, batch2: 1, a: View::dense(ar, ac, ta), b: View::dense(br, bc, tb), c: View::dense(m, n, false), alpha: 0.5, accumulate: true };
+    let c = upload(gpu, "c", &[m, n], &c0);
+    let mut rec = Recorder::new(gpu);
+    gemm(&mut rec, kernel, &g, &upload(gpu, "a", &[ar, ac], &a), &upload(gpu, "b", &[br, bc], &b), Some(&upload(gpu, "bias", &[n], &bias)), &c).map_err(|e| e.to_string())?;
+    rec.finish().unwrap();
+    let at = if ta { r::transpose(&a, k, m) } else { a };
+    let bt = if tb { r::transpose(&b, n, k) } else { b };
+    let prod = r::matmul(&at, &bt, m, k, n);
+    Ok((download(gpu, &c), (0..m * n).map(|i| c0[i] + 0.5 * prod[i] + bias[i % n]).collect()))
+}
+
 /// k above ops::matmul::K_PER_DISPATCH runs as several accumulating dispatches: llvmpipe cuts
 /// shader loops off after 65535 iterations, which gave wrong sums for k = 8192 in one dispatch.
 #[test]
@@ -31,23 +48,13 @@ fn matmul_long_contraction_every_kernel() {
     let (m, k, n) = (3, 9001, 5);
     for kernel in [MatmulKernel::Register, MatmulKernel::Tiled, MatmulKernel::Subgroup] {
         for (ta, tb) in [(false, false), (true, true)] {
-            let (a, b, bias, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n), rng.vec(m * n));
-            let (ar, ac) = if ta { (k, m) } else { (m, k) };
-            let (br, bc) = if tb { (n, k) } else { (k, n) };
-            let g = Gemm { m, n, k, batch1: 1, batch2: 1, a: View::dense(ar, ac, ta), b: View::dense(br, bc, tb), c: View::dense(m, n, false), alpha: 0.5, accumulate: true };
-            let c = upload(&gpu, "c", &[m, n], &c0);
-            let mut rec = Recorder::new(&gpu);
-            if let Err(e) = gemm(&mut rec, kernel, &g, &upload(&gpu, "a", &[ar, ac], &a), &upload(&gpu, "b", &[br, bc], &b), Some(&upload(&gpu, "bias", &[n], &bias)), &c) {
-                assert_eq!(kernel, MatmulKernel::Subgroup, "{e}");
-                eprintln!("matmul {kernel:?}: skipped on this adapter ({e})");
-                continue;
+            match dense_gemm(&gpu, &mut rng, kernel, (m, k, n), (ta, tb)) {
+                Ok((got, want)) => assert_close(&format!("matmul {kernel:?} {m}x{k}x{n} ta={ta} tb={tb}"), &got, &want, 1e-3, 1e-4),
+                Err(e) => {
+                    assert_eq!(kernel, MatmulKernel::Subgroup, "{e}");
+                    eprintln!("matmul {kernel:?}: skipped on this adapter ({e})");
+                }
             }
-            rec.finish().unwrap();
-            let at = if ta { r::transpose(&a, k, m) } else { a.clone() };
-            let bt = if tb { r::transpose(&b, n, k) } else { b.clone() };
-            let prod = r::matmul(&at, &bt, m, k, n);
-            let want: Vec<f64> = (0..m * n).map(|i| c0[i] + 0.5 * prod[i] + bias[i % n]).collect();
-            assert_close(&format!("matmul {kernel:?} {m}x{k}x{n} ta={ta} tb={tb}"), &download(&gpu, &c), &want, 1e-3, 1e-4);
         }
     }
 }
@@ -65,25 +72,15 @@ fn matmul_vec4_subgroup_kernel() {
     let mut rng = Rng::new(9);
     for &(m, k, n) in &[(1usize, 4usize, 4usize), (7, 36, 12), (70, 132, 68), (130, 8, 20), (3, 8200, 8)] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let (a, b, bias, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n), rng.vec(m * n));
-            let (ar, ac) = if ta { (k, m) } else { (m, k) };
-            let (br, bc) = if tb { (n, k) } else { (k, n) };
-            let g = Gemm { m, n, k, batch1: 1, batch2: 1, a: View::dense(ar, ac, ta), b: View::dense(br, bc, tb), c: View::dense(m, n, false), alpha: 0.5, accumulate: true };
-            let c = upload(&gpu, "c", &[m, n], &c0);
-            let mut rec = Recorder::new(&gpu);
-            match gemm(&mut rec, MatmulKernel::SubgroupVec4, &g, &upload(&gpu, "a", &[ar, ac], &a), &upload(&gpu, "b", &[br, bc], &b), Some(&upload(&gpu, "bias", &[n], &bias)), &c) {
+            let (got, want) = match dense_gemm(&gpu, &mut rng, MatmulKernel::SubgroupVec4, (m, k, n), (ta, tb)) {
+                Ok(r) => r,
                 Err(e) => {
                     eprintln!("matmul SubgroupVec4: skipped on this adapter ({e})");
                     return;
                 }
-                Ok(()) => rec.finish().unwrap(),
-            }
-            let at = if ta { r::transpose(&a, k, m) } else { a.clone() };
-            let bt = if tb { r::transpose(&b, n, k) } else { b.clone() };
-            let prod = r::matmul(&at, &bt, m, k, n);
-            let want: Vec<f64> = (0..m * n).map(|i| c0[i] + 0.5 * prod[i] + bias[i % n]).collect();
+            };
             let tol = if k > 1000 { 1e-3 } else { 1e-4 };
-            assert_close(&format!("matmul SubgroupVec4 {m}x{k}x{n} ta={ta} tb={tb}"), &download(&gpu, &c), &want, tol, 1e-4);
+            assert_close(&format!("matmul SubgroupVec4 {m}x{k}x{n} ta={ta} tb={tb}"), &got, &want, tol, 1e-4);
         }
     }
     // Heads of a [L, H*dh] activation: per-head slices at offsets h*dh, scores Q Kᵀ.

@@ -13,6 +13,32 @@ COLS4 = int(sys.argv[2]) if len(sys.argv) > 2 else 2   # vec4 column groups per 
 SG = 8
 H = ROWS // SG
 
+
+
+def prologue(emit, *more):
+    """Tile origin and this lane's clamped A rows (emitted after `cbase`), `more` lines before
+    the rows."""
+    emit(f"    let m0 = wid.y * {ROWS}u;")
+    emit(f"    let n0 = (wid.x * {SG}u + lane) * {4*COLS4}u;")
+    emit("    let ml = p.m - 1u;")
+    for line in more:
+        emit(line)
+    for h in range(H):
+        emit(f"    let r{h} = min(m0 + {h*SG}u + lane, ml);")
+
+
+def accumulators(emit):
+    for i in range(ROWS):
+        for j in range(COLS4):
+            emit(f"    var acc{i}_{j} = vec4<f32>(0.0);")
+
+
+def stores(emit):
+    for i in range(ROWS):
+        for j in range(COLS4):
+            emit(f"    store4(cbase, m0 + {i}u, n0 + {4*j}u, acc{i}_{j});")
+
+
 out = []
 w = out.append
 w(f"""// ---------------------------------------------------------------- CPU adapters with subgroups
@@ -36,18 +62,11 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invo
     let bases = batch_bases(wid.z);
     let abase = bases.x;
     let bbase = bases.y;
-    let cbase = bases.z;
-    let m0 = wid.y * {ROWS}u;
-    let n0 = (wid.x * {SG}u + lane) * {4*COLS4}u;
-    let ml = p.m - 1u;
-    let nl = p.n - 1u;""")
-for h in range(H):
-    w(f"    let r{h} = min(m0 + {h*SG}u + lane, ml);")
+    let cbase = bases.z;""")
+prologue(w, "    let nl = p.n - 1u;")
 for j in range(COLS4):
     w(f"    let c{j} = vec4<u32>(min(n0 + {4*j}u, nl), min(n0 + {4*j+1}u, nl), min(n0 + {4*j+2}u, nl), min(n0 + {4*j+3}u, nl));")
-for i in range(ROWS):
-    for j in range(COLS4):
-        w(f"    var acc{i}_{j} = vec4<f32>(0.0);")
+accumulators(w)
 w("    for (var kk = 0u; kk < p.k; kk++) {")
 for h in range(H):
     w(f"        let a{h} = a_at(abase, r{h}, kk);")
@@ -59,9 +78,7 @@ for i in range(ROWS):
     for j in range(COLS4):
         w(f"        acc{i}_{j} = fma(s{i}, b{j}, acc{i}_{j});")
 w("    }")
-for i in range(ROWS):
-    for j in range(COLS4):
-        w(f"    store4(cbase, m0 + {i}u, n0 + {4*j}u, acc{i}_{j});")
+stores(w)
 w("}")
 w("""
 fn store4(cbase: u32, m: u32, n: u32, v: vec4<f32>) {
@@ -123,15 +140,9 @@ fn matmul_subgroup_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup
     let bases = batch_bases(wid.z);
     let abase = bases.x;
     let bbase = bases.y;
-    let cbase = bases.z;
-    let m0 = wid.y * {ROWS}u;
-    let n0 = (wid.x * {SG}u + lane) * {4*COLS4}u;
-    let ml = p.m - 1u;""")
-for h in range(H):
-    v(f"    let r{h} = min(m0 + {h*SG}u + lane, ml);")
-for i in range(ROWS):
-    for j in range(COLS4):
-        v(f"    var acc{i}_{j} = vec4<f32>(0.0);")
+    let cbase = bases.z;""")
+prologue(v)
+accumulators(v)
 v("    for (var kk = 0u; kk < p.k; kk += 4u) {")
 for h in range(H):
     v(f"        let a{h} = a4_at(abase, r{h}, kk);")
@@ -143,8 +154,6 @@ for i in range(ROWS):
     for j in range(COLS4):
         v(f"        acc{i}_{j} = fma(vec4<f32>(s{i}.w), b{j}[3], fma(vec4<f32>(s{i}.z), b{j}[2], fma(vec4<f32>(s{i}.y), b{j}[1], fma(vec4<f32>(s{i}.x), b{j}[0], acc{i}_{j}))));")
 v("    }")
-for i in range(ROWS):
-    for j in range(COLS4):
-        v(f"    store4(cbase, m0 + {i}u, n0 + {4*j}u, acc{i}_{j});")
+stores(v)
 v("}")
 open("shaders/matmul_subgroup_vec4.wgsl", "w").write("\n".join(vout) + "\n")
