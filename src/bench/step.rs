@@ -161,17 +161,7 @@ pub fn step_bench(gpu: &Gpu, cfg: &StepBenchConfig, mut row: impl FnMut(&StepRow
             t.sort_by(f64::total_cmp);
             gpu.reset_memory_peak();
             let before = gpu.memory_in_use().0;
-            // The profiled step gets a table of its own; a DOCRE_PROFILE run keeps its totals.
-            let was = profile::enabled();
-            profile::set_enabled(true);
-            let earlier = profile::take();
-            let profiled = case.step(100);
-            let table = profile::take();
-            profile::set_enabled(was);
-            if was {
-                profile::merge(&earlier);
-                profile::merge(&table);
-            }
+            let (profiled, table) = profile::measured(|| case.step(100));
             profiled?;
             let peak_bytes = gpu.memory_in_use().1.saturating_sub(before);
             let input = &case.batch.input;

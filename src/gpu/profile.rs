@@ -41,11 +41,11 @@ pub struct Row {
 }
 
 impl Row {
-    fn add(&mut self, seconds: f64, work: Work) {
-        self.calls += 1;
-        self.seconds += seconds;
-        self.flops += work.flops;
-        self.bytes += work.bytes;
+    fn absorb(&mut self, other: &Row) {
+        self.calls += other.calls;
+        self.seconds += other.seconds;
+        self.flops += other.flops;
+        self.bytes += other.bytes;
     }
 }
 
@@ -59,6 +59,26 @@ pub struct Table {
 }
 
 impl Table {
+    fn phase_mut(&mut self, phase: &str) -> &mut Row {
+        let i = match self.phases.iter().position(|(p, _)| p == phase) {
+            Some(i) => i,
+            None => {
+                self.phases.push((phase.to_string(), Row::default()));
+                self.phases.len() - 1
+            }
+        };
+        &mut self.phases[i].1
+    }
+
+    fn absorb(&mut self, other: &Table) {
+        for (k, r) in &other.kernels {
+            self.kernels.entry(k.clone()).or_default().absorb(r);
+        }
+        for (p, r) in &other.phases {
+            self.phase_mut(p).absorb(r);
+        }
+    }
+
     pub fn total_seconds(&self) -> f64 {
         self.kernels.values().map(|r| r.seconds).sum()
     }
@@ -137,43 +157,31 @@ pub(crate) fn record(samples: impl IntoIterator<Item = (String, &'static str, f6
     let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let table = guard.get_or_insert_with(Table::default);
     for (kernel, phase, seconds, work) in samples {
-        table.kernels.entry(kernel).or_default().add(seconds, work);
-        match table.phases.iter_mut().find(|(p, _)| p == phase) {
-            Some((_, r)) => r.add(seconds, work),
-            None => {
-                let mut r = Row::default();
-                r.add(seconds, work);
-                table.phases.push((phase.to_string(), r));
-            }
-        }
-    }
-}
-
-/// Put back a table taken with `take` (added to whatever was measured since).
-pub fn merge(taken: &Table) {
-    let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    let table = guard.get_or_insert_with(Table::default);
-    for (k, r) in &taken.kernels {
-        let row = table.kernels.entry(k.clone()).or_default();
-        row.calls += r.calls;
-        row.seconds += r.seconds;
-        row.flops += r.flops;
-        row.bytes += r.bytes;
-    }
-    for (p, r) in &taken.phases {
-        match table.phases.iter_mut().find(|(q, _)| q == p) {
-            Some((_, row)) => {
-                row.calls += r.calls;
-                row.seconds += r.seconds;
-                row.flops += r.flops;
-                row.bytes += r.bytes;
-            }
-            None => table.phases.push((p.clone(), r.clone())),
-        }
+        let one = Row { calls: 1, seconds, flops: work.flops, bytes: work.bytes };
+        table.kernels.entry(kernel).or_default().absorb(&one);
+        table.phase_mut(phase).absorb(&one);
     }
 }
 
 /// Everything measured so far; the table starts empty again.
 pub fn take() -> Table {
     TABLE.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
+}
+
+/// Run `f` with profiling on and return what it alone measured. A run that was already
+/// profiling (`DOCRE_PROFILE=1`) keeps every total, these included.
+pub fn measured<R>(f: impl FnOnce() -> R) -> (R, Table) {
+    let was = enabled();
+    set_enabled(true);
+    let earlier = take();
+    let out = f();
+    let table = take();
+    set_enabled(was);
+    if was {
+        let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+        let total = guard.get_or_insert_with(Table::default);
+        total.absorb(&earlier);
+        total.absorb(&table);
+    }
+    (out, table)
 }

@@ -218,19 +218,24 @@ pub fn backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBat
     };
     let dzs_pre = activation_backward(rec, Activation::Tanh, &tape.zs_pre, &dzs)?;
     let dzo_pre = activation_backward(rec, Activation::Tanh, &tape.zo_pre, &dzo)?;
-    let dent = Tensor::uninit(&gpu, "entity_grad", if needs.inputs { tape.entities.shape() } else { &[0] }, DType::F32)?;
-    let dctx = Tensor::uninit(&gpu, "context_grad", if needs.inputs { tape.context.shape() } else { &[0] }, DType::F32)?;
-    let dcls = Tensor::uninit(&gpu, "cls_grad", if needs.inputs { tape.cls.shape() } else { &[0] }, DType::F32)?;
-    let outs = needs.inputs.then_some([&dent, &dctx, &dcls]);
+    let dinputs = match needs.inputs {
+        true => Some([
+            Tensor::uninit(&gpu, "entity_grad", tape.entities.shape(), DType::F32)?,
+            Tensor::uninit(&gpu, "context_grad", tape.context.shape(), DType::F32)?,
+            Tensor::uninit(&gpu, "cls_grad", tape.cls.shape(), DType::F32)?,
+        ]),
+        false => None,
+    };
+    let outs = dinputs.as_ref().map(|[e, c, g]| [e, c, g]);
     let (dw, db) = project_backward(rec, p.get("base.head_proj.weight"), tape, &hb.head_scatter, hb, &dzs_pre, d, outs, true)?;
     grads.add(rec, p.id("base.head_proj.weight"), dw)?;
     grads.add(rec, p.id("base.head_proj.bias"), db)?;
     let (dw, db) = project_backward(rec, p.get("base.tail_proj.weight"), tape, &hb.tail_scatter, hb, &dzo_pre, d, outs, false)?;
     grads.add(rec, p.id("base.tail_proj.weight"), dw)?;
     grads.add(rec, p.id("base.tail_proj.bias"), db)?;
-    if !needs.inputs {
+    let Some([dent, dctx, dcls]) = dinputs else {
         return Ok(None);
-    }
+    };
 
     // Context: dw[p] = X_b dctx[p]; dX_b += wᵀ dctx.
     let dx = Tensor::uninit(&gpu, "x_grad", &[b * l, d], DType::F32)?;

@@ -153,16 +153,19 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
         _ => &TILED,
     };
     // Long contractions run as several dispatches that accumulate into C (see K_PER_DISPATCH).
-    let mut k0 = 0;
-    while k0 < g.k.max(1) {
-        let kc = K_PER_DISPATCH.min(g.k - k0);
+    for (k0, kc) in k_chunks(g.k) {
         let step = |v: View, along_rows: bool| View { offset: v.offset + k0 * if v.trans == along_rows { 1 } else { v.ld }, ..v };
         let part = Gemm { k: kc, a: step(g.a, false), b: step(g.b, true), accumulate: g.accumulate || k0 > 0, ..*g };
         rec.dispatch(entry, &consts, &buffers, &imm(&part, has_bias && k0 == 0), groups)?;
         rec.work(Work::flops(2.0 * (g.m * g.n * kc * g.batch1 * g.batch2) as f64));
-        k0 += kc.max(1);
     }
     Ok(())
+}
+
+/// (first k, length) of each dispatch of a contraction over `k`: pieces of K_PER_DISPATCH, and
+/// one empty piece when k = 0 (the dispatch still writes bias and accumulation).
+pub(crate) fn k_chunks(k: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..k.max(1)).step_by(K_PER_DISPATCH).map(move |k0| (k0, K_PER_DISPATCH.min(k - k0)))
 }
 
 /// Longest contraction one matmul dispatch runs. llvmpipe (lavapipe, and Mesa's GL on the CPU)

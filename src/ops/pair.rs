@@ -1,7 +1,7 @@
 //! Launchers for shaders/pair.wgsl (localized-context weights) and shaders/bilinear.wgsl (the
 //! fused grouped bilinear layer of the base module), with their backward passes.
 
-use super::matmul::{self, gemm, Gemm, MatmulKernel, View, K_PER_DISPATCH, TILE};
+use super::matmul::{self, gemm, Gemm, MatmulKernel, View, TILE};
 use super::{launch_flat64, rows_cols};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::profile::Work;
@@ -116,13 +116,10 @@ fn bilinear_gemm(rec: &mut Recorder, kernel: MatmulKernel, mode: u32, [m, n, k, 
     consts.extend(matmul::body_constants(kernel));
     let groups = [n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, batch as u32];
     let [x0, x1, x2, x3] = inputs;
-    let mut k0 = 0;
-    while k0 < k.max(1) {
-        let kc = K_PER_DISPATCH.min(k - k0);
+    for (k0, kc) in matmul::k_chunks(k) {
         let imm = Imm::new().u(m).u(n).u(kc).u(e).u(o).u(k0).u(block).f(1.0 / block as f32).f(1.0 / (block * block) as f32);
         rec.dispatch(entry, &consts, &[x0, x1, x2, x3, out], &imm, groups)?;
         rec.work(Work::flops(2.0 * (m * n * kc * batch) as f64));
-        k0 += kc.max(1);
     }
     Ok(())
 }
