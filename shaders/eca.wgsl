@@ -13,18 +13,23 @@
 // document, the pair itself with bias +1. MODE 2 = dense restricted to ECA's key sets (a test of
 // the two against each other). score = SCALE-free: the host passes scale = 1/sqrt(dh).
 //
-// Bindings (all entry points): tab [P, 4] u32 = (doc, s, o, unused), cell [B*N*N] u32,
-// docs [B, 2] u32 = (first pair row, pair count), then per entry point:
-//   eca_forward          q, k, v [P, D] -> out [P, D], stats [P, HEADS, 2] = (max, sum)
-//   eca_backward_query   q, k, v, out, dout, stats -> dq [P, D], delta [P, HEADS]
-//   eca_backward_key     q, k, v, dout, stats, delta -> dk [P, D], dv [P, D]
+// Bindings. Every entry point but eca_terms starts with `index` [4P + 2B + B·N·N] u32: the pair
+// table tab [P, 4] = (doc, s, o, unused) at 0, docs [B, 2] = (first pair row, pair count) at
+// c.docs_at and the cell map [B, N, N] at c.cell_at, packed so that no entry point binds more than
+// WebGPU's 8 storage buffers. Then per entry point:
+//   eca_forward          index, q, k, v [P, D] -> out [P, D], stats [P, HEADS, 2] = (max, sum)
+//   eca_terms            out, dout, stats -> terms [P, HEADS, 2] = (log-sum-exp, Δ = dout·out)
+//   eca_backward_query   index, q, k, v, dout, terms -> dq [P, D]
+//   eca_backward_key     index, q, k, v, dout, terms -> dk [P, D], dv [P, D]
 // The key-major backward enumerates, for each key pair, the queries that read it (the same line
-// structure transposed), so dK and dV are summed in a fixed order without atomics.
+// structure transposed), so dK and dV are summed in a fixed order without atomics. Δ has its own
+// pass because both backward kernels need it for other pairs than their own.
 // Dispatch: one workgroup of WG invocations per (pair, head), P*HEADS workgroups over x/y. Slots
 // are processed in tiles of WG: invocation t scores slot tile+t, then every invocation
 // accumulates the tile's weighted values for its features t, t+WG, t+2WG, t+3WG (dh <= 4*WG).
+// eca_terms: one invocation per (pair, head), ceil(P*HEADS / 64) workgroups of 64 over x/y.
 
-struct Ec { p: u32, d: u32, heads: u32, n: u32, scale: f32 }
+struct Ec { p: u32, d: u32, heads: u32, n: u32, scale: f32, docs_at: u32, cell_at: u32 }
 var<immediate> c: Ec;
 
 override MODE: u32 = 0u;
@@ -32,27 +37,24 @@ override MODE: u32 = 0u;
 const NONE: u32 = 0xffffffffu;
 const EMPTY: f32 = -3.0e38;
 
-@group(0) @binding(0) var<storage, read> tab: array<u32>;
-@group(0) @binding(1) var<storage, read> cell: array<u32>;
-@group(0) @binding(2) var<storage, read> docs: array<u32>;
-@group(0) @binding(3) var<storage, read> q: array<f32>;
-@group(0) @binding(4) var<storage, read> k: array<f32>;
-@group(0) @binding(5) var<storage, read> v: array<f32>;
+@group(0) @binding(0) var<storage, read> index: array<u32>;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
 // eca_forward
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
-@group(0) @binding(7) var<storage, read_write> stats: array<f32>;
-// eca_backward_query
-@group(0) @binding(6) var<storage, read> out_in: array<f32>;
-@group(0) @binding(7) var<storage, read> dout: array<f32>;
-@group(0) @binding(8) var<storage, read> stats_in: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dq: array<f32>;
-@group(0) @binding(10) var<storage, read_write> delta: array<f32>;
-// eca_backward_key (dout at 6, stats at 7, delta at 8)
-@group(0) @binding(6) var<storage, read> dout_k: array<f32>;
-@group(0) @binding(7) var<storage, read> stats_k: array<f32>;
-@group(0) @binding(8) var<storage, read> delta_k: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(10) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+// eca_backward_query, eca_backward_key
+@group(0) @binding(4) var<storage, read> dout: array<f32>;
+@group(0) @binding(5) var<storage, read> terms: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dv: array<f32>;
+// eca_terms
+@group(0) @binding(0) var<storage, read> t_out: array<f32>;
+@group(0) @binding(1) var<storage, read> t_dout: array<f32>;
+@group(0) @binding(2) var<storage, read> t_stats: array<f32>;
+@group(0) @binding(3) var<storage, read_write> t_terms: array<f32>;
 
 var<workgroup> vec_a: array<f32, 512>;
 var<workgroup> vec_b: array<f32, 512>;
@@ -62,13 +64,13 @@ var<workgroup> tile_w2: array<f32, WG>;
 
 fn cell_at(b: u32, x: u32, y: u32) -> u32 {
     if (x >= c.n || y >= c.n) { return NONE; }
-    return cell[(b * c.n + x) * c.n + y];
+    return index[c.cell_at + (b * c.n + x) * c.n + y];
 }
 
 // Slots per query (and, transposed, queries per key) for this MODE.
 fn slot_count(b: u32) -> u32 {
     if (MODE == 0u) { return c.n + 1u; }
-    return docs[2u * b + 1u];
+    return index[c.docs_at + 2u * b + 1u];
 }
 
 // Whether key pair (x, y) is in ECA's line for query (s, o) and head h (self slot excluded).
@@ -84,9 +86,9 @@ fn in_line(h: u32, s: u32, o: u32, x: u32, y: u32) -> bool {
 // Key row of slot j of query `row` (or, with `transposed`, the j-th query that reads key `row`),
 // NONE if masked.
 fn slot_row(row: u32, h: u32, j: u32, transposed: bool) -> u32 {
-    let b = tab[4u * row];
-    let s = tab[4u * row + 1u];
-    let o = tab[4u * row + 2u];
+    let b = index[4u * row];
+    let s = index[4u * row + 1u];
+    let o = index[4u * row + 2u];
     if (MODE == 0u) {
         if (j == 0u) { return row; }
         let kk = j - 1u;
@@ -106,10 +108,10 @@ fn slot_row(row: u32, h: u32, j: u32, transposed: bool) -> u32 {
             default: { return cell_at(b, kk, s); }
         }
     }
-    let other = docs[2u * b] + j;
+    let other = index[c.docs_at + 2u * b] + j;
     if (MODE == 1u || other == row) { return other; }
-    let s2 = tab[4u * other + 1u];
-    let o2 = tab[4u * other + 2u];
+    let s2 = index[4u * other + 1u];
+    let o2 = index[4u * other + 2u];
     var hit: bool;
     if (transposed) { hit = in_line(h, s2, o2, s, o); } else { hit = in_line(h, s, o, s2, o2); }
     if (hit) { return other; }
@@ -140,9 +142,9 @@ fn v_dot_b(r: u32, base: u32, dh: u32) -> f32 {
     return acc;
 }
 
-fn dout_k_dot_b(r: u32, base: u32, dh: u32) -> f32 {
+fn dout_dot_b(r: u32, base: u32, dh: u32) -> f32 {
     var acc = 0.0;
-    for (var e = 0u; e < dh; e++) { acc += dout_k[r * c.d + base + e] * vec_b[e]; }
+    for (var e = 0u; e < dh; e++) { acc += dout[r * c.d + base + e] * vec_b[e]; }
     return acc;
 }
 
@@ -159,7 +161,7 @@ fn eca_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var m = EMPTY;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
-    let slots = slot_count(tab[4u * row]);
+    let slots = slot_count(index[4u * row]);
     for (var tile = 0u; tile < slots; tile += WG) {
         let j = tile + li;
         var r = NONE;
@@ -199,6 +201,20 @@ fn eca_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     }
 }
 
+// Per (pair, head): the log-sum-exp of its attention row and Δ = dout · out = Σ_slots p · dP,
+// which both backward kernels read for every query they visit.
+@compute @workgroup_size(64)
+fn eca_terms(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let g = group_index(wid, nwg) * 64u + li;
+    if (g >= c.p * c.heads) { return; }
+    let dh = c.d / c.heads;
+    let first = (g / c.heads) * c.d + (g % c.heads) * dh;
+    var dl = 0.0;
+    for (var e = 0u; e < dh; e++) { dl += t_dout[first + e] * t_out[first + e]; }
+    t_terms[2u * g] = t_stats[2u * g] + log(t_stats[2u * g + 1u]);
+    t_terms[2u * g + 1u] = dl;
+}
+
 @compute @workgroup_size(WG)
 fn eca_backward_query(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let g = group_index(wid, nwg);
@@ -207,25 +223,23 @@ fn eca_backward_query(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let h = g % c.heads;
     let dh = c.d / c.heads;
     let base = h * dh;
-    var part = 0.0;
     for (var e = li; e < dh; e += WG) {
         let i = row * c.d + base + e;
         vec_a[e] = q[i];
         vec_b[e] = dout[i];
-        part += dout[i] * out_in[i];
     }
-    let dl = reduce_sum(part, li); // Δ = dout · out = Σ_slots p · dP
-    let m = stats_in[2u * g];
-    let inv_l = 1.0 / stats_in[2u * g + 1u];
+    workgroupBarrier();
+    let lse = terms[2u * g];
+    let dl = terms[2u * g + 1u];
     var acc = vec4<f32>(0.0);
-    let slots = slot_count(tab[4u * row]);
+    let slots = slot_count(index[4u * row]);
     for (var tile = 0u; tile < slots; tile += WG) {
         let j = tile + li;
         var r = NONE;
         var ds = 0.0;
         if (j < slots) { r = slot_row(row, h, j, false); }
         if (r != NONE) {
-            let p = exp(c.scale * k_dot_a(r, base, dh) + bias(row, r) - m) * inv_l;
+            let p = exp(c.scale * k_dot_a(r, base, dh) + bias(row, r) - lse);
             ds = p * (v_dot_b(r, base, dh) - dl);
         }
         tile_row[li] = r;
@@ -246,7 +260,6 @@ fn eca_backward_query(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         let e = li + u * WG;
         if (e < dh) { dq[row * c.d + base + e] = c.scale * acc[u]; }
     }
-    if (li == 0u) { delta[g] = dl; }
 }
 
 @compute @workgroup_size(WG)
@@ -264,7 +277,7 @@ fn eca_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     workgroupBarrier();
     var acc_k = vec4<f32>(0.0);
     var acc_v = vec4<f32>(0.0);
-    let slots = slot_count(tab[4u * row]);
+    let slots = slot_count(index[4u * row]);
     for (var tile = 0u; tile < slots; tile += WG) {
         let j = tile + li;
         var r = NONE; // a query that reads this key
@@ -273,8 +286,8 @@ fn eca_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         if (j < slots) { r = slot_row(row, h, j, true); }
         if (r != NONE) {
             let qg = r * c.heads + h;
-            p = exp(c.scale * q_dot_a(r, base, dh) + bias(row, r) - stats_k[2u * qg]) / stats_k[2u * qg + 1u];
-            ds = p * (dout_k_dot_b(r, base, dh) - delta_k[qg]);
+            p = exp(c.scale * q_dot_a(r, base, dh) + bias(row, r) - terms[2u * qg]);
+            ds = p * (dout_dot_b(r, base, dh) - terms[2u * qg + 1u]);
         }
         tile_row[li] = r;
         tile_w[li] = p;
@@ -288,7 +301,7 @@ fn eca_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             for (var u = 0u; u < 4u; u++) {
                 let e = li + u * WG;
                 if (e < dh) {
-                    acc_v[u] += wp * dout_k[rr * c.d + base + e];
+                    acc_v[u] += wp * dout[rr * c.d + base + e];
                     acc_k[u] += wd * q[rr * c.d + base + e];
                 }
             }

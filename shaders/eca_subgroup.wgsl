@@ -4,7 +4,8 @@
 // registers, and every dot product is a lane-partial sum finished by subgroupAdd. No workgroup
 // memory and no barriers: on llvmpipe each barrier is a coroutine switch per invocation, and
 // lanes reading consecutive features turn into vector loads.
-// Dispatch: ceil(P·HEADS / (64 / SG)) workgroups of 64 over x/y; same bindings as eca.wgsl.
+// Dispatch: ceil(P·HEADS / (64 / SG)) workgroups of 64 over x/y; same bindings as eca.wgsl, whose
+// eca_terms pass also serves these backward kernels.
 
 override FPL: u32 = 16u;
 
@@ -24,7 +25,7 @@ fn eca_forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     for (var j = 0u; j < FPL; j++) { qv[j] = q[row * c.d + base + j * sg]; acc[j] = 0.0; }
     var m = EMPTY;
     var l = 0.0;
-    let slots = slot_count(tab[4u * row]);
+    let slots = slot_count(index[4u * row]);
     for (var s = 0u; s < slots; s++) {
         let r = slot_row(row, h, s, false);
         if (r == NONE) { continue; }
@@ -55,18 +56,15 @@ fn eca_backward_query_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     var qv: array<f32, 64>;
     var dov: array<f32, 64>;
     var acc: array<f32, 64>;
-    var part = 0.0;
     for (var j = 0u; j < FPL; j++) {
         let i = row * c.d + base + j * sg;
         qv[j] = q[i];
         dov[j] = dout[i];
-        part += dout[i] * out_in[i];
         acc[j] = 0.0;
     }
-    let dl = subgroupAdd(part);
-    let m = stats_in[2u * g];
-    let inv_l = 1.0 / stats_in[2u * g + 1u];
-    let slots = slot_count(tab[4u * row]);
+    let lse = terms[2u * g];
+    let dl = terms[2u * g + 1u];
+    let slots = slot_count(index[4u * row]);
     for (var s = 0u; s < slots; s++) {
         let r = slot_row(row, h, s, false);
         if (r == NONE) { continue; }
@@ -76,12 +74,11 @@ fn eca_backward_query_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
             ps += qv[j] * k[r * c.d + base + j * sg];
             pd += dov[j] * v[r * c.d + base + j * sg];
         }
-        let p = exp(c.scale * subgroupAdd(ps) + bias(row, r) - m) * inv_l;
+        let p = exp(c.scale * subgroupAdd(ps) + bias(row, r) - lse);
         let ds = p * (subgroupAdd(pd) - dl);
         for (var j = 0u; j < FPL; j++) { acc[j] += ds * k[r * c.d + base + j * sg]; }
     }
     for (var j = 0u; j < FPL; j++) { dq[row * c.d + base + j * sg] = c.scale * acc[j]; }
-    if (lane == 0u) { delta[g] = dl; }
 }
 
 @compute @workgroup_size(64)
@@ -101,7 +98,7 @@ fn eca_backward_key_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         acc_k[j] = 0.0;
         acc_v[j] = 0.0;
     }
-    let slots = slot_count(tab[4u * row]);
+    let slots = slot_count(index[4u * row]);
     for (var s = 0u; s < slots; s++) {
         let r = slot_row(row, h, s, true); // a query that reads this key
         if (r == NONE) { continue; }
@@ -110,12 +107,12 @@ fn eca_backward_key_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         var pd = 0.0;
         for (var j = 0u; j < FPL; j++) {
             ps += q[r * c.d + base + j * sg] * kv[j];
-            pd += dout_k[r * c.d + base + j * sg] * vv[j];
+            pd += dout[r * c.d + base + j * sg] * vv[j];
         }
-        let p = exp(c.scale * subgroupAdd(ps) + bias(row, r) - stats_k[2u * qg]) / stats_k[2u * qg + 1u];
-        let ds = p * (subgroupAdd(pd) - delta_k[qg]);
+        let p = exp(c.scale * subgroupAdd(ps) + bias(row, r) - terms[2u * qg]);
+        let ds = p * (subgroupAdd(pd) - terms[2u * qg + 1u]);
         for (var j = 0u; j < FPL; j++) {
-            acc_v[j] += p * dout_k[r * c.d + base + j * sg];
+            acc_v[j] += p * dout[r * c.d + base + j * sg];
             acc_k[j] += ds * q[r * c.d + base + j * sg];
         }
     }

@@ -24,6 +24,9 @@ pub enum Error {
     Input(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    /// `docre selftest` found a kernel that disagrees with the reference: exit code 1.
+    #[error("{0}")]
+    SelfTest(String),
     /// Training had to stop (a non-finite loss): exit code 1, the last checkpoint is kept.
     #[error("{0}")]
     Training(String),

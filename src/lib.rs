@@ -10,6 +10,7 @@ pub mod gpu;
 pub mod model;
 pub mod ops;
 pub mod rng;
+pub mod selftest;
 pub mod train;
 pub mod workflow;
 

@@ -31,6 +31,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this adapter: every kernel variant it can run against the f64 reference, then a
+    /// tiny model trained twice with identical bits. Needs no files; exits 1 on any failure.
+    Selftest {
+        /// Only the checks whose family or variant contains this text (e.g. matmul, subgroup).
+        #[arg(long)]
+        only: Option<String>,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Run benchmarks and print a table.
     Bench {
         #[command(subcommand)]
@@ -293,6 +303,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Info { json } => info(json),
+        Command::Selftest { only, json } => selftest(only.as_deref(), json.as_deref()),
         Command::Bench { what: BenchWhat::Kernels { json, samples, quick, only } } => bench_kernels(json.as_deref(), samples, quick, only.as_deref()),
         Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
         Command::Bench { what: BenchWhat::Step { data, docs, rel2id, encoder, random_weights, stages, batch, freeze_encoder, layers, samples, json } } => {
@@ -315,10 +326,53 @@ fn info(json: bool) -> Result<()> {
     println!("backend      {}", r.backend);
     println!("device type  {} (kernels tuned for {:?})", r.device_type, gpu.kind());
     println!("driver       {} {}", r.driver, r.driver_info);
-    println!("limits       storage binding {} MiB, buffer {} MiB, workgroup memory {} KiB, {} invocations/workgroup, {} workgroups/dimension, {} bytes immediates",
-        r.max_storage_buffer_binding_size >> 20, r.max_buffer_size >> 20, r.max_compute_workgroup_storage_size >> 10,
+    println!("limits       {} (DOCRE_LIMITS): storage binding {} MiB, buffer {} MiB, {} storage buffers/stage, workgroup memory {} KiB, {} invocations/workgroup, {} workgroups/dimension, {} bytes immediates",
+        r.limits, r.max_storage_buffer_binding_size >> 20, r.max_buffer_size >> 20, r.max_storage_buffers_per_shader_stage, r.max_compute_workgroup_storage_size >> 10,
         r.max_compute_invocations_per_workgroup, r.max_compute_workgroups_per_dimension, r.max_immediate_size);
     println!("features     shader-f16 {}, timestamp queries {}, subgroups {}", yes(r.shader_f16), yes(r.timestamp_query), yes(r.subgroups));
+    Ok(())
+}
+
+fn selftest(only: Option<&str>, json: Option<&Path>) -> Result<()> {
+    use docre::selftest::Outcome;
+    if let Some(path) = json {
+        check_writable(path, "--json")?;
+    }
+    let gpu = Gpu::new()?;
+    let r = gpu.report();
+    println!("adapter: {} ({}, {}), limits {}", r.name, r.backend, r.driver, r.limits);
+    let rows = docre::selftest::run(&gpu, only, |row| {
+        let (word, why) = match &row.outcome {
+            Outcome::Pass => ("PASS", String::new()),
+            Outcome::Fail(m) => ("FAIL", format!(": {m}")),
+            Outcome::Skip(m) => ("SKIP", format!(": {m}")),
+        };
+        println!("{word}  {:<12} {:<40} {:>6.1} s{why}", row.family, row.variant, row.seconds);
+    });
+    let count = |f: fn(&Outcome) -> bool| rows.iter().filter(|r| f(&r.outcome)).count();
+    let (pass, fail, skip) = (count(|o| *o == Outcome::Pass), count(|o| matches!(o, Outcome::Fail(_))), count(|o| matches!(o, Outcome::Skip(_))));
+    println!("{pass} passed, {fail} failed, {skip} skipped");
+    if let Some(path) = json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let (outcome, message) = match &r.outcome {
+                    Outcome::Pass => ("pass", ""),
+                    Outcome::Fail(m) => ("fail", m.as_str()),
+                    Outcome::Skip(m) => ("skip", m.as_str()),
+                };
+                serde_json::json!({"family": r.family, "variant": r.variant, "outcome": outcome, "message": message, "seconds": r.seconds})
+            })
+            .collect();
+        let doc = serde_json::json!({"adapter": gpu.report(), "checks": v});
+        docre::fsutil::write_atomic(path, serde_json::to_string_pretty(&doc).expect("json").as_bytes())?;
+    }
+    if rows.is_empty() {
+        return Err(docre::Error::Input(format!("--only {:?} matches no check", only.unwrap_or_default())));
+    }
+    if fail > 0 {
+        return Err(docre::Error::SelfTest(format!("{fail} self-test check(s) failed on {}", r.name)));
+    }
     Ok(())
 }
 

@@ -1,664 +1,130 @@
-//! Every kernel's forward and backward on the GPU against ops::reference (f64) on random inputs,
-//! for sizes 1, primes (7, 33, 129) and shapes larger than one tile.
-//! Tolerance: |gpu − ref| ≤ atol + rtol·|ref|, stated per kernel below.
+//! Every kernel's forward and backward on the GPU against ops::reference (f64): the checks of
+//! `docre selftest` (src/selftest/kernels.rs), one test per kernel family so they run in
+//! parallel. A variant this adapter cannot run (no subgroups, an unsupported width) is reported
+//! as skipped with the reason, never failed; everything else must pass.
 
 mod common;
 
-use common::{assert_close, download, gpu, upload, Rng};
-use docre::gpu::{DType, Recorder, Tensor};
-use docre::ops::adamw::{adamw_step, AdamW};
-use docre::ops::dropout::{dropout, DropoutRng};
-use docre::ops::elementwise::{self as ew, Activation};
-use docre::ops::embedding::{gather_rows, scatter_add_rows, RowScatter};
-use docre::ops::layernorm::{layernorm_backward_using, layernorm_using};
-use docre::ops::matmul::{gemm, linear, linear_backward, matmul, Gemm, MatmulKernel, View};
-use docre::ops::reduce::{col_sum, row_sum, sum_squares};
-use docre::ops::reference as r;
-use docre::ops::softmax::{lse_pool, lse_pool_backward, softmax_backward_using, softmax_using, Mask, RowKernel, RowSets};
+use common::gpu;
+use docre::selftest::{checks, Outcome};
 
-// f32 products summed over k ≤ 129 terms of magnitude ≤ 1.
-const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
+const FAMILIES: &[&str] = &["matmul", "bilinear", "softmax", "layernorm", "eca", "lse-pool", "pair-context", "elementwise", "embedding", "reduce", "dropout", "adamw", "loss", "training"];
 
-// The last two exceed one tile of every kernel (64 x 64 for the subgroup and tiled kernels).
-const MATMUL_SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131)];
-
-/// C = 0.5·op(A)·op(B) + bias + C0 for dense operands with `kernel`, and the f64 reference;
-/// None (with the reason) where the kernel refuses the shape or the adapter.
-fn dense_gemm(gpu: &docre::gpu::Gpu, rng: &mut Rng, kernel: MatmulKernel, (m, k, n): (usize, usize, usize), (ta, tb): (bool, bool)) -> Result<(Vec<f64>, Vec<f64>), String> {
-    let (a, b, bias, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n), rng.vec(m * n));
-    let (ar, ac) = if ta { (k, m) } else { (m, k) };
-    let (br, bc) = if tb { (n, k) } else { (k, n) };
-    let g = Gemm { m, n, k, batch1: 1, batch2: 1, a: View::dense(ar, ac, ta), b: View::dense(br, bc, tb), c: View::dense(m, n, false), alpha: 0.5, accumulate: true };
-    let c = upload(gpu, "c", &[m, n], &c0);
-    let mut rec = Recorder::new(gpu);
-    gemm(&mut rec, kernel, &g, &upload(gpu, "a", &[ar, ac], &a), &upload(gpu, "b", &[br, bc], &b), Some(&upload(gpu, "bias", &[n], &bias)), &c).map_err(|e| e.to_string())?;
-    rec.finish().unwrap();
-    let at = if ta { r::transpose(&a, k, m) } else { a };
-    let bt = if tb { r::transpose(&b, n, k) } else { b };
-    let prod = r::matmul(&at, &bt, m, k, n);
-    Ok((download(gpu, &c), (0..m * n).map(|i| c0[i] + 0.5 * prod[i] + bias[i % n]).collect()))
-}
-
-/// k above ops::matmul::K_PER_DISPATCH runs as several accumulating dispatches: llvmpipe cuts
-/// shader loops off after 65535 iterations, which gave wrong sums for k = 8192 in one dispatch.
-#[test]
-fn matmul_long_contraction_every_kernel() {
+fn family(name: &str) {
     let gpu = gpu();
-    let mut rng = Rng::new(5);
-    let (m, k, n) = (3, 9001, 5);
-    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled, MatmulKernel::Subgroup] {
-        for (ta, tb) in [(false, false), (true, true)] {
-            match dense_gemm(&gpu, &mut rng, kernel, (m, k, n), (ta, tb)) {
-                Ok((got, want)) => assert_close(&format!("matmul {kernel:?} {m}x{k}x{n} ta={ta} tb={tb}"), &got, &want, 1e-3, 1e-4),
-                Err(e) => {
-                    assert_eq!(kernel, MatmulKernel::Subgroup, "{e}");
-                    eprintln!("matmul {kernel:?}: skipped on this adapter ({e})");
-                }
-            }
+    let mut failures = Vec::new();
+    for c in checks().into_iter().filter(|c| c.family == name) {
+        match c.run(&gpu) {
+            Outcome::Pass => eprintln!("{name} / {}: pass", c.variant),
+            Outcome::Skip(why) => eprintln!("{name} / {}: skipped on this adapter ({why})", c.variant),
+            Outcome::Fail(why) => failures.push(format!("{name} / {}: {why}", c.variant)),
         }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The vec4 subgroup matmul on shapes it accepts (k, and n without Bᵀ, multiples of 4), every
-/// transpose, bias and accumulation, batched head slices with aligned strides; and its refusal
-/// of an unaligned shape.
 #[test]
-fn matmul_vec4_subgroup_kernel() {
-    let gpu = gpu();
-    if !gpu.report().subgroups {
-        eprintln!("matmul SubgroupVec4: skipped, the adapter has no subgroups");
-        return;
+fn every_check_family_has_a_test() {
+    let seen: std::collections::BTreeSet<&str> = checks().iter().map(|c| c.family).collect();
+    for f in &seen {
+        assert!(FAMILIES.contains(f), "family {f} has no test in tests/kernels.rs");
     }
-    let mut rng = Rng::new(9);
-    for &(m, k, n) in &[(1usize, 4usize, 4usize), (7, 36, 12), (70, 132, 68), (130, 8, 20), (3, 8200, 8)] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let (got, want) = match dense_gemm(&gpu, &mut rng, MatmulKernel::SubgroupVec4, (m, k, n), (ta, tb)) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("matmul SubgroupVec4: skipped on this adapter ({e})");
-                    return;
-                }
-            };
-            let tol = if k > 1000 { 1e-3 } else { 1e-4 };
-            assert_close(&format!("matmul SubgroupVec4 {m}x{k}x{n} ta={ta} tb={tb}"), &got, &want, tol, 1e-4);
-        }
-    }
-    // Heads of a [L, H*dh] activation: per-head slices at offsets h*dh, scores Q Kᵀ.
-    let (l, h, dh) = (20usize, 3usize, 8usize);
-    let (q, kk) = (rng.vec(l * h * dh), rng.vec(l * h * dh));
-    let s = upload(&gpu, "s", &[h, l, l], &vec![0.0; h * l * l]);
-    let g = Gemm {
-        m: l, n: l, k: dh, batch1: 1, batch2: h,
-        a: View { offset: 0, ld: h * dh, s1: 0, s2: dh, trans: false },
-        b: View { offset: 0, ld: h * dh, s1: 0, s2: dh, trans: true },
-        c: View { offset: 0, ld: l, s1: 0, s2: l * l, trans: false },
-        alpha: 1.0, accumulate: false,
+    assert_eq!(seen.len(), FAMILIES.len(), "FAMILIES lists a family without checks");
+}
+
+#[test]
+fn matmul() {
+    family("matmul");
+}
+
+#[test]
+fn bilinear() {
+    family("bilinear");
+}
+
+#[test]
+fn softmax() {
+    family("softmax");
+}
+
+#[test]
+fn layernorm() {
+    family("layernorm");
+}
+
+#[test]
+fn eca() {
+    family("eca");
+}
+
+#[test]
+fn lse_pool() {
+    family("lse-pool");
+}
+
+#[test]
+fn pair_context() {
+    family("pair-context");
+}
+
+#[test]
+fn elementwise() {
+    family("elementwise");
+}
+
+#[test]
+fn embedding() {
+    family("embedding");
+}
+
+#[test]
+fn reduce() {
+    family("reduce");
+}
+
+#[test]
+fn dropout() {
+    family("dropout");
+}
+
+#[test]
+fn adamw() {
+    family("adamw");
+}
+
+#[test]
+fn loss() {
+    family("loss");
+}
+
+/// The training check of `docre selftest`: the tiny model trained twice gives identical bits.
+#[test]
+fn training() {
+    family("training");
+}
+
+/// `docre selftest` names a deliberately broken kernel (its dispatches dropped) and exits 1,
+/// while the other variants of the family still pass.
+#[test]
+fn selftest_command_fails_naming_a_broken_kernel() {
+    let _ = gpu(); // sets XDG_RUNTIME_DIR for the child as for the tests
+    let run = |broken: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_docre"));
+        cmd.args(["selftest", "--only", "softmax"]);
+        match broken {
+            Some(k) => cmd.env("DOCRE_BREAK_KERNEL", k),
+            None => cmd.env_remove("DOCRE_BREAK_KERNEL"),
+        };
+        let out = cmd.output().expect("docre runs");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let mut rec = Recorder::new(&gpu);
-    gemm(&mut rec, MatmulKernel::SubgroupVec4, &g, &upload(&gpu, "q", &[l, h * dh], &q), &upload(&gpu, "k", &[l, h * dh], &kk), None, &s).unwrap();
-    rec.finish().unwrap();
-    let mut want = Vec::new();
-    for hh in 0..h {
-        for i in 0..l {
-            for j in 0..l {
-                want.push((0..dh).map(|d| q[i * h * dh + hh * dh + d] * kk[j * h * dh + hh * dh + d]).sum::<f64>());
-            }
-        }
-    }
-    assert_close("matmul SubgroupVec4 head slices", &download(&gpu, &s), &want, 1e-5, 1e-4);
-    let odd = Gemm { m: 2, n: 3, k: 5, batch1: 1, batch2: 1, a: View::dense(2, 5, false), b: View::dense(5, 3, false), c: View::dense(2, 3, false), alpha: 1.0, accumulate: false };
-    let t = upload(&gpu, "t", &[16], &[0.0; 16]);
-    assert!(gemm(&mut Recorder::new(&gpu), MatmulKernel::SubgroupVec4, &odd, &t, &t, None, &t).is_err(), "k = 5 must be refused by the vec4 kernel");
-}
-
-#[test]
-fn matmul_all_transposes_both_kernels() {
-    let gpu = gpu();
-    let mut rng = Rng::new(1);
-    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled, MatmulKernel::Subgroup] {
-        for &(m, k, n) in &MATMUL_SHAPES {
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                let a = rng.vec(m * k);
-                let b = rng.vec(k * n);
-                let bias = rng.vec(n);
-                let c0 = rng.vec(m * n);
-                let (ar, ac) = if ta { (k, m) } else { (m, k) };
-                let (br, bc) = if tb { (n, k) } else { (k, n) };
-                for (with_bias, accumulate) in [(false, false), (true, true)] {
-                    let g = Gemm { m, n, k, batch1: 1, batch2: 1, a: View::dense(ar, ac, ta), b: View::dense(br, bc, tb), c: View::dense(m, n, false), alpha: 0.5, accumulate };
-                    let mut want = c0.clone();
-                    r::gemm(&g, &a, &b, with_bias.then_some(&bias[..]), &mut want);
-                    let (at, bt, biast) = (upload(&gpu, "a", &[ar, ac], &a), upload(&gpu, "b", &[br, bc], &b), upload(&gpu, "bias", &[n], &bias));
-                    let ct = upload(&gpu, "c", &[m, n], &c0);
-                    let mut rec = Recorder::new(&gpu);
-                    gemm(&mut rec, kernel, &g, &at, &bt, with_bias.then_some(&biast), &ct).unwrap();
-                    rec.finish().unwrap();
-                    let what = format!("{kernel:?} {m}x{k}x{n} ta={ta} tb={tb} bias/acc={with_bias}");
-                    assert_close(&what, &download(&gpu, &ct), &want, MATMUL_TOL.0, MATMUL_TOL.1);
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn matmul_batched_head_slices() {
-    // Q·Kᵀ per (batch, head) out of [B, L, H, dh] activations: the two-level batch strides.
-    let gpu = gpu();
-    let mut rng = Rng::new(2);
-    let (bsz, l, h, dh) = (2, 7, 3, 5);
-    let q = rng.vec(bsz * l * h * dh);
-    let kx = rng.vec(bsz * l * h * dh);
-    let g = Gemm {
-        m: l,
-        n: l,
-        k: dh,
-        batch1: bsz,
-        batch2: h,
-        a: View { offset: 0, ld: h * dh, s1: l * h * dh, s2: dh, trans: false },
-        b: View { offset: 0, ld: h * dh, s1: l * h * dh, s2: dh, trans: true },
-        c: View { offset: 0, ld: l, s1: h * l * l, s2: l * l, trans: false },
-        alpha: 0.25,
-        accumulate: false,
-    };
-    let mut want = vec![0.0; bsz * h * l * l];
-    r::gemm(&g, &q, &kx, None, &mut want);
-    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled, MatmulKernel::Subgroup] {
-        let (qt, kt) = (upload(&gpu, "q", &[bsz, l, h, dh], &q), upload(&gpu, "k", &[bsz, l, h, dh], &kx));
-        let ct = Tensor::zeros(&gpu, "scores", &[bsz, h, l, l]).unwrap();
-        let mut rec = Recorder::new(&gpu);
-        gemm(&mut rec, kernel, &g, &qt, &kt, None, &ct).unwrap();
-        rec.finish().unwrap();
-        assert_close(&format!("{kernel:?} batched heads"), &download(&gpu, &ct), &want, MATMUL_TOL.0, MATMUL_TOL.1);
-    }
-}
-
-#[test]
-fn matmul_backward_and_linear() {
-    let gpu = gpu();
-    let mut rng = Rng::new(3);
-    for &(m, k, n) in &MATMUL_SHAPES {
-        // C = A B; dA = dC Bᵀ and dB = Aᵀ dC through the transposed forms of the same kernel.
-        let (a, b, dc) = (rng.vec(m * k), rng.vec(k * n), rng.vec(m * n));
-        let (at, bt, dct) = (upload(&gpu, "a", &[m, k], &a), upload(&gpu, "b", &[k, n], &b), upload(&gpu, "dc", &[m, n], &dc));
-        let mut rec = Recorder::new(&gpu);
-        let c = matmul(&mut rec, &at, &bt, false, false).unwrap();
-        let da = matmul(&mut rec, &dct, &bt, false, true).unwrap();
-        let db = matmul(&mut rec, &at, &dct, true, false).unwrap();
-        rec.finish().unwrap();
-        let (wda, wdb) = r::matmul_backward(&a, &b, &dc, m, k, n);
-        assert_close("matmul", &download(&gpu, &c), &r::matmul(&a, &b, m, k, n), MATMUL_TOL.0, MATMUL_TOL.1);
-        assert_close("matmul dA", &download(&gpu, &da), &wda, MATMUL_TOL.0, MATMUL_TOL.1);
-        assert_close("matmul dB", &download(&gpu, &db), &wdb, MATMUL_TOL.0, MATMUL_TOL.1);
-
-        // Linear layer: rows = m, in = k, out = n.
-        let (x, w, bias, dy) = (rng.vec(m * k), rng.vec(n * k), rng.vec(n), rng.vec(m * n));
-        let (xt, wt, bt2, dyt) = (upload(&gpu, "x", &[m, k], &x), upload(&gpu, "w", &[n, k], &w), upload(&gpu, "b", &[n], &bias), upload(&gpu, "dy", &[m, n], &dy));
-        let mut rec = Recorder::new(&gpu);
-        let y = linear(&mut rec, &xt, &wt, Some(&bt2)).unwrap();
-        let grads = linear_backward(&mut rec, &xt, &wt, &dyt).unwrap();
-        rec.finish().unwrap();
-        let (wdx, wdw, wdb) = r::linear_backward(&x, &w, &dy, m, k, n);
-        assert_close("linear", &download(&gpu, &y), &r::linear(&x, &w, Some(&bias), m, k, n), MATMUL_TOL.0, MATMUL_TOL.1);
-        assert_close("linear dx", &download(&gpu, &grads.dx), &wdx, MATMUL_TOL.0, MATMUL_TOL.1);
-        assert_close("linear dW", &download(&gpu, &grads.dw), &wdw, MATMUL_TOL.0, MATMUL_TOL.1);
-        assert_close("linear db", &download(&gpu, &grads.db), &wdb, MATMUL_TOL.0, MATMUL_TOL.1);
-    }
-}
-
-const SIZES: [usize; 5] = [1, 7, 33, 129, 1000];
-
-#[test]
-fn elementwise_forward_and_backward() {
-    // Single f32 operations: a few ulps. GELU uses a 1.5e-7 erf approximation.
-    let (atol, rtol) = (1e-6, 1e-5);
-    let gpu = gpu();
-    let mut rng = Rng::new(4);
-    for &n in &SIZES {
-        let x: Vec<f64> = rng.vec(n).iter().map(|v| v * 4.0).collect();
-        let y = rng.vec(n);
-        let nb = if n % 7 == 0 { 7 } else { n };
-        let yb = rng.vec(nb);
-        let (xt, yt, ybt) = (upload(&gpu, "x", &[n], &x), upload(&gpu, "y", &[n], &y), upload(&gpu, "yb", &[nb], &yb));
-        let mut rec = Recorder::new(&gpu);
-        let s = ew::add_scaled(&mut rec, &xt, &ybt, 0.5, -2.0).unwrap();
-        let a = ew::add(&mut rec, &xt, &yt).unwrap();
-        let m = ew::mul(&mut rec, &xt, &ybt).unwrap();
-        let (mdx, mdy) = ew::mul_backward(&mut rec, &xt, &ybt, &yt).unwrap();
-        let sc = ew::scale(&mut rec, &xt, 3.0).unwrap();
-        let acc = upload(&gpu, "acc", &[n], &y);
-        ew::accumulate(&mut rec, &acc, &ybt, -0.5).unwrap();
-        let filled = Tensor::uninit(&gpu, "filled", &[n], DType::F32).unwrap();
-        ew::fill(&mut rec, &filled, 2.5).unwrap();
-        let mut acts = Vec::new();
-        for act in Activation::ALL {
-            acts.push((act, ew::activation(&mut rec, act, &xt).unwrap(), ew::activation_backward(&mut rec, act, &xt, &yt).unwrap()));
-        }
-        rec.finish().unwrap();
-        assert_close("add_scaled", &download(&gpu, &s), &r::add_scaled(&x, &yb, 0.5, -2.0), atol, rtol);
-        assert_close("add", &download(&gpu, &a), &r::add_scaled(&x, &y, 1.0, 1.0), atol, rtol);
-        assert_close("mul", &download(&gpu, &m), &r::mul(&x, &yb), atol, rtol);
-        let (wdx, wdy) = r::mul_backward(&x, &yb, &y);
-        assert_close("mul dx", &download(&gpu, &mdx), &wdx, atol, rtol);
-        assert_close("mul dy", &download(&gpu, &mdy), &wdy, 1e-5, 1e-5);
-        assert_close("scale", &download(&gpu, &sc), &x.iter().map(|v| 3.0 * v).collect::<Vec<_>>(), atol, rtol);
-        assert_close("accumulate", &download(&gpu, &acc), &r::add_scaled(&y, &yb, 1.0, -0.5), atol, rtol);
-        assert_close("fill", &download(&gpu, &filled), &vec![2.5; n], 0.0, 0.0);
-        for (act, fwd, bwd) in acts {
-            assert_close(&format!("{act:?}"), &download(&gpu, &fwd), &r::activation(act, &x), 2e-6, 1e-5);
-            assert_close(&format!("{act:?} backward"), &download(&gpu, &bwd), &r::activation_backward(act, &x, &y), 2e-6, 1e-5);
-        }
-    }
-}
-
-#[test]
-fn large_launch_splits_over_two_grid_dimensions() {
-    // More than 65535 workgroups of 256: the launch must spill into the y dimension.
-    let gpu = gpu();
-    let n = 777 * 21600; // > 65535 * 256
-    let t = Tensor::uninit(&gpu, "big", &[n], DType::F32).unwrap();
-    let mut rec = Recorder::new(&gpu);
-    ew::fill(&mut rec, &t, 1.0).unwrap();
-    let s = row_sum(&mut rec, &t.reshape(&[n / 777, 777]).unwrap()).unwrap();
-    rec.finish().unwrap();
-    let v = t.read_f32(&gpu).unwrap();
-    assert!(v.iter().all(|&x| x == 1.0), "some elements were not written");
-    assert!(s.read_f32(&gpu).unwrap().iter().all(|&x| x == 777.0));
-}
-
-#[test]
-fn softmax_masked_forward_and_backward() {
-    let (atol, rtol) = (1e-6, 1e-4);
-    let gpu = gpu();
-    let mut kernels = vec![RowKernel::Workgroup, RowKernel::Rows];
-    if gpu.report().subgroups {
-        kernels.push(RowKernel::Subgroup);
-    }
-    for kernel in kernels {
-        let mut rng = Rng::new(5);
-        for (rows, cols, mask_rows, div) in [(1, 1, 1, 1), (7, 33, 7, 1), (12, 129, 2, 6), (3, 300, 1, 3), (33, 7, 3, 11), (1, 4, 1, 1), (70, 132, 5, 7)] {
-            if kernel == RowKernel::Rows && cols % 4 != 0 {
-                let xt = upload(&gpu, "x", &[rows, cols], &vec![0.0; rows * cols]);
-                assert!(softmax_using(&mut Recorder::new(&gpu), kernel, &xt, None, 1.0).is_err(), "{rows}x{cols}: the vec4 kernel must refuse {cols} columns");
-                continue;
-            }
-            let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 5.0).collect();
-            let mask: Vec<f64> = (0..mask_rows * cols).map(|_| if rng.below(4) == 0 { -10000.0 } else { 0.0 }).collect();
-            let dy = rng.vec(rows * cols);
-            let scale = 0.75f32;
-            let (xt, mt, dyt) = (upload(&gpu, "x", &[rows, cols], &x), upload(&gpu, "mask", &[mask_rows, cols], &mask), upload(&gpu, "dy", &[rows, cols], &dy));
-            let mut rec = Recorder::new(&gpu);
-            let y = softmax_using(&mut rec, kernel, &xt, Some(Mask { mask: &mt, div }), scale).unwrap();
-            let y_plain = softmax_using(&mut rec, kernel, &xt, None, 1.0).unwrap();
-            let dx = softmax_backward_using(&mut rec, kernel, &y, &dyt, scale).unwrap();
-            rec.finish().unwrap();
-            let want = r::softmax(&x, cols, Some((&mask, div)), scale as f64);
-            let what = format!("softmax {kernel:?} {rows}x{cols}");
-            assert_close(&what, &download(&gpu, &y), &want, atol, rtol);
-            assert_close(&format!("{what} unmasked"), &download(&gpu, &y_plain), &r::softmax(&x, cols, None, 1.0), atol, rtol);
-            assert_close(&format!("{what} backward"), &download(&gpu, &dx), &r::softmax_backward(&want, &dy, cols, scale as f64), atol, rtol);
-        }
-    }
-}
-
-#[test]
-fn lse_pool_forward_and_backward() {
-    let (atol, rtol) = (2e-6, 1e-5);
-    let gpu = gpu();
-    let mut rng = Rng::new(6);
-    for (rows, dim, nsets) in [(1, 1, 1), (7, 33, 4), (33, 7, 9), (129, 5, 40)] {
-        let x = rng.vec(rows * dim);
-        let sets: Vec<Vec<u32>> = (0..nsets)
-            .map(|s| if s == 1 { vec![] } else { (0..1 + rng.below(4)).map(|_| rng.below(rows) as u32).collect() })
-            .collect();
-        let dpool = rng.vec(nsets * dim);
-        let rs = RowSets::new(&gpu, &sets, rows).unwrap();
-        let (xt, dpt) = (upload(&gpu, "x", &[rows, dim], &x), upload(&gpu, "dpool", &[nsets, dim], &dpool));
-        let mut rec = Recorder::new(&gpu);
-        let pooled = lse_pool(&mut rec, &xt, &rs).unwrap();
-        let dx = lse_pool_backward(&mut rec, &xt, &rs, &pooled, &dpt).unwrap();
-        rec.finish().unwrap();
-        let want = r::lse_pool(&x, dim, &sets);
-        assert_close("lse_pool", &download(&gpu, &pooled), &want, atol, rtol);
-        assert_close("lse_pool backward", &download(&gpu, &dx), &r::lse_pool_backward(&x, dim, &sets, &want, &dpool), atol, rtol);
-    }
-}
-
-#[test]
-fn layernorm_forward_and_backward() {
-    // Reductions over ≤ 384 columns in f32.
-    let (atol, rtol) = (2e-5, 1e-4);
-    let gpu = gpu();
-    let mut rng = Rng::new(7);
-    for kernel in [RowKernel::Workgroup, RowKernel::Rows] {
-        for (rows, cols, eps) in [(1, 7, 1e-12), (7, 33, 1e-5), (33, 129, 1e-12), (129, 7, 1e-5), (5, 384, 1e-12), (1, 4, 1e-5), (70, 12, 1e-12)] {
-            let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 3.0 + 0.5).collect();
-            let (gamma, beta, dy) = (rng.vec(cols), rng.vec(cols), rng.vec(rows * cols));
-            let (xt, gt, bt, dyt) = (upload(&gpu, "x", &[rows, cols], &x), upload(&gpu, "g", &[cols], &gamma), upload(&gpu, "b", &[cols], &beta), upload(&gpu, "dy", &[rows, cols], &dy));
-            let mut rec = Recorder::new(&gpu);
-            if kernel == RowKernel::Rows && cols % 4 != 0 {
-                assert!(layernorm_using(&mut rec, kernel, &xt, &gt, &bt, 1e-5).is_err(), "the vec4 layernorm must refuse {cols} columns");
-                continue;
-            }
-            let out = layernorm_using(&mut rec, kernel, &xt, &gt, &bt, eps as f32).unwrap();
-            let g = layernorm_backward_using(&mut rec, kernel, &xt, &gt, &out.stats, &dyt).unwrap();
-            rec.finish().unwrap();
-            let (wy, ws) = r::layernorm(&x, &gamma, &beta, eps);
-            let (wdx, wdg, wdb) = r::layernorm_backward(&x, &gamma, &ws, &dy);
-            let what = format!("layernorm {kernel:?} {rows}x{cols}");
-            assert_close(&what, &download(&gpu, &out.y), &wy, atol, rtol);
-            assert_close(&format!("{what} stats"), &download(&gpu, &out.stats), &ws, atol, rtol);
-            assert_close(&format!("{what} dx"), &download(&gpu, &g.dx), &wdx, atol, rtol);
-            assert_close(&format!("{what} dgamma"), &download(&gpu, &g.dgamma), &wdg, atol, rtol);
-            assert_close(&format!("{what} dbeta"), &download(&gpu, &g.dbeta), &wdb, atol, rtol);
-        }
-    }
-}
-
-#[test]
-fn embedding_gather_and_scatter_add() {
-    // Gather is a copy (exact); scatter sums a handful of f32 values.
-    let gpu = gpu();
-    let mut rng = Rng::new(8);
-    for (vocab, dim, n) in [(1, 1, 1), (7, 33, 20), (33, 7, 129), (129, 5, 300)] {
-        let table = rng.vec(vocab * dim);
-        let ids: Vec<u32> = (0..n).map(|_| rng.below(vocab) as u32).collect();
-        let dout = rng.vec(n * dim);
-        let dtable0 = rng.vec(vocab * dim);
-        let tt = upload(&gpu, "table", &[vocab, dim], &table);
-        let idt = Tensor::from_u32(&gpu, "ids", &[n], &ids).unwrap();
-        let scatter = RowScatter::new(&gpu, &ids, vocab).unwrap();
-        let (dt, dtab) = (upload(&gpu, "dout", &[n, dim], &dout), upload(&gpu, "dtable", &[vocab, dim], &dtable0));
-        let mut rec = Recorder::new(&gpu);
-        let out = gather_rows(&mut rec, &tt, &idt).unwrap();
-        scatter_add_rows(&mut rec, &dt, &scatter, &dtab).unwrap();
-        rec.finish().unwrap();
-        assert_close("gather_rows", &download(&gpu, &out), &r::gather_rows(&table, dim, &ids), 0.0, 0.0);
-        let mut want = dtable0.clone();
-        r::scatter_add_rows(&dout, dim, &ids, &mut want);
-        assert_close("scatter_add_rows", &download(&gpu, &dtab), &want, 1e-6, 1e-6);
-    }
-}
-
-#[test]
-fn reductions() {
-    let gpu = gpu();
-    let mut rng = Rng::new(9);
-    for (rows, cols) in [(1, 1), (7, 33), (129, 7), (200, 3), (4100, 2)] {
-        let x = rng.vec(rows * cols);
-        let xt = upload(&gpu, "x", &[rows, cols], &x);
-        let mut rec = Recorder::new(&gpu);
-        let rs = row_sum(&mut rec, &xt).unwrap();
-        let cs = col_sum(&mut rec, &xt).unwrap();
-        rec.finish().unwrap();
-        assert_close("row_sum", &download(&gpu, &rs), &r::row_sum(&x, cols), 1e-5, 1e-5);
-        assert_close("col_sum", &download(&gpu, &cs), &r::col_sum(&x, rows, cols), 1e-4, 1e-5);
-    }
-    let parts: Vec<Vec<f64>> = [1usize, 7, 33, 129, 5000].iter().map(|&n| rng.vec(n)).collect();
-    let tensors: Vec<Tensor> = parts.iter().map(|p| upload(&gpu, "p", &[p.len()], p)).collect();
-    let mut rec = Recorder::new(&gpu);
-    let s = sum_squares(&mut rec, &tensors.iter().collect::<Vec<_>>()).unwrap();
-    rec.finish().unwrap();
-    let want = r::sum_squares(&parts.iter().map(|p| &p[..]).collect::<Vec<_>>());
-    assert_close("sum_squares", &download(&gpu, &s), &[want], 1e-4, 1e-5);
-}
-
-#[test]
-fn dropout_matches_reference_mask_and_rate() {
-    let gpu = gpu();
-    let mut rng = Rng::new(10);
-    for (n, p, seed, offset) in [(1usize, 0.1f32, 66u64, 0u32), (129, 0.5, 1 << 40 | 3, 17), (20000, 0.1, 7, 123_456)] {
-        let x = rng.vec(n);
-        let xt = upload(&gpu, "x", &[n], &x);
-        let mut rec = Recorder::new(&gpu);
-        let y = dropout(&mut rec, &xt, p, DropoutRng { seed, offset }).unwrap();
-        rec.finish().unwrap();
-        let got = download(&gpu, &y);
-        assert_close("dropout", &got, &r::dropout(&x, p as f64, seed, offset), 1e-6, 1e-6);
-        if n >= 20000 {
-            let kept = got.iter().filter(|v| **v != 0.0).count() as f64 / n as f64;
-            assert!((kept - (1.0 - p as f64)).abs() < 0.01, "keep rate {kept} for p = {p}");
-        }
-    }
-    // Another seed gives another mask.
-    let (a, b): (Vec<bool>, Vec<bool>) = (0..1000).map(|i| (r::dropout_keep(1, i, 0.5), r::dropout_keep(2, i, 0.5))).unzip();
-    assert_ne!(a, b);
-}
-
-#[test]
-fn adamw_steps_with_and_without_clipping() {
-    let gpu = gpu();
-    let mut rng = Rng::new(11);
-    for (n, max_norm) in [(1usize, 0.0f32), (33, 1.0), (1000, 0.5), (129, 100.0)] {
-        let hp = AdamW { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.01, max_norm };
-        let mut p = rng.vec(n);
-        let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
-        let (pt, mt, vt) = (upload(&gpu, "p", &[n], &p), Tensor::zeros(&gpu, "m", &[n]).unwrap(), Tensor::zeros(&gpu, "v", &[n]).unwrap());
-        for step in 1..=3 {
-            let g = rng.vec(n);
-            let gt = upload(&gpu, "g", &[n], &g);
-            let mut rec = Recorder::new(&gpu);
-            let normsq = sum_squares(&mut rec, &[&gt]).unwrap();
-            adamw_step(&mut rec, &hp, step, &pt, &gt, &mt, &vt, &normsq).unwrap();
-            rec.finish().unwrap();
-            r::adamw_step(&hp, step, r::sum_squares(&[&g]), &mut p, &g, &mut m, &mut v);
-        }
-        assert_close("adamw param", &download(&gpu, &pt), &p, 1e-6, 1e-5);
-        assert_close("adamw m", &download(&gpu, &mt), &m, 1e-6, 1e-5);
-        assert_close("adamw v", &download(&gpu, &vt), &v, 1e-7, 1e-5);
-    }
-}
-
-/// All ordered pairs of distinct entities per document, h-major (hts order).
-fn hts_pairs(counts: &[usize]) -> Vec<(u32, u32, u32)> {
-    let mut v = Vec::new();
-    for (b, &n) in counts.iter().enumerate() {
-        for s in 0..n {
-            for o in 0..n {
-                if s != o {
-                    v.push((b as u32, s as u32, o as u32));
-                }
-            }
-        }
-    }
-    v
-}
-
-#[test]
-fn eca_and_dense_attention_forward_and_backward() {
-    use docre::ops::eca::{attention_backward_using, attention_forward_using, Attention, EcaKernel, PairIndex};
-    let gpu = gpu();
-    let mut kernels = vec![EcaKernel::Workgroup];
-    if gpu.report().subgroups {
-        kernels.push(EcaKernel::Subgroup);
-    }
-    for kernel in kernels {
-    let mut rng = Rng::new(77);
-    // Documents with 1 (no pairs), 2, a prime count and more; widths with heads of 1, 3 and 32.
-    // Widths give heads of 8, 16 and 32 features (the subgroup kernel needs dh divisible by its
-    // subgroup size); the workgroup kernel also runs heads of 1 and 3.
-    let widths: &[usize] = if kernel == EcaKernel::Subgroup { &[32, 64, 128] } else { &[4, 12, 128] };
-    for (counts, d) in [(vec![2usize], widths[0]), (vec![3, 1, 5], widths[1]), (vec![7, 2], widths[0]), (vec![4, 6], widths[2])] {
-        let pairs = hts_pairs(&counts);
-        let p = pairs.len();
-        let idx = PairIndex::new(&gpu, &counts, &pairs).unwrap();
-        let (q, k, v, dout) = (rng.vec(p * d), rng.vec(p * d), rng.vec(p * d), rng.vec(p * d));
-        let t = |n: &str, x: &[f64]| upload(&gpu, n, &[p, d], x);
-        let (qt, kt, vt, dt) = (t("q", &q), t("k", &k), t("v", &v), t("dout", &dout));
-        let mut outs = Vec::new();
-        for kind in [Attention::Eca, Attention::Dense, Attention::DenseEcaMask] {
-            let mut rec = Recorder::new(&gpu);
-            let (out, stats) = attention_forward_using(&mut rec, kernel, &idx, kind, 4, &qt, &kt, &vt).unwrap();
-            let (dq, dk, dv) = attention_backward_using(&mut rec, kernel, &idx, kind, 4, &qt, &kt, &vt, &out, &stats, &dt).unwrap();
-            rec.finish().unwrap();
-            let what = format!("{kernel:?} {kind:?} counts {counts:?} d {d}");
-            let want = r::attention(&pairs, kind, 4, d, &q, &k, &v);
-            let (wq, wk, wv) = r::attention_backward(&pairs, kind, 4, d, &q, &k, &v, &dout);
-            assert_close(&format!("{what} out"), &download(&gpu, &out), &want, 1e-5, 1e-4);
-            assert_close(&format!("{what} dq"), &download(&gpu, &dq), &wq, 1e-5, 1e-4);
-            assert_close(&format!("{what} dk"), &download(&gpu, &dk), &wk, 1e-5, 1e-4);
-            assert_close(&format!("{what} dv"), &download(&gpu, &dv), &wv, 1e-5, 1e-4);
-            outs.push(download(&gpu, &out));
-        }
-        // Dense restricted to ECA's key sets is ECA.
-        assert_close("dense with ECA mask vs ECA", &outs[2], &outs[0], 1e-6, 1e-5);
-    }
-    }
-}
-
-/// Central finite differences of a scalar function of one input vector.
-fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
-    let mut x = x.to_vec();
-    (0..x.len())
-        .map(|i| {
-            let o = x[i];
-            x[i] = o + 1e-6;
-            let a = f(&x);
-            x[i] = o - 1e-6;
-            let b = f(&x);
-            x[i] = o;
-            (a - b) / 2e-6
-        })
-        .collect()
-}
-
-#[test]
-fn pair_context_and_bilinear_forward_and_backward() {
-    use docre::ops::pair::{bilinear_backward_using, bilinear_using, bilinear_weight_grad_sq, context_weights, context_weights_backward, PairEntities};
-    let gpu = gpu();
-    let mut rng = Rng::new(31);
-    for (counts, heads, l) in [(vec![2usize], 1usize, 3usize), (vec![3, 5], 2, 7), (vec![1, 4], 3, 13)] {
-        let ne: usize = counts.iter().sum();
-        let mut pairs = Vec::new();
-        let mut first = 0u32;
-        for (b, &n) in counts.iter().enumerate() {
-            for s in 0..n as u32 {
-                for o in 0..n as u32 {
-                    if s != o {
-                        pairs.push((first + s, first + o, b as u32));
-                    }
-                }
-            }
-            first += n as u32;
-        }
-        let p = pairs.len();
-        let ea: Vec<f64> = rng.vec(ne * heads * l).iter().map(|v| v.abs()).collect();
-        let dw = rng.vec(p * l);
-        let pe = PairEntities::new(&gpu, ne, &pairs).unwrap();
-        let eat = upload(&gpu, "ea", &[ne, heads, l], &ea);
-        let mut rec = Recorder::new(&gpu);
-        let w = context_weights(&mut rec, &eat, &pe).unwrap();
-        let dea = context_weights_backward(&mut rec, &eat, &pe, &upload(&gpu, "dw", &[p, l], &dw)).unwrap();
-        rec.finish().unwrap();
-        let what = format!("context {counts:?} h{heads} l{l}");
-        assert_close(&what, &download(&gpu, &w), &r::context_weights(&ea, heads, l, &pairs), 1e-6, 1e-4);
-        let want = r::context_weights_backward(&ea, heads, l, &pairs, &dw);
-        assert_close(&format!("{what} backward"), &download(&gpu, &dea), &want, 1e-5, 1e-4);
-        let fd = numeric_grad(&ea, |e| r::context_weights(e, heads, l, &pairs).iter().zip(&dw).map(|(a, b)| a * b).sum());
-        assert_close(&format!("{what} reference vs finite differences"), &want, &fd, 1e-6, 1e-5);
-    }
-    // Every matmul body the bilinear layer runs on; the last two shapes exceed one 64 x 64 tile
-    // in every mode (P, O, E*K and, per group, K = 64).
-    for kernel in [MatmulKernel::Register, MatmulKernel::Tiled, MatmulKernel::Subgroup] {
-        for (p, e, o, block) in [(1usize, 4usize, 3usize, 2usize), (7, 6, 5, 3), (13, 16, 8, 8), (70, 128, 65, 64), (66, 24, 70, 4)] {
-            let (zs, zo, w, b, dy) = (rng.vec(p * e), rng.vec(p * e), rng.vec(o * e * block), rng.vec(o), rng.vec(p * o));
-            let mut rec = Recorder::new(&gpu);
-            let (zst, zot, wt) = (upload(&gpu, "zs", &[p, e], &zs), upload(&gpu, "zo", &[p, e], &zo), upload(&gpu, "w", &[o, e * block], &w));
-            let y = match bilinear_using(&mut rec, kernel, &zst, &zot, &wt, &upload(&gpu, "b", &[o], &b), block) {
-                Ok(y) => y,
-                Err(e) if kernel == MatmulKernel::Subgroup => {
-                    eprintln!("bilinear {kernel:?}: skipped on this adapter ({e})");
-                    break;
-                }
-                Err(e) => panic!("{e}"),
-            };
-            let (dzs, dzo, dw, db) = bilinear_backward_using(&mut rec, kernel, &zst, &zot, &wt, &upload(&gpu, "dy", &[p, o], &dy), block).unwrap();
-            rec.finish().unwrap();
-            let what = format!("bilinear {kernel:?} p{p} e{e} o{o} k{block}");
-            // Sums of up to E*K = 8192 products of three values of magnitude <= 1.
-            let tol = if e * block > 1000 { (1e-3, 1e-4) } else { (1e-5, 1e-4) };
-            assert_close(&what, &download(&gpu, &y), &r::bilinear(&zs, &zo, &w, &b, e, block), tol.0, tol.1);
-            let (wzs, wzo, ww, wb) = r::bilinear_backward(&zs, &zo, &w, &dy, e, block);
-            assert_close(&format!("{what} dzs"), &download(&gpu, &dzs), &wzs, tol.0, tol.1);
-            assert_close(&format!("{what} dzo"), &download(&gpu, &dzo), &wzo, tol.0, tol.1);
-            assert_close(&format!("{what} dw"), &download(&gpu, &dw), &ww, tol.0, tol.1);
-            assert_close(&format!("{what} db"), &download(&gpu, &db), &wb, tol.0, tol.1);
-            if kernel == MatmulKernel::Register {
-                let mut rec = Recorder::new(&gpu);
-                let sq = bilinear_weight_grad_sq(&mut rec, &zst, &zot, &upload(&gpu, "dy", &[p, o], &dy), block).unwrap();
-                rec.finish().unwrap();
-                let want: f64 = ww.iter().map(|v| v * v).sum();
-                assert_close(&format!("{what} ‖dW‖² by Gram matrices"), &download(&gpu, &sq), &[want], 1e-3, 1e-5);
-            }
-            if kernel == MatmulKernel::Register && p < 20 {
-                let fd = numeric_grad(&zs, |z| r::bilinear(z, &zo, &w, &b, e, block).iter().zip(&dy).map(|(a, c)| a * c).sum());
-                assert_close(&format!("{what} reference dzs vs finite differences"), &wzs, &fd, 1e-6, 1e-5);
-            }
-        }
-    }
-}
-
-#[test]
-fn losses_labels_and_batchnorm() {
-    use docre::ops::loss::{atloss_backward, atloss_sum, batchnorm, batchnorm_backward, cosine_backward, cosine_sum, get_label};
-    let gpu = gpu();
-    let mut rng = Rng::new(41);
-    for (p, c, k) in [(1usize, 2usize, 1usize), (9, 5, 2), (31, 13, 4)] {
-        let logits: Vec<f64> = rng.vec(p * c).iter().map(|v| 3.0 * v).collect();
-        let mut labels = vec![0.0; p * c];
-        for r in 0..p {
-            match r % 3 {
-                0 => labels[r * c] = 1.0,
-                1 => labels[r * c + 1 + rng.below(c - 1)] = 1.0,
-                _ => (1..c).for_each(|j| labels[r * c + j] = (rng.below(2) == 0) as u8 as f64),
-            }
-        }
-        let mask: Vec<f64> = (0..p).map(|i| if i % 4 == 3 { 0.0 } else { 1.0 }).collect();
-        let (lt, yt, mt) = (upload(&gpu, "l", &[p, c], &logits), upload(&gpu, "y", &[p, c], &labels), upload(&gpu, "m", &[p], &mask));
-        let mut rec = Recorder::new(&gpu);
-        let sum = atloss_sum(&mut rec, &lt, &yt, &mt).unwrap();
-        let grad = atloss_backward(&mut rec, &lt, &yt, &mt, 0.5).unwrap();
-        let lab = get_label(&mut rec, &lt, k).unwrap();
-        rec.finish().unwrap();
-        let loss = |lg: &[f64]| (0..p).map(|r| mask[r] * r::atloss_pair(&lg[r * c..(r + 1) * c], &labels[r * c..(r + 1) * c])).sum::<f64>();
-        let what = format!("atloss p{p} c{c}");
-        assert_close(&what, &download(&gpu, &sum), &[loss(&logits)], 1e-5, 1e-5);
-        let fd: Vec<f64> = numeric_grad(&logits, loss).iter().map(|g| 0.5 * g).collect();
-        assert_close(&format!("{what} backward vs finite differences"), &download(&gpu, &grad), &fd, 1e-5, 1e-4);
-        let want: Vec<f64> = (0..p).flat_map(|r| r::get_label(&logits[r * c..(r + 1) * c], k)).collect();
-        assert_eq!(download(&gpu, &lab), want, "get_label p{p} c{c} k{k}");
-    }
-    for (p, d) in [(1usize, 3usize), (6, 8), (17, 5)] {
-        let (x, y) = (rng.vec(p * d), rng.vec(p * d));
-        let (xt, yt) = (upload(&gpu, "x", &[p, d], &x), upload(&gpu, "y", &[p, d], &y));
-        let mut rec = Recorder::new(&gpu);
-        let s = cosine_sum(&mut rec, &xt, &yt).unwrap();
-        let g = cosine_backward(&mut rec, &xt, &yt, 2.0).unwrap();
-        rec.finish().unwrap();
-        let f = |xs: &[f64]| (0..p).map(|r| r::cosine_loss(&xs[r * d..(r + 1) * d], &y[r * d..(r + 1) * d])).sum::<f64>();
-        assert_close("cosine", &download(&gpu, &s), &[f(&x)], 1e-5, 1e-5);
-        let fd: Vec<f64> = numeric_grad(&x, f).iter().map(|v| 2.0 * v).collect();
-        assert_close("cosine backward vs finite differences", &download(&gpu, &g), &fd, 1e-5, 1e-4);
-    }
-    for (p, d) in [(2usize, 3usize), (9, 4), (33, 7)] {
-        let (x, gm, bt, dy) = (rng.vec(p * d), rng.vec(d), rng.vec(d), rng.vec(p * d));
-        let running: Vec<f64> = (0..2 * d).map(|i| if i < d { 0.1 } else { 1.0 }).collect();
-        let (xt, gt) = (upload(&gpu, "x", &[p, d], &x), upload(&gpu, "g", &[d], &gm));
-        let (rm, rv) = (upload(&gpu, "run_mean", &[d], &running[..d]), upload(&gpu, "run_var", &[d], &running[d..]));
-        let mut rec = Recorder::new(&gpu);
-        let (y, stats) = batchnorm(&mut rec, &xt, &gt, &upload(&gpu, "b", &[d], &bt), &rm, &rv, 1e-5, 0.1).unwrap();
-        let (dx, dg, db) = batchnorm_backward(&mut rec, &xt, &gt, &stats, &upload(&gpu, "dy", &[p, d], &dy)).unwrap();
-        rec.finish().unwrap();
-        let (want, mean, var) = r::batchnorm(&x, &gm, &bt, 1e-5);
-        assert_close("batchnorm", &download(&gpu, &y), &want, 1e-5, 1e-4);
-        let run_want: Vec<f64> = (0..2 * d).map(|i| if i < d { 0.9 * 0.1 + 0.1 * mean[i] } else { 0.9 + 0.1 * var[i - d] * p as f64 / (p - 1) as f64 }).collect();
-        let got_run: Vec<f64> = download(&gpu, &rm).into_iter().chain(download(&gpu, &rv)).collect();
-        assert_close("batchnorm running stats", &got_run, &run_want, 1e-6, 1e-5);
-        let f = |xs: &[f64]| r::batchnorm(xs, &gm, &bt, 1e-5).0.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>();
-        assert_close("batchnorm dx vs finite differences", &download(&gpu, &dx), &numeric_grad(&x, f), 1e-4, 1e-3);
-        let fg = |g: &[f64]| r::batchnorm(&x, g, &bt, 1e-5).0.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>();
-        assert_close("batchnorm dgamma vs finite differences", &download(&gpu, &dg), &numeric_grad(&gm, fg), 1e-5, 1e-4);
-        let want_db: Vec<f64> = (0..d).map(|c| (0..p).map(|r| dy[r * d + c]).sum()).collect();
-        assert_close("batchnorm dbeta", &download(&gpu, &db), &want_db, 1e-5, 1e-4);
-    }
+    let (code, text) = run(None);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("PASS  softmax") && l.contains("rows")), "{text}");
+    let (code, text) = run(Some("softmax_forward_rows"));
+    assert_eq!(code, Some(1), "{text}");
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(failed.len(), 1, "{text}");
+    assert!(failed[0].contains("softmax") && failed[0].contains("rows"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("PASS  softmax") && l.contains("workgroup")), "{text}");
 }

@@ -3,8 +3,11 @@
 //! Order of preference: discrete GPU, integrated GPU, virtual GPU, then a CPU adapter (Mesa
 //! lavapipe). `WGPU_BACKEND` (vulkan, metal, dx12, gl) restricts the backends and
 //! `DOCRE_ADAPTER` picks the first adapter whose name contains the given substring.
-//! The device is created with the adapter's own limits, not the WebGPU defaults, because
-//! lavapipe and most GPUs allow far larger storage bindings than 128 MiB / 256 MiB defaults.
+//! The device asks for WebGPU's default limits (8 storage buffers per stage, 256 invocations and
+//! 16 KiB of workgroup memory per workgroup), which every kernel fits, raised for the 128 bytes of
+//! immediate data WebGPU lacks, and by default for the adapter's own binding and buffer sizes:
+//! lavapipe and most GPUs allow far larger storage bindings than the 128 MiB / 256 MiB defaults.
+//! `DOCRE_LIMITS=webgpu` keeps those at the defaults too (see `requested_limits`).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -38,6 +41,9 @@ pub struct AdapterReport {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_compute_workgroups_per_dimension: u32,
     pub max_immediate_size: u32,
+    /// "adapter" or "webgpu": whether binding and buffer sizes are the adapter's own.
+    pub limits: String,
+    pub max_storage_buffers_per_shader_stage: u32,
     pub shader_f16: bool,
     pub timestamp_query: bool,
     pub subgroups: bool,
@@ -73,6 +79,28 @@ fn rank(t: wgpu::DeviceType) -> u32 {
 const NO_ADAPTER_HELP: &str = "docre needs a GPU driver with Vulkan, Metal or DX12. On a machine \
 without a GPU, install a CPU Vulkan device: `apt-get install mesa-vulkan-drivers libvulkan1` \
 (Debian/Ubuntu). Check with `docre info`.";
+
+/// `DOCRE_LIMITS`: "adapter" (default) or "webgpu".
+fn limits_mode() -> Result<&'static str> {
+    match std::env::var("DOCRE_LIMITS").ok().as_deref() {
+        None | Some("") | Some("adapter") => Ok("adapter"),
+        Some("webgpu") => Ok("webgpu"),
+        Some(other) => Err(Error::NoAdapter(format!("DOCRE_LIMITS={other:?} is not one of `adapter`, `webgpu`"))),
+    }
+}
+
+/// What the device asks for: WebGPU's defaults (lowered where the adapter offers less, so a weak
+/// adapter still opens and its pipelines fail with a clear error), immediates raised to
+/// IMMEDIATE_BYTES, and unless DOCRE_LIMITS=webgpu the adapter's binding and buffer sizes.
+fn requested_limits(adapter: &wgpu::Limits) -> Result<wgpu::Limits> {
+    let mut l = wgpu::Limits::default().or_worse_values_from(adapter);
+    l.max_immediate_size = IMMEDIATE_BYTES;
+    if limits_mode()? == "adapter" {
+        l.max_storage_buffer_binding_size = adapter.max_storage_buffer_binding_size;
+        l.max_buffer_size = adapter.max_buffer_size;
+    }
+    Ok(l)
+}
 
 impl Gpu {
     /// Pick an adapter as described in the module docs and open a device on it.
@@ -116,6 +144,7 @@ impl Gpu {
                 info.name, limits.max_immediate_size
             )));
         }
+        let limits = requested_limits(&limits)?;
         let offered = adapter.features();
         let wanted_features = wgpu::Features::IMMEDIATES
             | (offered & (wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP));
@@ -149,6 +178,8 @@ impl Gpu {
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             max_immediate_size: limits.max_immediate_size,
+            limits: limits_mode()?.to_string(),
+            max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
             shader_f16: wanted_features.contains(wgpu::Features::SHADER_F16),
             timestamp_query: wanted_features.contains(wgpu::Features::TIMESTAMP_QUERY),
             subgroups: wanted_features.contains(wgpu::Features::SUBGROUP),

@@ -97,7 +97,7 @@ impl Recorder {
         if groups.iter().any(|&g| g > max) {
             return shape_err("dispatch", format!("{}: grid {:?} exceeds {max} workgroups per dimension", kernel.entry, groups));
         }
-        if groups.contains(&0) {
+        if groups.contains(&0) || broken(kernel.entry) {
             return Ok(());
         }
         let cached = self.gpu.pipeline(kernel, constants)?;
@@ -335,4 +335,12 @@ pub(crate) fn read_u64s(gpu: &Gpu, buffer: &wgpu::Buffer, n: usize) -> Result<Ve
 
 pub(crate) fn device_err(e: impl std::fmt::Display) -> Error {
     Error::Device(e.to_string())
+}
+
+/// `DOCRE_BREAK_KERNEL=<entry point>` drops every dispatch of that kernel, leaving its outputs
+/// unwritten: a deliberately broken kernel, with which the tests show that `docre selftest`
+/// catches and names one.
+fn broken(entry: &str) -> bool {
+    static BROKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BROKEN.get_or_init(|| std::env::var("DOCRE_BREAK_KERNEL").ok().filter(|s| !s.is_empty())).as_deref() == Some(entry)
 }

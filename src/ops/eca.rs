@@ -7,17 +7,18 @@ use crate::gpu::{grid, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, S
 
 static SHADER: Shader = Shader { name: "eca", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/eca.wgsl")) };
 use Access::{Read as R, Write as W};
-static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "eca_forward", bindings: &[R, R, R, R, R, R, W, W] };
-static BACKWARD_QUERY: Kernel = Kernel { shader: &SHADER, entry: "eca_backward_query", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
-static BACKWARD_KEY: Kernel = Kernel { shader: &SHADER, entry: "eca_backward_key", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
+static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "eca_forward", bindings: &[R, R, R, R, W, W] };
+static TERMS: Kernel = Kernel { shader: &SHADER, entry: "eca_terms", bindings: &[R, R, R, W] };
+static BACKWARD_QUERY: Kernel = Kernel { shader: &SHADER, entry: "eca_backward_query", bindings: &[R, R, R, R, R, R, W] };
+static BACKWARD_KEY: Kernel = Kernel { shader: &SHADER, entry: "eca_backward_key", bindings: &[R, R, R, R, R, R, W, W] };
 // Only built where subgroups exist, hence its own module.
 static SG_SHADER: Shader = Shader {
     name: "eca_subgroup",
     source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/eca.wgsl"), include_str!("../../shaders/eca_subgroup.wgsl")),
 };
-static FORWARD_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_forward_sg", bindings: &[R, R, R, R, R, R, W, W] };
-static BACKWARD_QUERY_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_backward_query_sg", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
-static BACKWARD_KEY_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_backward_key_sg", bindings: &[R, R, R, R, R, R, R, R, R, W, W] };
+static FORWARD_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_forward_sg", bindings: &[R, R, R, R, W, W] };
+static BACKWARD_QUERY_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_backward_query_sg", bindings: &[R, R, R, R, R, R, W] };
+static BACKWARD_KEY_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_backward_key_sg", bindings: &[R, R, R, R, R, R, W, W] };
 
 /// Which implementation runs. `Auto` picks by adapter kind; tests name both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,14 +33,14 @@ pub enum EcaKernel {
 /// The kernels and specialization constants for one launch: [forward, backward query, backward
 /// key], the constants, and how many (pair, head) tasks one workgroup covers.
 fn select(gpu: &Gpu, kernel: EcaKernel, kind: Attention, dh: usize) -> Result<([&'static Kernel; 3], Vec<(&'static str, f64)>, usize)> {
-    let sg = super::matmul::subgroup_size(gpu)?.map(|s| s as usize);
-    let fits = |s: usize| 64 % s == 0 && dh % s == 0 && dh / s <= 64;
+    let sg = super::subgroup_lanes(gpu).ok();
+    let fits = |s: usize| dh % s == 0 && dh / s <= 64;
     let use_sg = match kernel {
         EcaKernel::Auto => gpu.kind() == AdapterKind::Cpu && sg.is_some_and(fits),
         EcaKernel::Workgroup => false,
         EcaKernel::Subgroup => {
             if !sg.is_some_and(fits) {
-                return shape_err("eca", format!("the subgroup kernel needs a subgroup size dividing 64 and {dh} (at most 64 features per lane); this adapter has {sg:?}"));
+                return shape_err("eca", format!("the subgroup kernel needs a subgroup size dividing 64 and {dh} (at most 64 features per lane); this adapter has {:?}", super::matmul::subgroup_size(gpu)?));
             }
             true
         }
@@ -87,9 +88,11 @@ pub struct PairIndex {
     pub doc_ranges: Vec<(usize, usize)>,
     /// (doc, s, o) per pair row.
     pub coords: Vec<(u32, u32, u32)>,
-    tab: Tensor,
-    cell: Tensor,
-    doc_tab: Tensor,
+    /// tab [P, 4] = (doc, s, o, 0), then docs [B, 2] = (first row, count) at `docs_at`, then the
+    /// cell map [B, N, N] at `cell_at` (shaders/eca.wgsl's `index`).
+    index: Tensor,
+    docs_at: usize,
+    cell_at: usize,
 }
 
 impl PairIndex {
@@ -119,17 +122,23 @@ impl PairIndex {
             }
             *c = i as u32;
         }
-        let tab: Vec<u32> = pairs.iter().flat_map(|&(d, s, o)| [d, s, o, 0]).collect();
-        let doc_tab: Vec<u32> = ranges.iter().flat_map(|&(a, c)| [a as u32, c as u32]).collect();
+        let mut index: Vec<u32> = pairs.iter().flat_map(|&(d, s, o)| [d, s, o, 0]).collect();
+        let docs_at = index.len();
+        index.extend(ranges.iter().flat_map(|&(a, c)| [a as u32, c as u32]));
+        let cell_at = index.len();
+        index.extend(cell);
+        if index.is_empty() {
+            index.push(NONE);
+        }
         Ok(PairIndex {
             pairs: pairs.len(),
             docs: b,
             n,
             doc_ranges: ranges,
             coords: pairs.to_vec(),
-            tab: Tensor::from_u32(gpu, "pair_table", &[tab.len()], &tab)?,
-            cell: Tensor::from_u32(gpu, "pair_cells", &[cell.len().max(1)], if cell.is_empty() { &[NONE] } else { &cell })?,
-            doc_tab: Tensor::from_u32(gpu, "doc_pairs", &[doc_tab.len().max(2)], if doc_tab.is_empty() { &[0, 0] } else { &doc_tab })?,
+            index: Tensor::from_u32(gpu, "pair_index", &[index.len()], &index)?,
+            docs_at,
+            cell_at,
         })
     }
 }
@@ -158,7 +167,7 @@ fn check(idx: &PairIndex, heads: usize, ts: &[&Tensor]) -> Result<(usize, usize)
 }
 
 fn imm(idx: &PairIndex, d: usize, heads: usize) -> Imm {
-    Imm::new().u(idx.pairs).u(d).u(heads).u(idx.n).f(1.0 / ((d / heads) as f32).sqrt())
+    Imm::new().u(idx.pairs).u(d).u(heads).u(idx.n).f(1.0 / ((d / heads) as f32).sqrt()).u(idx.docs_at).u(idx.cell_at)
 }
 
 /// out = per head, softmax over the attended pairs of (q·k/√dh + [self] 1) times v; also the
@@ -174,7 +183,7 @@ pub fn attention_forward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &Pair
     let stats = Tensor::uninit(rec.gpu(), "eca_stats", &[p, heads, 2], DType::F32)?;
     let (kernels, consts, per_group) = select(rec.gpu(), kernel, kind, d / heads)?;
     let g = grid(rec.gpu(), (p * heads).div_ceil(per_group));
-    rec.dispatch(kernels[0], &consts, &[&idx.tab, &idx.cell, &idx.doc_tab, q, k, v, &out, &stats], &imm(idx, d, heads), g)?;
+    rec.dispatch(kernels[0], &consts, &[&idx.index, q, k, v, &out, &stats], &imm(idx, d, heads), g)?;
     Ok((out, stats))
 }
 
@@ -189,18 +198,15 @@ pub fn attention_backward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &Pai
     let (p, d) = check(idx, heads, &[q, k, v, out, dout])?;
     stats.expect_shape("eca backward", &[p, heads, 2])?;
     let gpu = rec.gpu().clone();
-    let dq = Tensor::uninit(&gpu, "eca_dq", &[p, d], DType::F32)?;
-    let delta = Tensor::uninit(&gpu, "eca_delta", &[p, heads], DType::F32)?;
+    let terms = Tensor::uninit(&gpu, "eca_terms", &[p, heads, 2], DType::F32)?;
+    let im = imm(idx, d, heads);
+    rec.dispatch(&TERMS, &[], &[out, dout, stats, &terms], &im, grid(&gpu, (p * heads).div_ceil(64)))?;
     let (kernels, consts, per_group) = select(&gpu, kernel, kind, d / heads)?;
     let g = grid(&gpu, (p * heads).div_ceil(per_group));
-    let base = [&idx.tab, &idx.cell, &idx.doc_tab, q, k, v];
-    let mut b1: Vec<&Tensor> = base.to_vec();
-    b1.extend([out, dout, stats, &dq, &delta]);
-    rec.dispatch(kernels[1], &consts, &b1, &imm(idx, d, heads), g)?;
+    let dq = Tensor::uninit(&gpu, "eca_dq", &[p, d], DType::F32)?;
+    rec.dispatch(kernels[1], &consts, &[&idx.index, q, k, v, dout, &terms, &dq], &im, g)?;
     let dk = Tensor::uninit(&gpu, "eca_dk", &[p, d], DType::F32)?;
     let dv = Tensor::uninit(&gpu, "eca_dv", &[p, d], DType::F32)?;
-    let mut b2: Vec<&Tensor> = base.to_vec();
-    b2.extend([dout, stats, &delta, &dk, &dv]);
-    rec.dispatch(kernels[2], &consts, &b2, &imm(idx, d, heads), g)?;
+    rec.dispatch(kernels[2], &consts, &[&idx.index, q, k, v, dout, &terms, &dk, &dv], &im, g)?;
     Ok((dq, dk, dv))
 }

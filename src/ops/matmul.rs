@@ -76,9 +76,6 @@ pub struct Gemm {
     pub accumulate: bool,
 }
 
-/// Lanes the generated subgroup kernel is written for (llvmpipe on AVX2: 256-bit / 32).
-const SUBGROUP_LANES: u32 = 8;
-
 /// The device's subgroup size, measured once by a probe kernel; None without subgroup support.
 pub(crate) fn subgroup_size(gpu: &Gpu) -> Result<Option<u32>> {
     if !gpu.report().subgroups {
@@ -135,7 +132,8 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
         return Ok(());
     }
     let has_bias = bias.is_some();
-    let kernel = match resolve(rec.gpu(), kernel)? {
+    let mut body = body(rec.gpu(), kernel)?;
+    body.kernel = match body.kernel {
         MatmulKernel::Subgroup if kernel == MatmulKernel::Auto && vec4_fits(g) => MatmulKernel::SubgroupVec4,
         MatmulKernel::SubgroupVec4 if !vec4_fits(g) => return shape_err("gemm", format!("the vec4 subgroup matmul needs k % 4 == 0 and 4-element aligned rows: {g:?}")),
         k => k,
@@ -144,9 +142,9 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
     let buffers = [a, b, bias, c];
     let [ta, tb] = trans_consts(g);
     let mut consts = vec![ta, tb];
-    consts.extend(body_constants(kernel));
-    let groups = [g.n.div_ceil(TILE) as u32, g.m.div_ceil(TILE) as u32, (g.batch1 * g.batch2) as u32];
-    let entry = match kernel {
+    consts.extend(body.constants.iter().copied());
+    let groups = body.groups(g.m, g.n, g.batch1 * g.batch2);
+    let entry = match body.kernel {
         MatmulKernel::Subgroup => &SUBGROUP,
         MatmulKernel::SubgroupVec4 => &SUBGROUP_VEC4,
         MatmulKernel::Register => &REG,
@@ -174,29 +172,55 @@ pub(crate) fn k_chunks(k: usize) -> impl Iterator<Item = (usize, usize)> {
 /// costs one extra dispatch per 4096 of k.
 pub(crate) const K_PER_DISPATCH: usize = 4096;
 
-/// Rows and columns of C that one workgroup of every matmul body computes: matmul_reg's
-/// WY*RM x WX*RN, matmul_tiled's BM x BN, and the generated subgroup kernel's ROWS x 8*4*COLS4.
+/// Rows of C that one workgroup of every matmul body computes, and its columns except in the
+/// subgroup bodies (matmul_reg's WY*RM x WX*RN, matmul_tiled's BM x BN; the generated subgroup
+/// kernels cover SUBGROUP_ROWS x SUBGROUP_COLS_PER_LANE*SG).
 pub(crate) const TILE: usize = 64;
+const SUBGROUP_COLS_PER_LANE: usize = 8;
 
-/// The body `kernel` names on this adapter (`Auto`: the subgroup body on CPU adapters with
-/// 8-lane subgroups, the register-blocked one on other CPU adapters, the tiled one on GPUs).
-pub(crate) fn resolve(gpu: &Gpu, kernel: MatmulKernel) -> Result<MatmulKernel> {
-    let sg8 = subgroup_size(gpu)? == Some(SUBGROUP_LANES);
-    match kernel {
-        MatmulKernel::Auto if gpu.kind() == AdapterKind::Cpu => Ok(if sg8 { MatmulKernel::Subgroup } else { MatmulKernel::Register }),
-        MatmulKernel::Auto => Ok(MatmulKernel::Tiled),
-        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 if !sg8 => shape_err("gemm", "the subgroup matmul needs subgroups of 8 lanes, which this adapter does not have"),
-        k => Ok(k),
+/// Subgroup widths the generated subgroup kernels are written for (powers of two: every row of
+/// the 64-row tile is one lane's value, and a lane loads at most 16 of them).
+pub(crate) fn subgroup_width_supported(sg: u32) -> bool {
+    sg.is_power_of_two() && (4..=64).contains(&sg)
+}
+
+/// A matmul body resolved for this adapter: which kernel, its override constants, and the
+/// columns of C one workgroup covers.
+pub(crate) struct Body {
+    pub kernel: MatmulKernel,
+    pub constants: Vec<(&'static str, f64)>,
+    tile_n: usize,
+}
+
+impl Body {
+    /// Workgroups over (n, m, batch) for an m x n result.
+    pub fn groups(&self, m: usize, n: usize, batch: usize) -> [u32; 3] {
+        [n.div_ceil(self.tile_n) as u32, m.div_ceil(TILE) as u32, batch as u32]
     }
 }
 
-/// Override constants of a body's tiling (every body covers TILE x TILE of C per workgroup).
-pub(crate) fn body_constants(kernel: MatmulKernel) -> Vec<(&'static str, f64)> {
-    match kernel {
-        MatmulKernel::Register => vec![("WX", 8.0), ("WY", 8.0)],
-        MatmulKernel::Tiled | MatmulKernel::Auto => vec![("BM", TILE as f64), ("BN", TILE as f64), ("BK", 16.0)],
-        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => vec![],
-    }
+/// The body `kernel` names on this adapter. `Auto` takes the subgroup body on CPU adapters whose
+/// subgroup width it supports (measured, not assumed), the register-blocked one on other CPU
+/// adapters, and the tiled one on GPUs.
+pub(crate) fn body(gpu: &Gpu, kernel: MatmulKernel) -> Result<Body> {
+    let sg = subgroup_size(gpu)?.filter(|&s| subgroup_width_supported(s));
+    let kernel = match kernel {
+        MatmulKernel::Auto if gpu.kind() == AdapterKind::Cpu => if sg.is_some() { MatmulKernel::Subgroup } else { MatmulKernel::Register },
+        MatmulKernel::Auto => MatmulKernel::Tiled,
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 if sg.is_none() => {
+            return shape_err("gemm", format!("the subgroup matmul needs subgroups of 4 to 64 lanes (a power of two); this adapter has {:?}", subgroup_size(gpu)?));
+        }
+        k => k,
+    };
+    let (constants, tile_n) = match kernel {
+        MatmulKernel::Register => (vec![("WX", 8.0), ("WY", 8.0)], TILE),
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => {
+            let sg = sg.expect("checked above");
+            (vec![("SG", sg as f64)], SUBGROUP_COLS_PER_LANE * sg as usize)
+        }
+        MatmulKernel::Tiled | MatmulKernel::Auto => (vec![("BM", TILE as f64), ("BN", TILE as f64), ("BK", 16.0)], TILE),
+    };
+    Ok(Body { kernel, constants, tile_n })
 }
 
 fn trans_consts(g: &Gemm) -> [(&'static str, f64); 2] {

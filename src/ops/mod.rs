@@ -64,6 +64,16 @@ pub(crate) fn launch_rows(
     rec.dispatch(kernel, constants, bindings, imm, g)
 }
 
+/// The subgroup size the one-subgroup-per-task kernels (softmax, ECA) run with: workgroups of
+/// 64 invocations hold 64 / SG tasks, so SG must divide 64.
+pub fn subgroup_lanes(gpu: &Gpu) -> Result<usize> {
+    match matmul::subgroup_size(gpu)? {
+        Some(s) if 64 % s == 0 => Ok(s as usize),
+        None => crate::error::shape_err("subgroup kernels", "this adapter has no subgroup operations"),
+        Some(s) => crate::error::shape_err("subgroup kernels", format!("subgroups of {s} lanes do not divide a workgroup of 64")),
+    }
+}
+
 /// Rows and columns of a tensor viewed as [prod(leading dims), last dim].
 pub(crate) fn rows_cols(t: &Tensor) -> (usize, usize) {
     let cols = *t.shape().last().unwrap_or(&1);

@@ -1,7 +1,7 @@
 //! Launchers for shaders/pair.wgsl (localized-context weights) and shaders/bilinear.wgsl (the
 //! fused grouped bilinear layer of the base module), with their backward passes.
 
-use super::matmul::{self, gemm, Gemm, MatmulKernel, View, TILE};
+use super::matmul::{self, gemm, Gemm, MatmulKernel, View};
 use super::{launch_flat64, rows_cols};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::profile::Work;
@@ -106,15 +106,15 @@ fn bilinear_dims(zs: &Tensor, zo: &Tensor, w: &Tensor, block: usize) -> Result<(
 /// One mode of shaders/bilinear.wgsl: C (m x n, `batch` groups) from x0..x3 into `out`.
 #[allow(clippy::too_many_arguments)]
 fn bilinear_gemm(rec: &mut Recorder, kernel: MatmulKernel, mode: u32, [m, n, k, batch]: [usize; 4], (e, o, block): (usize, usize, usize), inputs: [&Tensor; 4], out: &Tensor) -> Result<()> {
-    let kernel = matmul::resolve(rec.gpu(), kernel)?;
-    let entry = match kernel {
+    let body = matmul::body(rec.gpu(), kernel)?;
+    let entry = match body.kernel {
         MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => &BILINEAR_SUBGROUP,
         MatmulKernel::Register => &BILINEAR_REG,
         _ => &BILINEAR_TILED,
     };
     let mut consts = vec![("MODE", mode as f64)];
-    consts.extend(matmul::body_constants(kernel));
-    let groups = [n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, batch as u32];
+    consts.extend(body.constants.iter().copied());
+    let groups = body.groups(m, n, batch);
     let [x0, x1, x2, x3] = inputs;
     for (k0, kc) in matmul::k_chunks(k) {
         let imm = Imm::new().u(m).u(n).u(kc).u(e).u(o).u(k0).u(block).f(1.0 / block as f32).f(1.0 / (block * block) as f32);

@@ -1,8 +1,7 @@
 //! Launchers for shaders/softmax.wgsl: masked softmax and log-sum-exp pooling over row sets.
 
 use super::embedding::{scatter_add_rows, RowScatter};
-use super::matmul::subgroup_size;
-use super::{launch_flat, launch_rows, row_wg, rows_cols};
+use super::{launch_flat, launch_rows, row_wg, rows_cols, subgroup_lanes};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::profile::Work;
 use crate::gpu::{grid, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
@@ -38,14 +37,13 @@ pub enum RowKernel {
 
 impl RowKernel {
     fn resolve(self, gpu: &Gpu, cols: usize) -> Result<(RowKernel, u32)> {
-        let sg = subgroup_size(gpu)?;
+        let sg = subgroup_lanes(gpu);
         let vec4 = cols % 4 == 0;
         Ok(match (self, gpu.kind(), sg) {
             (RowKernel::Auto, AdapterKind::Cpu, _) if vec4 => (RowKernel::Rows, 0),
-            (RowKernel::Auto, AdapterKind::Cpu, Some(sg)) if 64 % sg == 0 => (RowKernel::Subgroup, sg),
+            (RowKernel::Auto, AdapterKind::Cpu, Ok(sg)) => (RowKernel::Subgroup, sg as u32),
             (RowKernel::Auto, _, _) => (RowKernel::Workgroup, 0),
-            (RowKernel::Subgroup, _, Some(sg)) if 64 % sg == 0 => (RowKernel::Subgroup, sg),
-            (RowKernel::Subgroup, _, _) => return shape_err("softmax", "the subgroup softmax needs subgroups whose size divides 64"),
+            (RowKernel::Subgroup, _, sg) => (RowKernel::Subgroup, sg? as u32),
             (RowKernel::Rows, _, _) if !vec4 => return shape_err("softmax", format!("the row-per-invocation softmax needs a multiple of 4 columns, not {cols}")),
             (k, _, _) => (k, 0),
         })

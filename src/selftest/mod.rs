@@ -1,0 +1,42 @@
+//! `docre selftest`: checks this adapter before anyone trusts it. Every kernel variant the
+//! adapter can run, forward and backward, against the f64 reference (ops::reference) on small
+//! random shapes, then a few steps of a tiny model trained twice, which must agree bit for bit.
+//! tests/kernels.rs runs the same kernel checks, so the command and the suite cannot drift.
+//! Needs no files.
+
+mod harness;
+mod kernels;
+mod training;
+
+pub use harness::{Check, Outcome, Verdict};
+
+use crate::gpu::Gpu;
+
+/// Every check, kernel families first, in a fixed order.
+pub fn checks() -> Vec<Check> {
+    let mut v = kernels::checks();
+    v.push(training::check());
+    v
+}
+
+/// One check's result, for the report.
+pub struct Row {
+    pub family: &'static str,
+    pub variant: String,
+    pub outcome: Outcome,
+    pub seconds: f64,
+}
+
+/// Runs the checks whose family or variant contains `only` (all when None), calling `each` as
+/// each finishes.
+pub fn run(gpu: &Gpu, only: Option<&str>, mut each: impl FnMut(&Row)) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for c in checks().into_iter().filter(|c| only.is_none_or(|o| c.family.contains(o) || c.variant.contains(o))) {
+        let t = std::time::Instant::now();
+        let outcome = c.run(gpu);
+        let row = Row { family: c.family, variant: c.variant.clone(), outcome, seconds: t.elapsed().as_secs_f64() };
+        each(&row);
+        rows.push(row);
+    }
+    rows
+}
