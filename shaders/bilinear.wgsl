@@ -1,7 +1,7 @@
 // The fused grouped bilinear layer of the base module (SPEC 0.2, 2.4) and its backward, as GEMMs
 // whose operands are formed on the fly: the [P, E*K] outer product never exists in memory.
 // The host prepends this operand header to the matmul bodies (matmul.wgsl, and
-// matmul_subgroup.wgsl on adapters with 8-lane subgroups): the bodies only call a_at, b_at,
+// matmul_subgroup.wgsl on CPU adapters with subgroups): the bodies only call a_at, b_at,
 // store and batch_bases and read p.m, p.n, p.k, so each body's tiling serves all four modes.
 //
 // K = p.blk (a runtime value, so that one pipeline per mode serves every block size), E = features, O = outputs, G = E / K groups, EK = E*K.

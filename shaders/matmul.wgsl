@@ -1,6 +1,7 @@
 // Entry points matmul_reg (CPU adapters without subgroups) and matmul_tiled (GPUs); the header
 // with layout and bindings is matmul_common.wgsl, which the host prepends. CPU adapters with
-// 8-lane subgroups (lavapipe on AVX2) run matmul_subgroup.wgsl instead.
+// subgroups of 4 to 64 lanes (lavapipe on AVX2: 8, SwiftShader: 4) run matmul_subgroup.wgsl
+// instead, specialized for the measured width.
 //
 // What llvmpipe (lavapipe) rewards, measured with `docre bench kernels` on 2 cores, 512^3:
 // * It runs a workgroup's invocations as SIMD lanes (8 on AVX2) and turns every storage-buffer

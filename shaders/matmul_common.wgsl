@@ -10,8 +10,8 @@
 //
 // This common part is prepended to matmul.wgsl and to matmul_subgroup.wgsl (+ _vec4.wgsl). Entry points, chosen
 // per adapter kind by the host:
-//   matmul_subgroup (CPU adapters with 8-lane subgroups) one subgroup per 64 x 64 tile;
-//                                grid (ceil(N/64), ceil(M/64), batch).
+//   matmul_subgroup (CPU adapters with subgroups of SG = 4..64 lanes) one subgroup per
+//                                64 x 8·SG tile; grid (ceil(N/(8·SG)), ceil(M/64), batch).
 //   matmul_subgroup_vec4         the same with k stepped by 4 and 16-byte loads, where k and
 //                                the operands' rows are 4-element aligned (ops::matmul::vec4_fits).
 //   matmul_reg   (other CPU adapters) workgroup WX x WY, each invocation an RM x RN block;

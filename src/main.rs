@@ -318,8 +318,12 @@ fn run(cli: Cli) -> Result<()> {
 fn info(json: bool) -> Result<()> {
     let gpu = Gpu::new()?;
     let r = gpu.report();
+    let variants = docre::ops::chosen_variants(&gpu)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(r).expect("adapter report serializes"));
+        let mut v = serde_json::to_value(r).expect("adapter report serializes");
+        v["subgroup_size"] = serde_json::json!(docre::ops::matmul::subgroup_size(&gpu)?);
+        v["kernels"] = variants.iter().map(|(f, k)| (f.to_string(), serde_json::Value::String(k.clone()))).collect::<serde_json::Map<_, _>>().into();
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
     println!("adapter      {}", r.name);
@@ -330,6 +334,9 @@ fn info(json: bool) -> Result<()> {
         r.limits, r.max_storage_buffer_binding_size >> 20, r.max_buffer_size >> 20, r.max_storage_buffers_per_shader_stage, r.max_compute_workgroup_storage_size >> 10,
         r.max_compute_invocations_per_workgroup, r.max_compute_workgroups_per_dimension, r.max_immediate_size);
     println!("features     shader-f16 {}, timestamp queries {}, subgroups {}", yes(r.shader_f16), yes(r.timestamp_query), yes(r.subgroups));
+    for (family, variant) in variants {
+        println!("kernel       {family:<10} {variant}");
+    }
     Ok(())
 }
 

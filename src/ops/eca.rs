@@ -32,7 +32,7 @@ pub enum EcaKernel {
 
 /// The kernels and specialization constants for one launch: [forward, backward query, backward
 /// key], the constants, and how many (pair, head) tasks one workgroup covers.
-fn select(gpu: &Gpu, kernel: EcaKernel, kind: Attention, dh: usize) -> Result<([&'static Kernel; 3], Vec<(&'static str, f64)>, usize)> {
+pub(crate) fn select(gpu: &Gpu, kernel: EcaKernel, kind: Attention, dh: usize) -> Result<([&'static Kernel; 3], Vec<(&'static str, f64)>, usize)> {
     let sg = super::subgroup_lanes(gpu).ok();
     let fits = |s: usize| dh % s == 0 && dh / s <= 64;
     let use_sg = match kernel {

@@ -4,7 +4,7 @@ use super::{launch_rows, row_wg, rows_cols};
 use crate::error::{shape_err, Result};
 use crate::gpu::profile::Work;
 use super::softmax::RowKernel;
-use crate::gpu::{grid, Access, AdapterKind, DType, Imm, Kernel, Recorder, Shader, Tensor};
+use crate::gpu::{grid, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
 static SHADER: Shader = Shader { name: "layernorm", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/layernorm.wgsl")) };
 static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "layernorm_forward", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write] };
@@ -38,9 +38,9 @@ fn check(op: &'static str, x: &Tensor, gamma: &Tensor) -> Result<(usize, usize)>
 
 /// Which row kernel runs: `Workgroup` (GPUs), `Rows` (CPU adapters, a multiple of 4
 /// columns), `Auto` to choose by adapter kind and shape. There is no subgroup variant.
-fn row_kernel(rec: &Recorder, kernel: RowKernel, cols: usize) -> Result<RowKernel> {
+pub(crate) fn row_kernel(gpu: &Gpu, kernel: RowKernel, cols: usize) -> Result<RowKernel> {
     match kernel {
-        RowKernel::Auto if rec.gpu().kind() == AdapterKind::Cpu && cols % 4 == 0 => Ok(RowKernel::Rows),
+        RowKernel::Auto if gpu.kind() == AdapterKind::Cpu && cols % 4 == 0 => Ok(RowKernel::Rows),
         RowKernel::Auto | RowKernel::Workgroup => Ok(RowKernel::Workgroup),
         RowKernel::Rows if cols % 4 == 0 => Ok(RowKernel::Rows),
         RowKernel::Rows => shape_err("layernorm", format!("the row-per-invocation layernorm needs a multiple of 4 columns, not {cols}")),
@@ -62,7 +62,7 @@ pub fn layernorm(rec: &mut Recorder, x: &Tensor, gamma: &Tensor, beta: &Tensor, 
 /// `layernorm` with a chosen row kernel (tests run each).
 pub fn layernorm_using(rec: &mut Recorder, kernel: RowKernel, x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<LayerNormOut> {
     let (rows, cols) = check("layernorm", x, gamma)?;
-    let kernel = row_kernel(rec, kernel, cols)?;
+    let kernel = row_kernel(rec.gpu(), kernel, cols)?;
     check("layernorm", x, beta)?;
     let y = Tensor::uninit(rec.gpu(), "layernorm", x.shape(), DType::F32)?;
     let stats = Tensor::uninit(rec.gpu(), "layernorm_stats", &[rows, 2], DType::F32)?;
@@ -85,7 +85,7 @@ pub fn layernorm_backward(rec: &mut Recorder, x: &Tensor, gamma: &Tensor, stats:
 /// `layernorm_backward` with a chosen row kernel for the input gradient.
 pub fn layernorm_backward_using(rec: &mut Recorder, kernel: RowKernel, x: &Tensor, gamma: &Tensor, stats: &Tensor, dy: &Tensor) -> Result<LayerNormGrads> {
     let (rows, cols) = check("layernorm_backward", x, gamma)?;
-    let kernel = row_kernel(rec, kernel, cols)?;
+    let kernel = row_kernel(rec.gpu(), kernel, cols)?;
     if dy.shape() != x.shape() || stats.shape() != [rows, 2] {
         return shape_err("layernorm_backward", format!("x {:?}, dy {:?}, stats {:?} do not fit", x.shape(), dy.shape(), stats.shape()));
     }

@@ -77,7 +77,7 @@ pub struct Gemm {
 }
 
 /// The device's subgroup size, measured once by a probe kernel; None without subgroup support.
-pub(crate) fn subgroup_size(gpu: &Gpu) -> Result<Option<u32>> {
+pub fn subgroup_size(gpu: &Gpu) -> Result<Option<u32>> {
     if !gpu.report().subgroups {
         return Ok(None);
     }

@@ -64,6 +64,33 @@ pub(crate) fn launch_rows(
     rec.dispatch(kernel, constants, bindings, imm, g)
 }
 
+/// The variant `Auto` picks for each kernel family on this adapter, for `docre info`: at a
+/// BERT-base width (768 columns, heads of 64) and, where a shape can change it, at an odd one.
+pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
+    use matmul::MatmulKernel as M;
+    let sg = matmul::subgroup_size(gpu)?;
+    let body = matmul::body(gpu, M::Auto)?;
+    let mm = match body.kernel {
+        M::Subgroup | M::SubgroupVec4 => format!("subgroup, {} lanes (subgroup-vec4 where k and rows are 4-aligned)", sg.unwrap_or(0)),
+        M::Register => "register".into(),
+        _ => "tiled".into(),
+    };
+    let rows = |k: softmax::RowKernel| format!("{k:?}").to_lowercase();
+    let (sm, _) = softmax::RowKernel::Auto.resolve(gpu, 768)?;
+    let (sm_odd, _) = softmax::RowKernel::Auto.resolve(gpu, 767)?;
+    let ln = layernorm::row_kernel(gpu, softmax::RowKernel::Auto, 768)?;
+    let ln_odd = layernorm::row_kernel(gpu, softmax::RowKernel::Auto, 767)?;
+    let (_, eca_consts, per_group) = eca::select(gpu, eca::EcaKernel::Auto, eca::Attention::Eca, 64)?;
+    let eca = if per_group > 1 { format!("subgroup, {} lanes ({} features per lane at dh = 64)", 64 / per_group, eca_consts.iter().find(|c| c.0 == "FPL").map_or(0.0, |c| c.1)) } else { "workgroup".into() };
+    Ok(vec![
+        ("matmul", mm.clone()),
+        ("bilinear", format!("{}, operands formed on the fly", mm.split(" (").next().unwrap_or_default())),
+        ("softmax", format!("{} ({} with a column count not a multiple of 4)", rows(sm), rows(sm_odd))),
+        ("layernorm", format!("{} ({} with a column count not a multiple of 4)", rows(ln), rows(ln_odd))),
+        ("eca", eca),
+    ])
+}
+
 /// The subgroup size the one-subgroup-per-task kernels (softmax, ECA) run with: workgroups of
 /// 64 invocations hold 64 / SG tasks, so SG must divide 64.
 pub fn subgroup_lanes(gpu: &Gpu) -> Result<usize> {

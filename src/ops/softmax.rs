@@ -36,7 +36,7 @@ pub enum RowKernel {
 }
 
 impl RowKernel {
-    fn resolve(self, gpu: &Gpu, cols: usize) -> Result<(RowKernel, u32)> {
+    pub(crate) fn resolve(self, gpu: &Gpu, cols: usize) -> Result<(RowKernel, u32)> {
         let sg = subgroup_lanes(gpu);
         let vec4 = cols % 4 == 0;
         Ok(match (self, gpu.kind(), sg) {
