@@ -9,7 +9,7 @@ mod tensor;
 mod timer;
 
 pub use device::{AdapterKind, AdapterReport, Gpu};
-pub use pipeline::{Access, Kernel, Shader};
+pub use pipeline::{Access, Kernel, PipelineSpec, Shader};
 pub use recorder::{grid, Imm, Recorder};
 pub use tensor::{DType, Tensor};
 pub use timer::GpuTimer;

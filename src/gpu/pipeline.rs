@@ -4,6 +4,11 @@
 //! `Kernel::bindings` lists them, and up to `IMMEDIATE_BYTES` of immediate data for scalars.
 //! Pipeline creation runs inside an error scope so a WGSL mistake becomes an `Error::Shader`
 //! naming the kernel instead of a panic in wgpu's default error handler.
+//!
+//! Every pipeline created is also kept as a `PipelineSpec` (final WGSL, entry point, override
+//! values, bindings), and with `DOCRE_PIPELINE_LOG=<dir>` appended to `<dir>/pipelines.jsonl`
+//! with its module in `<dir>/<shader>.wgsl`: tests/translate.rs translates them with naga's
+//! Metal and HLSL back ends, the only check of those paths possible without such machines.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,10 +45,29 @@ pub struct Cached {
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
+/// What one pipeline was built from.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PipelineSpec {
+    pub shader: String,
+    pub entry: String,
+    pub constants: Vec<(String, f64)>,
+    /// Per binding, whether it is read-only storage.
+    pub read_only: Vec<bool>,
+}
+
+impl PipelineSpec {
+    /// The WGSL the module was built from: the prelude, then the shader's source.
+    pub fn wgsl(source: &str) -> String {
+        format!("{PRELUDE}\n{source}")
+    }
+}
+
 #[derive(Default)]
 pub struct PipelineCache {
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<Key, Arc<Cached>>>,
+    /// (spec, shader source) of every pipeline created, in order.
+    specs: Mutex<Vec<(PipelineSpec, &'static str)>>,
 }
 
 impl Gpu {
@@ -53,7 +77,7 @@ impl Gpu {
             return Ok(m.clone());
         }
         let scope = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
-        let source = format!("{PRELUDE}\n{}", shader.source);
+        let source = PipelineSpec::wgsl(shader.source);
         let module = self.device().create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader.name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -119,6 +143,41 @@ impl Gpu {
         }
         let c = Arc::new(Cached { pipeline, layout });
         self.0.pipelines.pipelines.lock().unwrap().insert(key, c.clone());
+        let spec = PipelineSpec {
+            shader: kernel.shader.name.to_string(),
+            entry: kernel.entry.to_string(),
+            constants: constants.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            read_only: kernel.bindings.iter().map(|a| *a == Access::Read).collect(),
+        };
+        log_pipeline(&spec, kernel.shader.source)?;
+        self.0.pipelines.specs.lock().unwrap().push((spec, kernel.shader.source));
         Ok(c)
     }
+
+    /// Every pipeline this device has created, with its shader's source (without the prelude).
+    pub fn pipeline_specs(&self) -> Vec<(PipelineSpec, &'static str)> {
+        self.0.pipelines.specs.lock().unwrap().clone()
+    }
+}
+
+/// Appends `spec` to `$DOCRE_PIPELINE_LOG/pipelines.jsonl` and writes its module's WGSL beside
+/// it once. Lines are appended whole (one write of one line), so test processes running one after
+/// another, or threads of one, do not interleave.
+fn log_pipeline(spec: &PipelineSpec, source: &str) -> Result<()> {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os("DOCRE_PIPELINE_LOG").filter(|d| !d.is_empty()).map(std::path::PathBuf::from) else {
+        return Ok(());
+    };
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    let io = |e: std::io::Error| Error::Io { context: format!("DOCRE_PIPELINE_LOG {}", dir.display()), source: e };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let module = dir.join(format!("{}.wgsl", spec.shader));
+    if !module.exists() {
+        crate::fsutil::write_atomic(&module, PipelineSpec::wgsl(source).as_bytes())?;
+    }
+    let mut line = serde_json::to_string(spec).expect("a pipeline spec serializes");
+    line.push('\n');
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("pipelines.jsonl")).map_err(io)?;
+    f.write_all(line.as_bytes()).map_err(io)
 }

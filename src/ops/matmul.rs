@@ -199,11 +199,27 @@ impl Body {
     }
 }
 
+/// `DOCRE_MATMUL` (register, tiled, subgroup): the body `Auto` takes, to compare bodies on one
+/// adapter with the same benchmarks.
+fn forced() -> Result<Option<MatmulKernel>> {
+    match std::env::var("DOCRE_MATMUL").ok().as_deref() {
+        None | Some("") => Ok(None),
+        Some("register") => Ok(Some(MatmulKernel::Register)),
+        Some("tiled") => Ok(Some(MatmulKernel::Tiled)),
+        Some("subgroup") => Ok(Some(MatmulKernel::Subgroup)),
+        Some(other) => Err(crate::Error::Input(format!("DOCRE_MATMUL={other:?} is not one of register, tiled, subgroup"))),
+    }
+}
+
 /// The body `kernel` names on this adapter. `Auto` takes the subgroup body on CPU adapters whose
 /// subgroup width it supports (measured, not assumed), the register-blocked one on other CPU
-/// adapters, and the tiled one on GPUs.
+/// adapters, and the tiled one on GPUs, unless `DOCRE_MATMUL` names one.
 pub(crate) fn body(gpu: &Gpu, kernel: MatmulKernel) -> Result<Body> {
     let sg = subgroup_size(gpu)?.filter(|&s| subgroup_width_supported(s));
+    let kernel = match (kernel, forced()?) {
+        (MatmulKernel::Auto, Some(k)) => k,
+        (k, _) => k,
+    };
     let kernel = match kernel {
         MatmulKernel::Auto if gpu.kind() == AdapterKind::Cpu => if sg.is_some() { MatmulKernel::Subgroup } else { MatmulKernel::Register },
         MatmulKernel::Auto => MatmulKernel::Tiled,
