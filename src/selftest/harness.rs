@@ -25,7 +25,7 @@ impl From<crate::Error> for Verdict {
     }
 }
 
-pub(crate) type Checked = std::result::Result<(), Verdict>;
+pub type Checked = std::result::Result<(), Verdict>;
 
 type CheckFn = Box<dyn Fn(&Gpu) -> Checked + Send + Sync>;
 
@@ -88,7 +88,7 @@ pub(crate) fn download(gpu: &Gpu, t: &Tensor) -> crate::Result<Vec<f64>> {
 }
 
 /// |got − want| ≤ atol + rtol·|want| for every element; the failure names the worst one.
-pub(crate) fn close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) -> Checked {
+pub fn close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) -> Checked {
     if got.len() != want.len() {
         return Err(Verdict::Fail(format!("{what}: length {} vs {}", got.len(), want.len())));
     }

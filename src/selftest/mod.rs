@@ -8,7 +8,7 @@ mod harness;
 mod kernels;
 mod training;
 
-pub use harness::{Check, Outcome, Verdict};
+pub use harness::{close, Check, Outcome, Verdict};
 
 use crate::gpu::Gpu;
 

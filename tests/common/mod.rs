@@ -56,19 +56,11 @@ pub fn download(gpu: &Gpu, t: &Tensor) -> Vec<f64> {
     t.read_f32(gpu).unwrap().into_iter().map(|x| x as f64).collect()
 }
 
-/// |got − want| ≤ atol + rtol·|want| for every element; panics naming the worst one.
+/// |got − want| ≤ atol + rtol·|want| for every element; panics naming the worst one (the
+/// comparison `docre selftest` uses).
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length {} vs {}", got.len(), want.len());
-    let mut worst = (0usize, 0.0f64);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let excess = (g - w).abs() - (atol + rtol * w.abs());
-        if !(excess <= worst.1) || g.is_nan() {
-            worst = (i, if g.is_nan() { f64::INFINITY } else { excess });
-        }
-    }
-    if worst.1 > 0.0 {
-        let i = worst.0;
-        panic!("{what}: element {i} is {} but the reference is {} (|diff| {:e} > atol {atol:e} + rtol {rtol:e}·|ref|)", got[i], want[i], (got[i] - want[i]).abs());
+    if let Err(docre::selftest::Verdict::Fail(m) | docre::selftest::Verdict::Skip(m)) = docre::selftest::close(what, got, want, atol, rtol) {
+        panic!("{m}");
     }
 }
 
