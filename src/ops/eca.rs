@@ -1,7 +1,7 @@
 //! Launchers for shaders/eca.wgsl: the ECA attention core (and the dense ablation), forward and
 //! backward, over pair lists indexed through an N×N cell map.
 
-use super::rows_cols;
+use super::{launch_flat64, rows_cols};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::{grid, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
@@ -200,7 +200,7 @@ pub fn attention_backward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &Pai
     let gpu = rec.gpu().clone();
     let terms = Tensor::uninit(&gpu, "eca_terms", &[p, heads, 2], DType::F32)?;
     let im = imm(idx, d, heads);
-    rec.dispatch(&TERMS, &[], &[out, dout, stats, &terms], &im, grid(&gpu, (p * heads).div_ceil(64)))?;
+    launch_flat64(rec, &TERMS, &[out, dout, stats, &terms], &im, p * heads)?;
     let (kernels, consts, per_group) = select(&gpu, kernel, kind, d / heads)?;
     let g = grid(&gpu, (p * heads).div_ceil(per_group));
     let dq = Tensor::uninit(&gpu, "eca_dq", &[p, d], DType::F32)?;

@@ -174,7 +174,7 @@ pub(crate) const K_PER_DISPATCH: usize = 4096;
 
 /// Rows of C that one workgroup of every matmul body computes, and its columns except in the
 /// subgroup bodies (matmul_reg's WY*RM x WX*RN, matmul_tiled's BM x BN; the generated subgroup
-/// kernels cover SUBGROUP_ROWS x SUBGROUP_COLS_PER_LANE*SG).
+/// kernels cover TILE x SUBGROUP_COLS_PER_LANE*SG).
 pub(crate) const TILE: usize = 64;
 const SUBGROUP_COLS_PER_LANE: usize = 8;
 

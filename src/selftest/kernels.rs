@@ -285,30 +285,28 @@ fn softmax_masked_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Checked 
     if kernel == RowKernel::Subgroup {
         available(crate::ops::subgroup_lanes(gpu))?;
     }
-    {
-        let mut rng = Rng::new(5);
-        for (rows, cols, mask_rows, div) in [(1, 1, 1, 1), (7, 33, 7, 1), (12, 129, 2, 6), (3, 300, 1, 3), (33, 7, 3, 11), (1, 4, 1, 1), (70, 132, 5, 7)] {
-            if kernel == RowKernel::Rows && cols % 4 != 0 {
-                let xt = upload(gpu, "x", &[rows, cols], &vec![0.0; rows * cols])?;
-                ensure(softmax_using(&mut Recorder::new(gpu), kernel, &xt, None, 1.0).is_err(), || format!("{rows}x{cols}: the vec4 kernel must refuse {cols} columns"))?;
-                continue;
-            }
-            let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 5.0).collect();
-            let mask: Vec<f64> = (0..mask_rows * cols).map(|_| if rng.below(4) == 0 { -10000.0 } else { 0.0 }).collect();
-            let dy = rng.vec(rows * cols);
-            let scale = 0.75f32;
-            let (xt, mt, dyt) = (upload(gpu, "x", &[rows, cols], &x)?, upload(gpu, "mask", &[mask_rows, cols], &mask)?, upload(gpu, "dy", &[rows, cols], &dy)?);
-            let mut rec = Recorder::new(gpu);
-            let y = softmax_using(&mut rec, kernel, &xt, Some(Mask { mask: &mt, div }), scale)?;
-            let y_plain = softmax_using(&mut rec, kernel, &xt, None, 1.0)?;
-            let dx = softmax_backward_using(&mut rec, kernel, &y, &dyt, scale)?;
-            rec.finish()?;
-            let want = r::softmax(&x, cols, Some((&mask, div)), scale as f64);
-            let what = format!("softmax {kernel:?} {rows}x{cols}");
-            close(&what, &download(gpu, &y)?, &want, atol, rtol)?;
-            close(&format!("{what} unmasked"), &download(gpu, &y_plain)?, &r::softmax(&x, cols, None, 1.0), atol, rtol)?;
-            close(&format!("{what} backward"), &download(gpu, &dx)?, &r::softmax_backward(&want, &dy, cols, scale as f64), atol, rtol)?;
+    let mut rng = Rng::new(5);
+    for (rows, cols, mask_rows, div) in [(1, 1, 1, 1), (7, 33, 7, 1), (12, 129, 2, 6), (3, 300, 1, 3), (33, 7, 3, 11), (1, 4, 1, 1), (70, 132, 5, 7)] {
+        if kernel == RowKernel::Rows && cols % 4 != 0 {
+            let xt = upload(gpu, "x", &[rows, cols], &vec![0.0; rows * cols])?;
+            ensure(softmax_using(&mut Recorder::new(gpu), kernel, &xt, None, 1.0).is_err(), || format!("{rows}x{cols}: the vec4 kernel must refuse {cols} columns"))?;
+            continue;
         }
+        let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 5.0).collect();
+        let mask: Vec<f64> = (0..mask_rows * cols).map(|_| if rng.below(4) == 0 { -10000.0 } else { 0.0 }).collect();
+        let dy = rng.vec(rows * cols);
+        let scale = 0.75f32;
+        let (xt, mt, dyt) = (upload(gpu, "x", &[rows, cols], &x)?, upload(gpu, "mask", &[mask_rows, cols], &mask)?, upload(gpu, "dy", &[rows, cols], &dy)?);
+        let mut rec = Recorder::new(gpu);
+        let y = softmax_using(&mut rec, kernel, &xt, Some(Mask { mask: &mt, div }), scale)?;
+        let y_plain = softmax_using(&mut rec, kernel, &xt, None, 1.0)?;
+        let dx = softmax_backward_using(&mut rec, kernel, &y, &dyt, scale)?;
+        rec.finish()?;
+        let want = r::softmax(&x, cols, Some((&mask, div)), scale as f64);
+        let what = format!("softmax {kernel:?} {rows}x{cols}");
+        close(&what, &download(gpu, &y)?, &want, atol, rtol)?;
+        close(&format!("{what} unmasked"), &download(gpu, &y_plain)?, &r::softmax(&x, cols, None, 1.0), atol, rtol)?;
+        close(&format!("{what} backward"), &download(gpu, &dx)?, &r::softmax_backward(&want, &dy, cols, scale as f64), atol, rtol)?;
     }
     Ok(())
 }
@@ -339,28 +337,26 @@ fn layernorm_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Checked {
     // Reductions over ≤ 384 columns in f32.
     let (atol, rtol) = (2e-5, 1e-4);
     let mut rng = Rng::new(7);
-    {
-        for (rows, cols, eps) in [(1, 7, 1e-12), (7, 33, 1e-5), (33, 129, 1e-12), (129, 7, 1e-5), (5, 384, 1e-12), (1, 4, 1e-5), (70, 12, 1e-12)] {
-            let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 3.0 + 0.5).collect();
-            let (gamma, beta, dy) = (rng.vec(cols), rng.vec(cols), rng.vec(rows * cols));
-            let (xt, gt, bt, dyt) = (upload(gpu, "x", &[rows, cols], &x)?, upload(gpu, "g", &[cols], &gamma)?, upload(gpu, "b", &[cols], &beta)?, upload(gpu, "dy", &[rows, cols], &dy)?);
-            let mut rec = Recorder::new(gpu);
-            if kernel == RowKernel::Rows && cols % 4 != 0 {
-                ensure(layernorm_using(&mut rec, kernel, &xt, &gt, &bt, 1e-5).is_err(), || format!("the vec4 layernorm must refuse {cols} columns"))?;
-                continue;
-            }
-            let out = layernorm_using(&mut rec, kernel, &xt, &gt, &bt, eps as f32)?;
-            let g = layernorm_backward_using(&mut rec, kernel, &xt, &gt, &out.stats, &dyt)?;
-            rec.finish()?;
-            let (wy, ws) = r::layernorm(&x, &gamma, &beta, eps);
-            let (wdx, wdg, wdb) = r::layernorm_backward(&x, &gamma, &ws, &dy);
-            let what = format!("layernorm {kernel:?} {rows}x{cols}");
-            close(&what, &download(gpu, &out.y)?, &wy, atol, rtol)?;
-            close(&format!("{what} stats"), &download(gpu, &out.stats)?, &ws, atol, rtol)?;
-            close(&format!("{what} dx"), &download(gpu, &g.dx)?, &wdx, atol, rtol)?;
-            close(&format!("{what} dgamma"), &download(gpu, &g.dgamma)?, &wdg, atol, rtol)?;
-            close(&format!("{what} dbeta"), &download(gpu, &g.dbeta)?, &wdb, atol, rtol)?;
+    for (rows, cols, eps) in [(1, 7, 1e-12), (7, 33, 1e-5), (33, 129, 1e-12), (129, 7, 1e-5), (5, 384, 1e-12), (1, 4, 1e-5), (70, 12, 1e-12)] {
+        let x: Vec<f64> = rng.vec(rows * cols).iter().map(|v| v * 3.0 + 0.5).collect();
+        let (gamma, beta, dy) = (rng.vec(cols), rng.vec(cols), rng.vec(rows * cols));
+        let (xt, gt, bt, dyt) = (upload(gpu, "x", &[rows, cols], &x)?, upload(gpu, "g", &[cols], &gamma)?, upload(gpu, "b", &[cols], &beta)?, upload(gpu, "dy", &[rows, cols], &dy)?);
+        let mut rec = Recorder::new(gpu);
+        if kernel == RowKernel::Rows && cols % 4 != 0 {
+            ensure(layernorm_using(&mut rec, kernel, &xt, &gt, &bt, 1e-5).is_err(), || format!("the vec4 layernorm must refuse {cols} columns"))?;
+            continue;
         }
+        let out = layernorm_using(&mut rec, kernel, &xt, &gt, &bt, eps as f32)?;
+        let g = layernorm_backward_using(&mut rec, kernel, &xt, &gt, &out.stats, &dyt)?;
+        rec.finish()?;
+        let (wy, ws) = r::layernorm(&x, &gamma, &beta, eps);
+        let (wdx, wdg, wdb) = r::layernorm_backward(&x, &gamma, &ws, &dy);
+        let what = format!("layernorm {kernel:?} {rows}x{cols}");
+        close(&what, &download(gpu, &out.y)?, &wy, atol, rtol)?;
+        close(&format!("{what} stats"), &download(gpu, &out.stats)?, &ws, atol, rtol)?;
+        close(&format!("{what} dx"), &download(gpu, &g.dx)?, &wdx, atol, rtol)?;
+        close(&format!("{what} dgamma"), &download(gpu, &g.dgamma)?, &wdg, atol, rtol)?;
+        close(&format!("{what} dbeta"), &download(gpu, &g.dbeta)?, &wdb, atol, rtol)?;
     }
     Ok(())
 }
@@ -563,34 +559,32 @@ fn pair_context_forward_and_backward(gpu: &Gpu) -> Checked {
 fn bilinear_forward_and_backward(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     matmul_available(gpu, kernel)?;
     let mut rng = Rng::new(32);
-    {
-        for (p, e, o, block) in [(1usize, 4usize, 3usize, 2usize), (7, 6, 5, 3), (13, 16, 8, 8), (70, 128, 65, 64), (66, 24, 70, 4)] {
-            let (zs, zo, w, b, dy) = (rng.vec(p * e), rng.vec(p * e), rng.vec(o * e * block), rng.vec(o), rng.vec(p * o));
+    for (p, e, o, block) in [(1usize, 4usize, 3usize, 2usize), (7, 6, 5, 3), (13, 16, 8, 8), (70, 128, 65, 64), (66, 24, 70, 4)] {
+        let (zs, zo, w, b, dy) = (rng.vec(p * e), rng.vec(p * e), rng.vec(o * e * block), rng.vec(o), rng.vec(p * o));
+        let mut rec = Recorder::new(gpu);
+        let (zst, zot, wt) = (upload(gpu, "zs", &[p, e], &zs)?, upload(gpu, "zo", &[p, e], &zo)?, upload(gpu, "w", &[o, e * block], &w)?);
+        let y = bilinear_using(&mut rec, kernel, &zst, &zot, &wt, &upload(gpu, "b", &[o], &b)?, block)?;
+        let (dzs, dzo, dw, db) = bilinear_backward_using(&mut rec, kernel, &zst, &zot, &wt, &upload(gpu, "dy", &[p, o], &dy)?, block)?;
+        rec.finish()?;
+        let what = format!("bilinear {kernel:?} p{p} e{e} o{o} k{block}");
+        // Sums of up to E*K = 8192 products of three values of magnitude <= 1.
+        let tol = if e * block > 1000 { (1e-3, 1e-4) } else { (1e-5, 1e-4) };
+        close(&what, &download(gpu, &y)?, &r::bilinear(&zs, &zo, &w, &b, e, block), tol.0, tol.1)?;
+        let (wzs, wzo, ww, wb) = r::bilinear_backward(&zs, &zo, &w, &dy, e, block);
+        close(&format!("{what} dzs"), &download(gpu, &dzs)?, &wzs, tol.0, tol.1)?;
+        close(&format!("{what} dzo"), &download(gpu, &dzo)?, &wzo, tol.0, tol.1)?;
+        close(&format!("{what} dw"), &download(gpu, &dw)?, &ww, tol.0, tol.1)?;
+        close(&format!("{what} db"), &download(gpu, &db)?, &wb, tol.0, tol.1)?;
+        if kernel == MatmulKernel::Register {
             let mut rec = Recorder::new(gpu);
-            let (zst, zot, wt) = (upload(gpu, "zs", &[p, e], &zs)?, upload(gpu, "zo", &[p, e], &zo)?, upload(gpu, "w", &[o, e * block], &w)?);
-            let y = bilinear_using(&mut rec, kernel, &zst, &zot, &wt, &upload(gpu, "b", &[o], &b)?, block)?;
-            let (dzs, dzo, dw, db) = bilinear_backward_using(&mut rec, kernel, &zst, &zot, &wt, &upload(gpu, "dy", &[p, o], &dy)?, block)?;
+            let sq = bilinear_weight_grad_sq(&mut rec, &zst, &zot, &upload(gpu, "dy", &[p, o], &dy)?, block)?;
             rec.finish()?;
-            let what = format!("bilinear {kernel:?} p{p} e{e} o{o} k{block}");
-            // Sums of up to E*K = 8192 products of three values of magnitude <= 1.
-            let tol = if e * block > 1000 { (1e-3, 1e-4) } else { (1e-5, 1e-4) };
-            close(&what, &download(gpu, &y)?, &r::bilinear(&zs, &zo, &w, &b, e, block), tol.0, tol.1)?;
-            let (wzs, wzo, ww, wb) = r::bilinear_backward(&zs, &zo, &w, &dy, e, block);
-            close(&format!("{what} dzs"), &download(gpu, &dzs)?, &wzs, tol.0, tol.1)?;
-            close(&format!("{what} dzo"), &download(gpu, &dzo)?, &wzo, tol.0, tol.1)?;
-            close(&format!("{what} dw"), &download(gpu, &dw)?, &ww, tol.0, tol.1)?;
-            close(&format!("{what} db"), &download(gpu, &db)?, &wb, tol.0, tol.1)?;
-            if kernel == MatmulKernel::Register {
-                let mut rec = Recorder::new(gpu);
-                let sq = bilinear_weight_grad_sq(&mut rec, &zst, &zot, &upload(gpu, "dy", &[p, o], &dy)?, block)?;
-                rec.finish()?;
-                let want: f64 = ww.iter().map(|v| v * v).sum();
-                close(&format!("{what} ‖dW‖² by Gram matrices"), &download(gpu, &sq)?, &[want], 1e-3, 1e-5)?;
-            }
-            if kernel == MatmulKernel::Register && p < 20 {
-                let fd = numeric_grad(&zs, |z| r::bilinear(z, &zo, &w, &b, e, block).iter().zip(&dy).map(|(a, c)| a * c).sum());
-                close(&format!("{what} reference dzs vs finite differences"), &wzs, &fd, 1e-6, 1e-5)?;
-            }
+            let want: f64 = ww.iter().map(|v| v * v).sum();
+            close(&format!("{what} ‖dW‖² by Gram matrices"), &download(gpu, &sq)?, &[want], 1e-3, 1e-5)?;
+        }
+        if kernel == MatmulKernel::Register && p < 20 {
+            let fd = numeric_grad(&zs, |z| r::bilinear(z, &zo, &w, &b, e, block).iter().zip(&dy).map(|(a, c)| a * c).sum());
+            close(&format!("{what} reference dzs vs finite differences"), &wzs, &fd, 1e-6, 1e-5)?;
         }
     }
     Ok(())
