@@ -8,7 +8,8 @@
 // the existing C (accumulation, e.g. weight gradients over several batches).
 // Bindings: a (read), b (read), bias (read; any buffer when unused), c (rw).
 //
-// This common part is prepended to matmul.wgsl and to matmul_subgroup.wgsl (+ _vec4.wgsl). Entry points, chosen
+// This common part is prepended to matmul.wgsl and to matmul_subgroup.wgsl (+ matmul_vec4_operands.wgsl
+// + matmul_subgroup_vec4.wgsl). Entry points, chosen
 // per adapter kind by the host:
 //   matmul_subgroup (CPU adapters with subgroups of SG = 4..64 lanes) one subgroup per
 //                                64 x 8·SG tile; grid (ceil(N/(8·SG)), ceil(M/64), batch).

@@ -233,8 +233,25 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
     // weight's gradient as its squared norm only. Every formed gradient is bit-identical to the
     // full step's, and the squared norm matches ‖dW‖².
     let mut rec = Recorder::new(&g);
-    let lean = heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, BaseNeeds { inputs: false, bilinear_norm_only: true }).unwrap();
+    let needs = BaseNeeds { inputs: false, bilinear_norm_only: true };
+    let lean = heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, needs, None).unwrap();
     rec.finish().unwrap();
+    // The same step given the bilinear output the first one left: the layer is skipped and
+    // every loss term, gradient and squared norm is bit-identical.
+    let mut rec = Recorder::new(&g);
+    let reused = heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, needs, lean.bilinear_output.as_ref()).unwrap();
+    rec.finish().unwrap();
+    assert_eq!(lean.losses.read(&g).unwrap(), reused.losses.read(&g).unwrap(), "loss terms with the reused bilinear output");
+    for (id, name) in names.iter().enumerate() {
+        if let Some(a) = lean.grads.get(id) {
+            assert_eq!(download(&g, a), download(&g, reused.grads.get(id).unwrap()), "{name}: gradient with the reused bilinear output");
+        }
+    }
+    let sq = |s: &docre::model::docre::Step| -> Vec<Vec<f64>> { s.grads.norm_sq().iter().map(|t| download(&g, t)).collect() };
+    assert_eq!(sq(&lean), sq(&reused), "squared norms with the reused bilinear output");
+    let mut rec = Recorder::new(&g);
+    let wrong = docre::gpu::Tensor::zeros(&g, "wrong", &[hb.pairs + 1, heads.config.emb]).unwrap();
+    assert!(heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, needs, Some(&wrong)).is_err(), "a cached bilinear output of the wrong shape was accepted");
     assert!(lean.dx.is_none() && lean.da.is_none(), "a frozen encoder needs no X/A gradients");
     let wid = names.iter().position(|n| n == "base.bilinear.weight").unwrap();
     assert!(lean.grads.get(wid).is_none(), "the frozen bilinear weight's gradient was formed");

@@ -170,3 +170,33 @@ fn accumulated_step_uses_the_mean_gradient() {
     assert!(a.iter().zip(&b).all(|(x, y)| x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())), "accumulated step differs");
     assert_ne!(a, setup().model.heads.params.tensors().iter().map(|t| t.read_f32(&g).unwrap()).collect::<Vec<_>>(), "the step changed nothing");
 }
+
+#[test]
+fn stage2_on_the_encoder_cache_reuses_the_base_bilinear_output_bit_for_bit() {
+    // Stage 2 with a frozen encoder: the trainer keeps each example's bilinear output after its
+    // first step and skips the layer afterwards. Batches that mix kept and new examples, and the
+    // kept rows split back per example, must give the losses and parameters of a trainer that
+    // recomputes every time.
+    let g = gpu();
+    let run = |reuse: bool| {
+        let s = setup();
+        let cache = EncoderCache::build(&s.model, &s.exs, |_| {}).unwrap();
+        let mut trainer = Trainer::new(Stage::Two, s.cfg.stage2.clone(), true, 10);
+        if !reuse {
+            trainer.base_cache = None;
+        }
+        let pick = |ids: &[usize]| Batch::new(&ids.iter().map(|&i| (i, &s.exs[i])).collect::<Vec<_>>());
+        let mut rng = docre::rng::Rng::new(5);
+        let mut losses = Vec::new();
+        for ids in [&[0usize, 1][..], &[1, 2], &[0, 1], &[2, 0]] {
+            let terms = trainer.train_step(&s.model, &pick(ids), 7, &mut rng, Some(&cache)).unwrap();
+            losses.extend(terms.iter().map(|t| t.1.to_bits()));
+        }
+        let kept = trainer.base_cache.as_ref().map_or(0, |k| k.len());
+        (losses, s.model.heads.params.tensors().iter().map(|t| t.read_f32(&g).unwrap()).collect::<Vec<_>>(), kept)
+    };
+    let (with, without) = (run(true), run(false));
+    assert_eq!(with.2, 3, "every example's bilinear output is kept");
+    assert_eq!(with.0, without.0, "stage-2 losses differ when the bilinear output is reused");
+    assert!(with.1 == without.1, "parameters differ when the bilinear output is reused");
+}

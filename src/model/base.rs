@@ -43,6 +43,11 @@ pub struct BaseTape {
 }
 
 impl BaseTape {
+    /// The bilinear layer's output [P, E] (before the ReLU), which a frozen base head on a frozen
+    /// encoder's outputs reproduces exactly, so callers may keep it per document.
+    pub fn bilinear_output(&self) -> &Tensor {
+        &self.bilinear_pre
+    }
     /// Intermediates for inspection (tests compare them with the fixtures' `aux.*`).
     pub fn entities(&self) -> &Tensor {
         &self.entities
@@ -119,8 +124,10 @@ fn project_backward(rec: &mut Recorder, w: &Tensor, tape: &BaseTape, scatter: &R
     Ok((dw, col_sum(rec, dz)?))
 }
 
-/// Base module forward on encoder outputs X [B, L, d] and A [B, H, L, L].
-pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<(BaseOut, BaseTape)> {
+/// Base module forward on encoder outputs X [B, L, d] and A [B, H, L, L]. `cached_pre` is the
+/// bilinear layer's output [P, E] from an earlier pass over the same inputs and weights (stage 2
+/// with a frozen encoder, where the base head is frozen too): the layer then is not run again.
+pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatch, x: &Tensor, a: &Tensor, cached_pre: Option<&Tensor>) -> Result<(BaseOut, BaseTape)> {
     let (b, l, h, d) = (hb.docs, hb.len, hb.heads, cfg.hidden);
     x.expect_shape("base module", &[b, l, d])?;
     let ms = hb.input.mention_start.len();
@@ -142,7 +149,13 @@ pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatc
     let zo_pre = project(rec, p.get("base.tail_proj.weight"), p.get("base.tail_proj.bias"), &entities, &ctx, &cls, &hb.tail_ids, hb, d)?;
     let zs = activation(rec, Activation::Tanh, &zs_pre)?;
     let zo = activation(rec, Activation::Tanh, &zo_pre)?;
-    let pre = bilinear(rec, &zs, &zo, p.get("base.bilinear.weight"), p.get("base.bilinear.bias"), cfg.block)?;
+    let pre = match cached_pre {
+        Some(t) => {
+            t.expect_shape("cached bilinear output", &[hb.pairs, cfg.emb])?;
+            t.clone()
+        }
+        None => bilinear(rec, &zs, &zo, p.get("base.bilinear.weight"), p.get("base.bilinear.bias"), cfg.block)?,
+    };
     let features = activation(rec, Activation::Relu, &pre)?;
     let norm = layernorm(rec, &features, p.get("base.classifier.norm.weight"), p.get("base.classifier.norm.bias"), cfg.ln_eps as f32)?;
     let logits = linear(rec, &norm.y, p.get("base.classifier.weight"), None)?;

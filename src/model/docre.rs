@@ -174,6 +174,8 @@ pub struct Step {
     pub base_logits: Tensor,
     /// Stage 2 only: per-branch values (logits, predictor output, swapped Z), for inspection.
     pub branches: Vec<(Tensor, Tensor, Tensor)>,
+    /// Stage 2 only: the base module's bilinear output [P, E], for `stage2_with` to reuse.
+    pub bilinear_output: Option<Tensor>,
 }
 
 /// Test-loop outputs: the final logits and labels, and every iteration's (logits, labels).
@@ -229,7 +231,7 @@ impl Heads {
     }
 
     pub fn base_forward(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<(BaseOut, BaseTape)> {
-        base::forward(rec, &self.params, &self.config, hb, x, a)
+        base::forward(rec, &self.params, &self.config, hb, x, a, None)
     }
 
     fn reduce(&self, rec: &mut Recorder, features: &Tensor) -> Result<Tensor> {
@@ -267,24 +269,27 @@ impl Heads {
         let mut grads = Grads::default();
         let needs = BaseNeeds { inputs: input_grads, bilinear_norm_only: false };
         let (dx, da) = base::backward(rec, &self.params, &self.config, hb, &tape, Some(&dlogits), None, &mut grads, needs)?.unzip();
-        Ok(Step { losses: LossTerms { terms: vec![("stage1", sum, coef)] }, grads, dx, da, base_logits: out.logits, branches: Vec::new() })
+        Ok(Step { losses: LossTerms { terms: vec![("stage1", sum, coef)] }, grads, dx, da, base_logits: out.logits, branches: Vec::new(), bilinear_output: None })
     }
 
     /// Stage 2 (SPEC 4.3): base ATLoss on mask_base, branch A and B ATLoss on their masks (each
     /// /10), the SimSiam contrastive term against the swapped passes (held constant), total ½·sum;
     /// and the gradients of the total.
     pub fn stage2(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, input: &Stage2Input) -> Result<Step> {
-        self.stage2_with(rec, hb, x, a, input, BaseNeeds::ALL)
+        self.stage2_with(rec, hb, x, a, input, BaseNeeds::ALL, None)
     }
 
-    /// `stage2` with what the frozen base head's backward must produce (`BaseNeeds`).
-    pub fn stage2_with(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, input: &Stage2Input, needs: BaseNeeds) -> Result<Step> {
+    /// `stage2` with what the frozen base head's backward must produce (`BaseNeeds`), and the
+    /// base module's bilinear output when an earlier step on the same batch left it
+    /// (`Step::bilinear_output`; valid while the encoder and the base head stay frozen).
+    #[allow(clippy::too_many_arguments)]
+    pub fn stage2_with(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, input: &Stage2Input, needs: BaseNeeds, cached_bilinear: Option<&Tensor>) -> Result<Step> {
         let gpu = rec.gpu().clone();
         let (p, c) = (hb.pairs, self.config.classes);
         let up = |name: &str, v: &[f32], shape: &[usize]| Tensor::from_f32(&gpu, name, shape, v);
         let gold = up("gold", &input.gold, &[p, c])?;
         profile::phase("heads forward");
-        let (base_out, base_tape) = self.base_forward(rec, hb, x, a)?;
+        let (base_out, base_tape) = base::forward(rec, &self.params, &self.config, hb, x, a, cached_bilinear)?;
         let f0 = self.reduce(rec, &base_out.features)?;
         let mut branches = Vec::new();
         for labels in [&input.labels_a, &input.labels_b] {
@@ -340,7 +345,8 @@ impl Heads {
         profile::phase("heads backward");
         let (dx, da) = base::backward(rec, &self.params, &self.config, hb, &base_tape, Some(&dbase), Some(&g.dx), &mut grads, needs)?.unzip();
         let branch_values = branches.into_iter().map(|(_, out, _, pred, _, swapped)| (out.logits, pred, swapped)).collect();
-        Ok(Step { losses: LossTerms { terms }, grads, dx, da, base_logits: base_out.logits, branches: branch_values })
+        let bilinear_output = Some(base_tape.bilinear_output().clone());
+        Ok(Step { losses: LossTerms { terms }, grads, dx, da, base_logits: base_out.logits, branches: branch_values, bilinear_output })
     }
 
     /// The test-time loop (SPEC 3.5): base logits, then K inference passes with the relation

@@ -10,7 +10,12 @@ static SHADER: Shader = Shader { name: "matmul", source: concat!(include_str!(".
 // Separate module: it only compiles on devices with subgroup operations.
 static SUBGROUP_SHADER: Shader = Shader {
     name: "matmul_subgroup",
-    source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl"), include_str!("../../shaders/matmul_subgroup_vec4.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/matmul_common.wgsl"),
+        include_str!("../../shaders/matmul_subgroup.wgsl"),
+        include_str!("../../shaders/matmul_vec4_operands.wgsl"),
+        include_str!("../../shaders/matmul_subgroup_vec4.wgsl")
+    ),
 };
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Write];
 static REG: Kernel = Kernel { shader: &SHADER, entry: "matmul_reg", bindings: BINDINGS };
@@ -132,11 +137,16 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
         return Ok(());
     }
     let has_bias = bias.is_some();
-    let mut body = body(rec.gpu(), kernel)?;
-    body.kernel = match body.kernel {
-        MatmulKernel::Subgroup if kernel == MatmulKernel::Auto && vec4_fits(g) => MatmulKernel::SubgroupVec4,
+    let body = body(rec.gpu(), kernel)?;
+    // A contraction whose only misfit for the vec4 body is k % 4 runs its first k - k % 4 there
+    // and the last few k on the scalar body (the weight gradients contract over P pairs, which
+    // is rarely a multiple of 4).
+    let main_k = g.k - g.k % 4;
+    let (main, tail) = match body.kernel {
+        MatmulKernel::Subgroup if kernel == MatmulKernel::Auto && vec4_fits(g) => (MatmulKernel::SubgroupVec4, None),
+        MatmulKernel::Subgroup if kernel == MatmulKernel::Auto && main_k > 0 && vec4_fits(&Gemm { k: main_k, ..*g }) => (MatmulKernel::SubgroupVec4, Some(MatmulKernel::Subgroup)),
         MatmulKernel::SubgroupVec4 if !vec4_fits(g) => return shape_err("gemm", format!("the vec4 subgroup matmul needs k % 4 == 0 and 4-element aligned rows: {g:?}")),
-        k => k,
+        k => (k, None),
     };
     let bias = bias.unwrap_or(a);
     let buffers = [a, b, bias, c];
@@ -144,17 +154,21 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
     let mut consts = vec![ta, tb];
     consts.extend(body.constants.iter().copied());
     let groups = body.groups(g.m, g.n, g.batch1 * g.batch2);
-    let entry = match body.kernel {
+    let entry = |k: MatmulKernel| match k {
         MatmulKernel::Subgroup => &SUBGROUP,
         MatmulKernel::SubgroupVec4 => &SUBGROUP_VEC4,
         MatmulKernel::Register => &REG,
         _ => &TILED,
     };
     // Long contractions run as several dispatches that accumulate into C (see K_PER_DISPATCH).
-    for (k0, kc) in k_chunks(g.k) {
+    let pieces: Vec<(usize, usize, MatmulKernel)> = match tail {
+        None => k_chunks(g.k).map(|(k0, kc)| (k0, kc, main)).collect(),
+        Some(t) => k_chunks(main_k).map(|(k0, kc)| (k0, kc, main)).chain([(main_k, g.k - main_k, t)]).collect(),
+    };
+    for (k0, kc, kernel) in pieces {
         let step = |v: View, along_rows: bool| View { offset: v.offset + k0 * if v.trans == along_rows { 1 } else { v.ld }, ..v };
         let part = Gemm { k: kc, a: step(g.a, false), b: step(g.b, true), accumulate: g.accumulate || k0 > 0, ..*g };
-        rec.dispatch(entry, &consts, &buffers, &imm(&part, has_bias && k0 == 0), groups)?;
+        rec.dispatch(entry(kernel), &consts, &buffers, &imm(&part, has_bias && k0 == 0), groups)?;
         rec.work(Work::flops(2.0 * (g.m * g.n * kc * g.batch1 * g.batch2) as f64));
     }
     Ok(())

@@ -84,7 +84,7 @@ pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
     let eca = if per_group > 1 { format!("subgroup, {} lanes ({} features per lane at dh = 64)", 64 / per_group, eca_consts.iter().find(|c| c.0 == "FPL").map_or(0.0, |c| c.1)) } else { "workgroup".into() };
     Ok(vec![
         ("matmul", mm.clone()),
-        ("bilinear", format!("{}, operands formed on the fly", mm.split(" (").next().unwrap_or_default())),
+        ("bilinear", format!("{}{}, operands formed on the fly", mm.split(" (").next().unwrap_or_default(), if mm.starts_with("subgroup") { " (subgroup-vec4 where the block is a multiple of 4)" } else { "" })),
         ("softmax", format!("{} ({} with a column count not a multiple of 4)", rows(sm), rows(sm_odd))),
         ("layernorm", format!("{} ({} with a column count not a multiple of 4)", rows(ln), rows(ln_odd))),
         ("eca", eca),

@@ -28,6 +28,7 @@ pub(super) fn checks() -> Vec<Check> {
         v.push(Check::new("bilinear", name, move |g| bilinear_forward_and_backward(g, k)));
     }
     v.push(Check::new("matmul", "subgroup-vec4", matmul_vec4_subgroup));
+    v.push(Check::new("bilinear", "subgroup-vec4", move |g| bilinear_forward_and_backward(g, MatmulKernel::SubgroupVec4)));
     v.push(Check::new("matmul", "auto: linear layers and gradients", matmul_backward_and_linear));
     for (name, k) in [("workgroup", RowKernel::Workgroup), ("subgroup", RowKernel::Subgroup), ("rows", RowKernel::Rows)] {
         v.push(Check::new("softmax", name, move |g| softmax_masked_forward_and_backward(g, k)));
@@ -94,8 +95,8 @@ fn matmul_long_contraction(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
 }
 
 /// The vec4 subgroup matmul on shapes it accepts (k, and n without Bᵀ, multiples of 4), every
-/// transpose, bias and accumulation, batched head slices with aligned strides; and its refusal
-/// of an unaligned shape.
+/// transpose, bias and accumulation, its split with the scalar body for a k % 4 tail, batched
+/// head slices with aligned strides; and its refusal of an unaligned shape.
 fn matmul_vec4_subgroup(gpu: &Gpu) -> Checked {
     matmul_available(gpu, MatmulKernel::SubgroupVec4)?;
     let mut rng = Rng::new(9);
@@ -105,6 +106,13 @@ fn matmul_vec4_subgroup(gpu: &Gpu) -> Checked {
             let tol = if k > 1000 { 1e-3 } else { 1e-4 };
             close(&format!("matmul SubgroupVec4 {m}x{k}x{n} ta={ta} tb={tb}"), &got, &want, tol, 1e-4)?;
         }
+    }
+    // Auto runs an otherwise aligned contraction with k % 4 != 0 (a weight gradient over P
+    // pairs) on this body for k - k % 4 and on the scalar body for the rest, across a
+    // K_PER_DISPATCH boundary too.
+    for &(m, k, n) in &[(70usize, 343usize, 68usize), (3, 4101, 8)] {
+        let (got, want) = dense_gemm(gpu, &mut rng, MatmulKernel::Auto, (m, k, n), (true, false))?;
+        close(&format!("matmul Auto (vec4 + scalar tail) {m}x{k}x{n} ta=true"), &got, &want, if k > 1000 { 1e-3 } else { 1e-4 }, 1e-4)?;
     }
     // Heads of a [L, H*dh] activation: per-head slices at offsets h*dh, scores Q Kᵀ.
     let (l, h, dh) = (20usize, 3usize, 8usize);
@@ -554,15 +562,23 @@ fn pair_context_forward_and_backward(gpu: &Gpu) -> Checked {
     Ok(())
 }
 
-/// The bilinear layer on one matmul body; the last two shapes exceed one 64 x 64 tile in every
-/// mode (P, O, E*K and, per group, K = 64).
+/// The bilinear layer on one matmul body; the last three shapes exceed one 64 x 64 tile in every
+/// mode (P, O, E*K and, per group, K = 64). The vec4 body takes blocks and operands (P·O
+/// included) that are multiples of 4, and must refuse the others; it runs a P % 4 tail of the
+/// weight gradient, and all of it below P = 4, on the scalar body.
 fn bilinear_forward_and_backward(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     matmul_available(gpu, kernel)?;
     let mut rng = Rng::new(32);
-    for (p, e, o, block) in [(1usize, 4usize, 3usize, 2usize), (7, 6, 5, 3), (13, 16, 8, 8), (70, 128, 65, 64), (66, 24, 70, 4)] {
+    for (p, e, o, block) in [(1usize, 4usize, 3usize, 2usize), (7, 6, 5, 3), (3, 8, 4, 4), (13, 16, 8, 8), (70, 128, 65, 64), (66, 24, 70, 4), (5, 8, 5, 4), (68, 128, 66, 64)] {
         let (zs, zo, w, b, dy) = (rng.vec(p * e), rng.vec(p * e), rng.vec(o * e * block), rng.vec(o), rng.vec(p * o));
         let mut rec = Recorder::new(gpu);
         let (zst, zot, wt) = (upload(gpu, "zs", &[p, e], &zs)?, upload(gpu, "zo", &[p, e], &zo)?, upload(gpu, "w", &[o, e * block], &w)?);
+        if kernel == MatmulKernel::SubgroupVec4 && (block % 4 != 0 || p * o % 4 != 0) {
+            let dyt = upload(gpu, "dy", &[p, o], &dy)?;
+            let refused = bilinear_backward_using(&mut rec, kernel, &zst, &zot, &wt, &dyt, block).is_err();
+            ensure(refused, || format!("the vec4 bilinear must refuse block {block} with P·O = {}", p * o))?;
+            continue;
+        }
         let y = bilinear_using(&mut rec, kernel, &zst, &zot, &wt, &upload(gpu, "b", &[o], &b)?, block)?;
         let (dzs, dzo, dw, db) = bilinear_backward_using(&mut rec, kernel, &zst, &zot, &wt, &upload(gpu, "dy", &[p, o], &dy)?, block)?;
         rec.finish()?;

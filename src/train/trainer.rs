@@ -86,6 +86,10 @@ pub struct Trainer {
     pub total_steps: u32,
     pub step: u32,
     moments: HashMap<String, (Tensor, Tensor)>,
+    /// Stage 2 on an `EncoderCache`: each example's base-module bilinear output [pairs, E],
+    /// kept from its first step. With the encoder and the base head both frozen it cannot change,
+    /// so later epochs skip the layer (bit-identical; None turns the reuse off).
+    pub base_cache: Option<HashMap<usize, Vec<f32>>>,
 }
 
 /// slot += alpha · g (slot starts as alpha · g; as g itself when alpha is 1).
@@ -106,7 +110,7 @@ fn decays(name: &str) -> bool {
 
 impl Trainer {
     pub fn new(stage: Stage, hyper: Hyper, freeze_encoder: bool, total_steps: u32) -> Trainer {
-        Trainer { stage, hyper, freeze_encoder, total_steps: total_steps.max(1), step: 0, moments: HashMap::new() }
+        Trainer { stage, hyper, freeze_encoder, total_steps: total_steps.max(1), step: 0, moments: HashMap::new(), base_cache: Some(HashMap::new()) }
     }
 
     /// Learning-rate factor of 1-based step `s`: linear warm-up, then linear decay to 0.
@@ -208,7 +212,7 @@ impl Trainer {
     /// the encoder is frozen).
     /// With `norm_only`, gradients of frozen parameters that only feed the clipping norm may
     /// come back as squared norms (`Grads::norm_sq`) instead of tensors.
-    fn gradients(&self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>, norm_only: bool) -> Result<(crate::model::docre::Step, Option<Vec<Tensor>>)> {
+    fn gradients(&mut self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>, norm_only: bool) -> Result<(crate::model::docre::Step, Option<Vec<Tensor>>)> {
         let g = model.gpu.clone();
         let mut rec = Recorder::new(&g);
         let heads_n = model.encoder.config.num_attention_heads;
@@ -230,7 +234,16 @@ impl Trainer {
             Stage::One => model.heads.stage1_with(&mut rec, &hb, &x, &a, &batch.gold, inputs)?,
             Stage::Two => {
                 let s2 = Stage2Input::sample(&batch.gold, model.heads.config.classes, rng);
-                model.heads.stage2_with(&mut rec, &hb, &x, &a, &s2, BaseNeeds { inputs, bilinear_norm_only: norm_only })?
+                let kept = match (cache, &self.base_cache) {
+                    (Some(_), Some(kept)) => kept_bilinear(&g, kept, batch, model.heads.config.emb)?,
+                    _ => None,
+                };
+                let step = model.heads.stage2_with(&mut rec, &hb, &x, &a, &s2, BaseNeeds { inputs, bilinear_norm_only: norm_only }, kept.as_ref())?;
+                if let (Some(_), Some(kept_map), None, Some(out)) = (cache, &mut self.base_cache, &kept, &step.bilinear_output) {
+                    rec.flush();
+                    keep_bilinear(&g, kept_map, batch, out)?;
+                }
+                step
             }
         };
         profile::phase("encoder backward");
@@ -274,6 +287,31 @@ impl Trainer {
         }
         rec.finish()
     }
+}
+
+/// The batch's bilinear output from `kept`, when every one of its examples is there.
+fn kept_bilinear(g: &Gpu, kept: &HashMap<usize, Vec<f32>>, batch: &Batch, emb: usize) -> Result<Option<Tensor>> {
+    let mut all = Vec::new();
+    for i in &batch.examples {
+        match kept.get(i) {
+            Some(v) => all.extend_from_slice(v),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(Tensor::from_f32(g, "kept_bilinear_output", &[all.len() / emb.max(1), emb], &all)?))
+}
+
+/// Splits a batch's bilinear output [pairs, E] into its examples' rows and keeps them.
+fn keep_bilinear(g: &Gpu, kept: &mut HashMap<usize, Vec<f32>>, batch: &Batch, out: &Tensor) -> Result<()> {
+    let emb = out.shape()[1];
+    let values = out.read_f32(g)?;
+    let mut first = 0;
+    for (b, &i) in batch.examples.iter().enumerate() {
+        let pairs = batch.input.pairs.iter().filter(|p| p.0 == b).count();
+        kept.insert(i, values[first * emb..(first + pairs) * emb].to_vec());
+        first += pairs;
+    }
+    Ok(())
 }
 
 /// Encoder outputs computed once with the encoder frozen (evaluation mode, no dropout): each

@@ -1,0 +1,77 @@
+// Operands of matmul_subgroup_vec4 (prepended to it) for the grouped bilinear layer: the four
+// modes of bilinear.wgsl, with k stepped by 4 and 16-byte loads. Every mode keeps a step's four
+// k inside one (group, i) or (o, ·) run, so it needs K % 4 == 0 (hence E % 4 == 0), and
+// k0 + k a multiple of 4: the host runs a P % 4 tail of mode 1 (k = P) on matmul_subgroup.
+// Bindings as bilinear.wgsl; x0, x1 and x2 are read only through these vec4 views here
+// (one entry point may not use two views of one binding).
+//   mode 0  A(p, k..) = zs[p, gK+i] * zo[p, gK+j..j+3]        B(k.., o..)   = w[o, k..k+3]ᵀ
+//   mode 1  A(o, k..) = dy[k..k+3, o]                          B(k.., n..)   = zs[k+t, gK+i] * zo[k+t, gK+j..j+3]
+//   mode 2  A(p, k..) = dy[p, o] * zo[p, gK+j..j+3]            B(k.., i..)   = w[o, gKK + i'K + j..j+3]ᵀ
+//   mode 3  A(p, k..) = dy[p, o] * zs[p, gK+i..i+3]            B(k.., j..)   = w[o, gKK + (i+t)K + j..j+3]
+// Dispatch as the vec4 body: grid (ceil(n/(8*SG)), ceil(m/64), 1 or G).
+
+@group(0) @binding(0) var<storage, read> x0v: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x1v: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> x2v: array<vec4<f32>>;
+
+fn x0_el(i: u32) -> f32 {
+    return x0v[i >> 2u][i & 3u];
+}
+
+fn x2_el(i: u32) -> f32 {
+    return x2v[i >> 2u][i & 3u];
+}
+
+// A(m, kc..kc+3) of this dispatch; g is the group (modes 2, 3).
+fn a4_at(g: u32, m: u32, kc: u32) -> vec4<f32> {
+    let k = p.k0 + kc;
+    switch MODE {
+        case 0u: {
+            let gr = divmod(k, p.blk * p.blk, p.inv_blk2);
+            let ij = divmod(gr.y, p.blk, p.inv_blk);
+            let row = m * p.e + gr.x * p.blk;
+            return x0_el(row + ij.x) * x1v[(row + ij.y) >> 2u];
+        }
+        case 1u: {
+            return vec4<f32>(x2_el(k * p.o + m), x2_el((k + 1u) * p.o + m), x2_el((k + 2u) * p.o + m), x2_el((k + 3u) * p.o + m));
+        }
+        default: {
+            let oj = divmod(k, p.blk, p.inv_blk);
+            return x2_el(m * p.o + oj.x) * x0v[(m * p.e + g * p.blk + oj.y) >> 2u];
+        }
+    }
+}
+
+// Column t is B(kc + t, n..n+3); columns past p.n read a clamped (valid) place.
+fn b_rows(g: u32, kc: u32, n: u32) -> mat4x4<f32> {
+    let k = p.k0 + kc;
+    switch MODE {
+        case 0u: {
+            let nl = p.n - 1u;
+            let ek = p.e * p.blk;
+            return transpose(mat4x4<f32>(x2v[(min(n, nl) * ek + k) >> 2u], x2v[(min(n + 1u, nl) * ek + k) >> 2u],
+                                         x2v[(min(n + 2u, nl) * ek + k) >> 2u], x2v[(min(n + 3u, nl) * ek + k) >> 2u]));
+        }
+        case 1u: {
+            // n..n+3 share one (group, i): n and K are multiples of 4.
+            let gr = divmod(min(n, p.n - 4u), p.blk * p.blk, p.inv_blk2);
+            let ij = divmod(gr.y, p.blk, p.inv_blk);
+            let r0 = k * p.e + gr.x * p.blk;
+            let r1 = r0 + p.e;
+            let r2 = r1 + p.e;
+            let r3 = r2 + p.e;
+            return mat4x4<f32>(x0_el(r0 + ij.x) * x1v[(r0 + ij.y) >> 2u], x0_el(r1 + ij.x) * x1v[(r1 + ij.y) >> 2u],
+                               x0_el(r2 + ij.x) * x1v[(r2 + ij.y) >> 2u], x0_el(r3 + ij.x) * x1v[(r3 + ij.y) >> 2u]);
+        }
+        case 2u: {
+            let oj = divmod(k, p.blk, p.inv_blk);
+            let i = oj.x * p.e * p.blk + g * p.blk * p.blk + min(n, p.n - 4u) * p.blk + oj.y;
+            return transpose(mat4x4<f32>(x1v[i >> 2u], x1v[(i + p.blk) >> 2u], x1v[(i + 2u * p.blk) >> 2u], x1v[(i + 3u * p.blk) >> 2u]));
+        }
+        default: {
+            let oi = divmod(k, p.blk, p.inv_blk);
+            let i = oi.x * p.e * p.blk + g * p.blk * p.blk + oi.y * p.blk + min(n, p.n - 4u);
+            return mat4x4<f32>(x1v[i >> 2u], x1v[(i + p.blk) >> 2u], x1v[(i + 2u * p.blk) >> 2u], x1v[(i + 3u * p.blk) >> 2u]);
+        }
+    }
+}
