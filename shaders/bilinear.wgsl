@@ -47,6 +47,14 @@ fn divmod(k: u32, d: u32, inv: f32) -> vec2<u32> {
 @group(0) @binding(3) var<storage, read> x3: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
+// Column k = g*K*K + i*K + j of the grouped outer product as (g*K, i, j): its value in row r
+// is zs[r*E + g*K + i] * zo[r*E + g*K + j].
+fn outer_col(k: u32) -> vec3<u32> {
+    let gr = divmod(k, p.blk * p.blk, p.inv_blk2);
+    let ij = divmod(gr.y, p.blk, p.inv_blk);
+    return vec3<u32>(gr.x * p.blk, ij.x, ij.y);
+}
+
 // The group index (modes 2, 3) stands in for every operand base.
 fn batch_bases(z: u32) -> vec3<u32> {
     return vec3<u32>(z);
@@ -56,10 +64,9 @@ fn a_at(g: u32, m: u32, kc: u32) -> f32 {
     let k = p.k0 + kc;
     switch MODE {
         case 0u: {
-            let gr = divmod(k, p.blk * p.blk, p.inv_blk2);
-            let ij = divmod(gr.y, p.blk, p.inv_blk);
-            let row = m * p.e + gr.x * p.blk;
-            return x0[row + ij.x] * x1[row + ij.y];
+            let c = outer_col(k);
+            let row = m * p.e + c.x;
+            return x0[row + c.y] * x1[row + c.z];
         }
         case 1u: { return x2[k * p.o + m]; }
         default: {
@@ -75,10 +82,9 @@ fn b_at(g: u32, kc: u32, n: u32) -> f32 {
     switch MODE {
         case 0u: { return x2[n * p.e * p.blk + k]; }
         case 1u: {
-            let gr = divmod(n, p.blk * p.blk, p.inv_blk2);
-            let ij = divmod(gr.y, p.blk, p.inv_blk);
-            let row = k * p.e + gr.x * p.blk;
-            return x0[row + ij.x] * x1[row + ij.y];
+            let c = outer_col(n);
+            let row = k * p.e + c.x;
+            return x0[row + c.y] * x1[row + c.z];
         }
         case 2u: {
             let oj = divmod(k, p.blk, p.inv_blk);

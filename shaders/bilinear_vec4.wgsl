@@ -27,10 +27,9 @@ fn a4_at(g: u32, m: u32, kc: u32) -> vec4<f32> {
     let k = p.k0 + kc;
     switch MODE {
         case 0u: {
-            let gr = divmod(k, p.blk * p.blk, p.inv_blk2);
-            let ij = divmod(gr.y, p.blk, p.inv_blk);
-            let row = m * p.e + gr.x * p.blk;
-            return x0_el(row + ij.x) * x1v[(row + ij.y) >> 2u];
+            let c = outer_col(k);
+            let row = m * p.e + c.x;
+            return x0_el(row + c.y) * x1v[(row + c.z) >> 2u];
         }
         case 1u: {
             return vec4<f32>(x2_el(k * p.o + m), x2_el((k + 1u) * p.o + m), x2_el((k + 2u) * p.o + m), x2_el((k + 3u) * p.o + m));
@@ -54,14 +53,13 @@ fn b_rows(g: u32, kc: u32, n: u32) -> mat4x4<f32> {
         }
         case 1u: {
             // n..n+3 share one (group, i): n and K are multiples of 4.
-            let gr = divmod(min(n, p.n - 4u), p.blk * p.blk, p.inv_blk2);
-            let ij = divmod(gr.y, p.blk, p.inv_blk);
-            let r0 = k * p.e + gr.x * p.blk;
+            let c = outer_col(min(n, p.n - 4u));
+            let r0 = k * p.e + c.x;
             let r1 = r0 + p.e;
             let r2 = r1 + p.e;
             let r3 = r2 + p.e;
-            return mat4x4<f32>(x0_el(r0 + ij.x) * x1v[(r0 + ij.y) >> 2u], x0_el(r1 + ij.x) * x1v[(r1 + ij.y) >> 2u],
-                               x0_el(r2 + ij.x) * x1v[(r2 + ij.y) >> 2u], x0_el(r3 + ij.x) * x1v[(r3 + ij.y) >> 2u]);
+            return mat4x4<f32>(x0_el(r0 + c.y) * x1v[(r0 + c.z) >> 2u], x0_el(r1 + c.y) * x1v[(r1 + c.z) >> 2u],
+                               x0_el(r2 + c.y) * x1v[(r2 + c.z) >> 2u], x0_el(r3 + c.y) * x1v[(r3 + c.z) >> 2u]);
         }
         case 2u: {
             let oj = divmod(k, p.blk, p.inv_blk);
