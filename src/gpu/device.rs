@@ -109,15 +109,30 @@ impl Gpu {
     }
 
     async fn new_async() -> Result<Gpu> {
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        // Compute only: the GL backend cannot run our storage-heavy kernels well and would only
-        // add a confusing second software adapter; it stays reachable through WGPU_BACKEND=gl.
-        if std::env::var_os("WGPU_BACKEND").is_none() {
-            desc.backends = wgpu::Backends::PRIMARY;
-        }
-        let instance = wgpu::Instance::new(desc);
+        let descriptor = || {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+            // Compute only: the GL backend cannot run our storage-heavy kernels well and would
+            // only add a confusing second software adapter; it stays reachable through
+            // WGPU_BACKEND=gl.
+            if std::env::var_os("WGPU_BACKEND").is_none() {
+                desc.backends = wgpu::Backends::PRIMARY;
+            }
+            desc
+        };
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+        // lavapipe has twice enumerated nothing in one process of a long test run, and found
+        // itself again right after; a fresh instance a moment later tells a transient failure
+        // from a machine without a driver.
+        let mut instance = wgpu::Instance::new(descriptor());
         let mut adapters = instance.enumerate_adapters(backends).await;
+        for _ in 0..2 {
+            if !adapters.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            instance = wgpu::Instance::new(descriptor());
+            adapters = instance.enumerate_adapters(backends).await;
+        }
         if adapters.is_empty() {
             return Err(Error::NoAdapter(format!("no graphics adapter was found. {NO_ADAPTER_HELP}")));
         }
