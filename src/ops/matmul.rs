@@ -141,12 +141,11 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
     // A contraction whose only misfit for the vec4 body is k % 4 runs its first k - k % 4 there
     // and the last few k on the scalar body (the weight gradients contract over P pairs, which
     // is rarely a multiple of 4).
-    let main_k = g.k - g.k % 4;
-    let (main, tail) = match body.kernel {
-        MatmulKernel::Subgroup if kernel == MatmulKernel::Auto && vec4_fits(g) => (MatmulKernel::SubgroupVec4, None),
-        MatmulKernel::Subgroup if kernel == MatmulKernel::Auto && main_k > 0 && vec4_fits(&Gemm { k: main_k, ..*g }) => (MatmulKernel::SubgroupVec4, Some(MatmulKernel::Subgroup)),
+    let vec4 = match body.kernel {
+        MatmulKernel::Subgroup => kernel == MatmulKernel::Auto && vec4_fits(&Gemm { k: g.k - g.k % 4, ..*g }),
         MatmulKernel::SubgroupVec4 if !vec4_fits(g) => return shape_err("gemm", format!("the vec4 subgroup matmul needs k % 4 == 0 and 4-element aligned rows: {g:?}")),
-        k => (k, None),
+        MatmulKernel::SubgroupVec4 => true,
+        _ => false,
     };
     let bias = bias.unwrap_or(a);
     let buffers = [a, b, bias, c];
@@ -154,21 +153,16 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
     let mut consts = vec![ta, tb];
     consts.extend(body.constants.iter().copied());
     let groups = body.groups(g.m, g.n, g.batch1 * g.batch2);
-    let entry = |k: MatmulKernel| match k {
-        MatmulKernel::Subgroup => &SUBGROUP,
-        MatmulKernel::SubgroupVec4 => &SUBGROUP_VEC4,
+    let scalar = match body.kernel {
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => &SUBGROUP,
         MatmulKernel::Register => &REG,
         _ => &TILED,
     };
     // Long contractions run as several dispatches that accumulate into C (see K_PER_DISPATCH).
-    let pieces: Vec<(usize, usize, MatmulKernel)> = match tail {
-        None => k_chunks(g.k).map(|(k0, kc)| (k0, kc, main)).collect(),
-        Some(t) => k_chunks(main_k).map(|(k0, kc)| (k0, kc, main)).chain([(main_k, g.k - main_k, t)]).collect(),
-    };
-    for (k0, kc, kernel) in pieces {
+    for (k0, kc, on_vec4) in k_pieces(g.k, vec4) {
         let step = |v: View, along_rows: bool| View { offset: v.offset + k0 * if v.trans == along_rows { 1 } else { v.ld }, ..v };
         let part = Gemm { k: kc, a: step(g.a, false), b: step(g.b, true), accumulate: g.accumulate || k0 > 0, ..*g };
-        rec.dispatch(entry(kernel), &consts, &buffers, &imm(&part, has_bias && k0 == 0), groups)?;
+        rec.dispatch(if on_vec4 { &SUBGROUP_VEC4 } else { scalar }, &consts, &buffers, &imm(&part, has_bias && k0 == 0), groups)?;
         rec.work(Work::flops(2.0 * (g.m * g.n * kc * g.batch1 * g.batch2) as f64));
     }
     Ok(())
@@ -176,8 +170,20 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
 
 /// (first k, length) of each dispatch of a contraction over `k`: pieces of K_PER_DISPATCH, and
 /// one empty piece when k = 0 (the dispatch still writes bias and accumulation).
-pub(crate) fn k_chunks(k: usize) -> impl Iterator<Item = (usize, usize)> {
+fn k_chunks(k: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..k.max(1)).step_by(K_PER_DISPATCH).map(move |k0| (k0, K_PER_DISPATCH.min(k - k0)))
+}
+
+/// `k_chunks` with the body of each piece: where `vec4`, the pieces of k - k % 4 run on the vec4
+/// subgroup body (true) and the last k % 4 on the scalar one (false); otherwise, or below k = 4,
+/// every piece is scalar. Shared by the GEMM and the bilinear layer.
+pub(crate) fn k_pieces(k: usize, vec4: bool) -> Vec<(usize, usize, bool)> {
+    let main = if vec4 { k - k % 4 } else { 0 };
+    if main == 0 {
+        return k_chunks(k).map(|(k0, kc)| (k0, kc, false)).collect();
+    }
+    let tail = (main < k).then_some((main, k - main, false));
+    k_chunks(main).map(|(k0, kc)| (k0, kc, true)).chain(tail).collect()
 }
 
 /// Longest contraction one matmul dispatch runs. llvmpipe (lavapipe, and Mesa's GL on the CPU)

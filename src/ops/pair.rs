@@ -127,25 +127,18 @@ fn bilinear_gemm(rec: &mut Recorder, kernel: MatmulKernel, mode: u32, [m, n, k, 
         MatmulKernel::SubgroupVec4 => true,
         _ => false,
     };
-    let main_k = if vec4 { k - k % 4 } else { k };
-    let entry = match body.kernel {
+    let scalar = match body.kernel {
         MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => &BILINEAR_SUBGROUP,
         MatmulKernel::Register => &BILINEAR_REG,
         _ => &BILINEAR_TILED,
-    };
-    let pieces: Vec<(usize, usize, &Kernel)> = if vec4 && main_k > 0 {
-        let tail = (main_k < k).then_some((main_k, k - main_k, entry));
-        matmul::k_chunks(main_k).map(|(k0, kc)| (k0, kc, &BILINEAR_SUBGROUP_VEC4)).chain(tail).collect()
-    } else {
-        matmul::k_chunks(k).map(|(k0, kc)| (k0, kc, entry)).collect()
     };
     let mut consts = vec![("MODE", mode as f64)];
     consts.extend(body.constants.iter().copied());
     let groups = body.groups(m, n, batch);
     let [x0, x1, x2, x3] = inputs;
-    for (k0, kc, entry) in pieces {
+    for (k0, kc, on_vec4) in matmul::k_pieces(k, vec4) {
         let imm = Imm::new().u(m).u(n).u(kc).u(e).u(o).u(k0).u(block).f(1.0 / block as f32).f(1.0 / (block * block) as f32);
-        rec.dispatch(entry, &consts, &[x0, x1, x2, x3, out], &imm, groups)?;
+        rec.dispatch(if on_vec4 { &BILINEAR_SUBGROUP_VEC4 } else { scalar }, &consts, &[x0, x1, x2, x3, out], &imm, groups)?;
         rec.work(Work::flops(2.0 * (m * n * kc * batch) as f64));
     }
     Ok(())
