@@ -83,12 +83,17 @@ fn in_line(h: u32, s: u32, o: u32, x: u32, y: u32) -> bool {
     }
 }
 
-// Key row of slot j of query `row` (or, with `transposed`, the j-th query that reads key `row`),
-// NONE if masked.
-fn slot_row(row: u32, h: u32, j: u32, transposed: bool) -> u32 {
-    let b = index[4u * row];
-    let s = index[4u * row + 1u];
-    let o = index[4u * row + 2u];
+// (doc, s, o) of pair `row`: read once per task, not once per slot.
+fn pair_of(row: u32) -> vec3<u32> {
+    return vec3<u32>(index[4u * row], index[4u * row + 1u], index[4u * row + 2u]);
+}
+
+// Key row of slot j of query `row` at `at` = pair_of(row) (or, with `transposed`, the j-th query
+// that reads key `row`), NONE if masked.
+fn slot_row(row: u32, at: vec3<u32>, h: u32, j: u32, transposed: bool) -> u32 {
+    let b = at.x;
+    let s = at.y;
+    let o = at.z;
     if (MODE == 0u) {
         if (j == 0u) { return row; }
         let kk = j - 1u;
@@ -161,12 +166,13 @@ fn eca_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     var m = EMPTY;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
-    let slots = slot_count(index[4u * row]);
+    let at = pair_of(row);
+    let slots = slot_count(at.x);
     for (var tile = 0u; tile < slots; tile += WG) {
         let j = tile + li;
         var r = NONE;
         var sc = EMPTY;
-        if (j < slots) { r = slot_row(row, h, j, false); }
+        if (j < slots) { r = slot_row(row, at, h, j, false); }
         if (r != NONE) { sc = c.scale * k_dot_a(r, base, dh) + bias(row, r); }
         let tmax = reduce_max(sc, li);
         if (tmax > EMPTY) {
@@ -232,12 +238,13 @@ fn eca_backward_query(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
     let lse = terms[2u * g];
     let dl = terms[2u * g + 1u];
     var acc = vec4<f32>(0.0);
-    let slots = slot_count(index[4u * row]);
+    let at = pair_of(row);
+    let slots = slot_count(at.x);
     for (var tile = 0u; tile < slots; tile += WG) {
         let j = tile + li;
         var r = NONE;
         var ds = 0.0;
-        if (j < slots) { r = slot_row(row, h, j, false); }
+        if (j < slots) { r = slot_row(row, at, h, j, false); }
         if (r != NONE) {
             let p = exp(c.scale * k_dot_a(r, base, dh) + bias(row, r) - lse);
             ds = p * (v_dot_b(r, base, dh) - dl);
@@ -277,13 +284,14 @@ fn eca_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     workgroupBarrier();
     var acc_k = vec4<f32>(0.0);
     var acc_v = vec4<f32>(0.0);
-    let slots = slot_count(index[4u * row]);
+    let at = pair_of(row);
+    let slots = slot_count(at.x);
     for (var tile = 0u; tile < slots; tile += WG) {
         let j = tile + li;
         var r = NONE; // a query that reads this key
         var p = 0.0;
         var ds = 0.0;
-        if (j < slots) { r = slot_row(row, h, j, true); }
+        if (j < slots) { r = slot_row(row, at, h, j, true); }
         if (r != NONE) {
             let qg = r * c.heads + h;
             p = exp(c.scale * q_dot_a(r, base, dh) + bias(row, r) - terms[2u * qg]);

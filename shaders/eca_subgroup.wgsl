@@ -25,9 +25,10 @@ fn eca_forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     for (var j = 0u; j < FPL; j++) { qv[j] = q[row * c.d + base + j * sg]; acc[j] = 0.0; }
     var m = EMPTY;
     var l = 0.0;
-    let slots = slot_count(index[4u * row]);
+    let at = pair_of(row);
+    let slots = slot_count(at.x);
     for (var s = 0u; s < slots; s++) {
-        let r = slot_row(row, h, s, false);
+        let r = slot_row(row, at, h, s, false);
         if (r == NONE) { continue; }
         var part = 0.0;
         for (var j = 0u; j < FPL; j++) { part += qv[j] * k[r * c.d + base + j * sg]; }
@@ -56,6 +57,7 @@ fn eca_backward_query_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     var qv: array<f32, 64>;
     var dov: array<f32, 64>;
     var acc: array<f32, 64>;
+    var kr: array<f32, 64>; // the slot's key row: read once for its dot and again for the update
     for (var j = 0u; j < FPL; j++) {
         let i = row * c.d + base + j * sg;
         qv[j] = q[i];
@@ -64,19 +66,21 @@ fn eca_backward_query_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     }
     let lse = terms[2u * g];
     let dl = terms[2u * g + 1u];
-    let slots = slot_count(index[4u * row]);
+    let at = pair_of(row);
+    let slots = slot_count(at.x);
     for (var s = 0u; s < slots; s++) {
-        let r = slot_row(row, h, s, false);
+        let r = slot_row(row, at, h, s, false);
         if (r == NONE) { continue; }
         var ps = 0.0;
         var pd = 0.0;
         for (var j = 0u; j < FPL; j++) {
-            ps += qv[j] * k[r * c.d + base + j * sg];
+            kr[j] = k[r * c.d + base + j * sg];
+            ps += qv[j] * kr[j];
             pd += dov[j] * v[r * c.d + base + j * sg];
         }
         let p = exp(c.scale * subgroupAdd(ps) + bias(row, r) - lse);
         let ds = p * (subgroupAdd(pd) - dl);
-        for (var j = 0u; j < FPL; j++) { acc[j] += ds * k[r * c.d + base + j * sg]; }
+        for (var j = 0u; j < FPL; j++) { acc[j] += ds * kr[j]; }
     }
     for (var j = 0u; j < FPL; j++) { dq[row * c.d + base + j * sg] = c.scale * acc[j]; }
 }
@@ -92,28 +96,34 @@ fn eca_backward_key_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     var vv: array<f32, 64>;
     var acc_k: array<f32, 64>;
     var acc_v: array<f32, 64>;
+    // The reading query's q and dout rows: read once for the dots and again for the updates.
+    var qr: array<f32, 64>;
+    var dr: array<f32, 64>;
     for (var j = 0u; j < FPL; j++) {
         kv[j] = k[row * c.d + base + j * sg];
         vv[j] = v[row * c.d + base + j * sg];
         acc_k[j] = 0.0;
         acc_v[j] = 0.0;
     }
-    let slots = slot_count(index[4u * row]);
+    let at = pair_of(row);
+    let slots = slot_count(at.x);
     for (var s = 0u; s < slots; s++) {
-        let r = slot_row(row, h, s, true); // a query that reads this key
+        let r = slot_row(row, at, h, s, true); // a query that reads this key
         if (r == NONE) { continue; }
         let qg = r * c.heads + h;
         var ps = 0.0;
         var pd = 0.0;
         for (var j = 0u; j < FPL; j++) {
-            ps += q[r * c.d + base + j * sg] * kv[j];
-            pd += dout[r * c.d + base + j * sg] * vv[j];
+            qr[j] = q[r * c.d + base + j * sg];
+            dr[j] = dout[r * c.d + base + j * sg];
+            ps += qr[j] * kv[j];
+            pd += dr[j] * vv[j];
         }
         let p = exp(c.scale * subgroupAdd(ps) + bias(row, r) - terms[2u * qg]);
         let ds = p * (subgroupAdd(pd) - terms[2u * qg + 1u]);
         for (var j = 0u; j < FPL; j++) {
-            acc_v[j] += p * dout[r * c.d + base + j * sg];
-            acc_k[j] += ds * q[r * c.d + base + j * sg];
+            acc_v[j] += p * dr[j];
+            acc_k[j] += ds * qr[j];
         }
     }
     for (var j = 0u; j < FPL; j++) {
