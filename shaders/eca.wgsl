@@ -13,6 +13,10 @@
 // document, the pair itself with bias +1. MODE 2 = dense restricted to ECA's key sets (a test of
 // the two against each other). score = SCALE-free: the host passes scale = 1/sqrt(dh).
 //
+// Training drops attention probabilities (prob_keep, from shaders/counter_rng.wgsl, prepended):
+// out = Σ p·keep·v with keep ∈ {0, 1/(1-p)}. Then Δ = dout·out = Σ p·keep·dP still holds, so the
+// backward is ds = p·(keep·dP − Δ) and dV += p·keep·dout.
+//
 // Bindings. Every entry point but eca_terms starts with `index` [4P + 2B + B·N·N] u32: the pair
 // table tab [P, 4] = (doc, s, o, unused) at 0, docs [B, 2] = (first pair row, pair count) at
 // c.docs_at and the cell map [B, N, N] at c.cell_at, packed so that no entry point binds more than
@@ -29,7 +33,7 @@
 // accumulates the tile's weighted values for its features t, t+WG, t+2WG, t+3WG (dh <= 4*WG).
 // eca_terms: one invocation per (pair, head), ceil(P*HEADS / 64) workgroups of 64 over x/y.
 
-struct Ec { p: u32, d: u32, heads: u32, n: u32, scale: f32, docs_at: u32, cell_at: u32 }
+struct Ec { p: u32, d: u32, heads: u32, n: u32, scale: f32, docs_at: u32, cell_at: u32, seed_lo: u32, seed_hi: u32, offset: u32, drop: f32, keep_scale: f32 }
 var<immediate> c: Ec;
 
 override MODE: u32 = 0u;
@@ -127,6 +131,15 @@ fn bias(row: u32, other: u32) -> f32 {
     return select(0.0, 1.0, row == other);
 }
 
+// Dropout on the attention probabilities (training only; c.drop = 0 turns it off): the factor,
+// 0 or 1/(1 - p), on the probability of key row r in query task g = row·HEADS + h. Forward and
+// both backward kernels draw it from the same counter, so the mask is never stored. The
+// softmax's max and sum stay those of the undropped probabilities, as in PyTorch.
+fn prob_keep(g: u32, r: u32) -> f32 {
+    if (c.drop == 0.0) { return 1.0; }
+    return select(0.0, c.keep_scale, counter_uniform(c.seed_lo, c.seed_hi, mix32(c.offset + g) ^ r) >= c.drop);
+}
+
 // Dots of a head slice (features base..base+dh) of one buffer's row r with a workgroup vector.
 // One function per buffer: an entry point may only touch the variables bound for it.
 fn k_dot_a(r: u32, base: u32, dh: u32) -> f32 {
@@ -180,7 +193,7 @@ fn eca_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
             var pj = 0.0;
             if (r != NONE) { pj = exp(sc - mn); }
             tile_row[li] = r;
-            tile_w[li] = pj;
+            tile_w[li] = pj * prob_keep(g, r);
             let corr = exp(m - mn);
             l = l * corr + reduce_sum(pj, li); // reduce_sum's barriers also publish tile_row/tile_w
             acc = acc * corr;
@@ -247,7 +260,7 @@ fn eca_backward_query(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
         if (j < slots) { r = slot_row(row, at, h, j, false); }
         if (r != NONE) {
             let p = exp(c.scale * k_dot_a(r, base, dh) + bias(row, r) - lse);
-            ds = p * (v_dot_b(r, base, dh) - dl);
+            ds = p * (prob_keep(g, r) * v_dot_b(r, base, dh) - dl);
         }
         tile_row[li] = r;
         tile_w[li] = ds;
@@ -289,13 +302,15 @@ fn eca_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     for (var tile = 0u; tile < slots; tile += WG) {
         let j = tile + li;
         var r = NONE; // a query that reads this key
-        var p = 0.0;
+        var p = 0.0; // the dropped probability, which dV needs
         var ds = 0.0;
         if (j < slots) { r = slot_row(row, at, h, j, true); }
         if (r != NONE) {
             let qg = r * c.heads + h;
             p = exp(c.scale * q_dot_a(r, base, dh) + bias(row, r) - terms[2u * qg]);
-            ds = p * (dout_dot_b(r, base, dh) - terms[2u * qg + 1u]);
+            let keep = prob_keep(qg, row);
+            ds = p * (keep * dout_dot_b(r, base, dh) - terms[2u * qg + 1u]);
+            p *= keep;
         }
         tile_row[li] = r;
         tile_w[li] = p;

@@ -37,7 +37,8 @@ fn eca_forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         let corr = exp(m - mn);
         let pj = exp(sc - mn);
         l = l * corr + pj;
-        for (var j = 0u; j < FPL; j++) { acc[j] = acc[j] * corr + pj * v[r * c.d + base + j * sg]; }
+        let w = pj * prob_keep(g, r);
+        for (var j = 0u; j < FPL; j++) { acc[j] = acc[j] * corr + w * v[r * c.d + base + j * sg]; }
         m = mn;
     }
     for (var j = 0u; j < FPL; j++) { out[row * c.d + base + j * sg] = acc[j] / l; }
@@ -79,7 +80,7 @@ fn eca_backward_query_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
             pd += dov[j] * v[r * c.d + base + j * sg];
         }
         let p = exp(c.scale * subgroupAdd(ps) + bias(row, r) - lse);
-        let ds = p * (subgroupAdd(pd) - dl);
+        let ds = p * (prob_keep(g, r) * subgroupAdd(pd) - dl);
         for (var j = 0u; j < FPL; j++) { acc[j] += ds * kr[j]; }
     }
     for (var j = 0u; j < FPL; j++) { dq[row * c.d + base + j * sg] = c.scale * acc[j]; }
@@ -120,9 +121,11 @@ fn eca_backward_key_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
             pd += dr[j] * vv[j];
         }
         let p = exp(c.scale * subgroupAdd(ps) + bias(row, r) - terms[2u * qg]);
-        let ds = p * (subgroupAdd(pd) - terms[2u * qg + 1u]);
+        let keep = prob_keep(qg, row);
+        let ds = p * (keep * subgroupAdd(pd) - terms[2u * qg + 1u]);
+        let pk = p * keep;
         for (var j = 0u; j < FPL; j++) {
-            acc_v[j] += p * dr[j];
+            acc_v[j] += pk * dr[j];
             acc_k[j] += ds * qr[j];
         }
     }

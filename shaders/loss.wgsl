@@ -6,6 +6,10 @@
 // atloss_backward  logits, labels, mask -> dlogits [P, C] = coef * mask[p] * dL/dlogits.
 // get_label        logits -> labels [P, C]: r >= 1 is on iff logit_r > logit_0 and fewer than
 //                  top_k logits (class 0 included) are strictly larger; column 0 is on iff none is.
+// corrupt_labels   labels [P, C], picks [P] -> labels' [P, C]: a pair with picks[p] = u in [0, 1)
+//                  becomes one-hot in the floor(u·n)-th of the n classes its labels do not contain
+//                  (stage-2 noise on predicted labels); a pair with u < 0, or with no such class,
+//                  keeps its labels.
 // cosine_forward   x, y [P, D] -> f [P] = 2 - 2 <x/max(|x|,1e-12), y/max(|y|,1e-12)>.
 // cosine_backward  x, y -> dx [P, D] = coef * df/dx (y is a constant).
 // batchnorm_forward  x [P, D], gamma, beta, running mean [D] and var [D] (rw) -> y [P, D],
@@ -27,6 +31,9 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 @group(0) @binding(1) var<storage, read_write> labels_out: array<f32>;
+
+@group(0) @binding(1) var<storage, read> picks: array<f32>;
+@group(0) @binding(2) var<storage, read_write> corrupted: array<f32>;
 @group(0) @binding(2) var<storage, read_write> f_out: array<f32>;
 
 @group(0) @binding(1) var<storage, read> gamma: array<f32>;
@@ -122,6 +129,30 @@ fn get_label(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
         any = any || on;
     }
     labels_out[p * ls.cols] = select(1.0, 0.0, any);
+}
+
+@compute @workgroup_size(64)
+fn corrupt_labels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let p = idx(wid, nwg, li);
+    if (p >= ls.rows) { return; }
+    let row = p * ls.cols;
+    var wrong = 0u;
+    for (var c = 0u; c < ls.cols; c++) { if (x[row + c] < 0.5) { wrong++; } }
+    let u = picks[p];
+    if (u < 0.0 || wrong == 0u) {
+        for (var c = 0u; c < ls.cols; c++) { corrupted[row + c] = x[row + c]; }
+        return;
+    }
+    let k = min(u32(u * f32(wrong)), wrong - 1u);
+    var seen = 0u;
+    for (var c = 0u; c < ls.cols; c++) {
+        var v = 0.0;
+        if (x[row + c] < 0.5) {
+            if (seen == k) { v = 1.0; }
+            seen++;
+        }
+        corrupted[row + c] = v;
+    }
 }
 
 fn norm_of(t: u32, p: u32) -> f32 {

@@ -14,7 +14,7 @@ use common::{download, fixture_present, gpu, shared_dir, upload};
 use docre::data::{Mention, WordPieceTokenizer};
 use docre::gpu::Recorder;
 use docre::model::batch::{HeadBatch, HeadInput};
-use docre::model::docre::{HeadConfig, Heads, Stage2Input, TestOutput};
+use docre::model::docre::{BranchLabels, HeadConfig, Heads, Stage2Input, TestOutput};
 use docre::model::params::ParamSet;
 use docre::model::tensor_file::TensorFile;
 use docre::model::{Bert, Pass, TokenBatch};
@@ -196,6 +196,9 @@ fn run_heads(f: &TensorFile, meta: &HashMap<String, String>) -> Report {
         ln_eps: meta_num(meta, "ln_eps"),
         bn_eps: meta_num(meta, "bn_eps"),
         bn_momentum: meta_num(meta, "bn_momentum"),
+        // The fixtures are made without dropout; stage1/stage2 below run without it too.
+        head_dropout: 0.0,
+        contrastive: true,
     };
     let load_params = || {
         let list = f.names().into_iter().filter_map(|name| {
@@ -265,8 +268,8 @@ fn run_heads(f: &TensorFile, meta: &HashMap<String, String>) -> Report {
     let heads = load_params();
     let s2 = Stage2Input {
         gold,
-        labels_a: f32s(f, "input.labels_a"),
-        labels_b: f32s(f, "input.labels_b"),
+        labels_a: BranchLabels::Gold(f32s(f, "input.labels_a")),
+        labels_b: BranchLabels::Gold(f32s(f, "input.labels_b")),
         mask_base: f32s(f, "input.mask_base"),
         mask_a: f32s(f, "input.mask_a"),
         mask_b: f32s(f, "input.mask_b"),
@@ -292,10 +295,10 @@ fn run_heads(f: &TensorFile, meta: &HashMap<String, String>) -> Report {
     }
     grad_rule(&mut rep, "grad2.input.X", &download(&g, step.dx.as_ref().unwrap()));
     grad_rule(&mut rep, "grad2.input.A", &download(&g, step.da.as_ref().unwrap()));
-    for (branch, (logits, pred, swapped)) in ["A", "B"].iter().zip(&step.branches) {
-        cmp(&mut rep, &format!("aux.stage2.logits_{branch}"), logits, 1e-5);
-        cmp(&mut rep, &format!("aux.stage2.p_{branch}"), pred, 1e-5);
-        cmp(&mut rep, &format!("aux.stage2.Zswap_{branch}"), swapped, 1e-5);
+    for (branch, b) in ["A", "B"].iter().zip(&step.branches) {
+        cmp(&mut rep, &format!("aux.stage2.logits_{branch}"), &b.logits, 1e-5);
+        cmp(&mut rep, &format!("aux.stage2.p_{branch}"), b.predictor.as_ref().unwrap(), 1e-5);
+        cmp(&mut rep, &format!("aux.stage2.Zswap_{branch}"), b.swapped.as_ref().unwrap(), 1e-5);
     }
     cmp(&mut rep, "aux.stage2.bn_running_mean", heads.params.get("infer.predictor.bn.running_mean"), 1e-5);
     cmp(&mut rep, "aux.stage2.bn_running_var", heads.params.get("infer.predictor.bn.running_var"), 1e-5);

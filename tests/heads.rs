@@ -1,8 +1,9 @@
 //! The whole head stack (base module, inference module, predictor, both objectives, test loop)
 //! on tiny random dimensions against the f64 CPU reference (src/model/heads_reference.rs):
 //! outputs and losses directly, every parameter's gradient and the encoder-output gradients
-//! against central finite differences of the reference losses. Both ECA with the gated fusion
-//! and the `dense` + `no_fusion` switches are covered.
+//! against central finite differences of the reference losses. Covered: ECA with the gated fusion
+//! and no dropout (the golden fixtures' setting); `dense` + `no_fusion` with head dropout and
+//! without the contrastive term; ECA with head dropout and noise on predicted labels.
 
 mod common;
 
@@ -13,6 +14,7 @@ use docre::gpu::Recorder;
 use docre::model::base::BaseNeeds;
 use docre::model::batch::{HeadBatch, HeadInput};
 use docre::model::docre::{is_buffer, HeadConfig, Heads, Stage2Input, TestOutput};
+use docre::train::sampling::Noise;
 use docre::model::heads_reference as href;
 use docre::ops::eca::Attention;
 use docre::ops::reference as r;
@@ -20,7 +22,18 @@ use docre::ops::reference as r;
 const HEADS: usize = 2;
 const LEN: usize = 12;
 
-fn config(attention: Attention, fusion: bool) -> HeadConfig {
+/// One configuration under test.
+#[derive(Clone, Copy)]
+struct Variant {
+    attention: Attention,
+    fusion: bool,
+    dropout: f64,
+    contrastive: bool,
+    noise: Noise,
+}
+
+fn config(v: Variant) -> HeadConfig {
+    let Variant { attention, fusion, dropout, contrastive, .. } = v;
     HeadConfig {
         hidden: 8,
         emb: 8,
@@ -38,6 +51,8 @@ fn config(attention: Attention, fusion: bool) -> HeadConfig {
         ln_eps: 1e-12,
         bn_eps: 1e-5,
         bn_momentum: 0.1,
+        head_dropout: dropout,
+        contrastive,
     }
 }
 
@@ -122,9 +137,13 @@ fn picks(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
     (0..k).map(|_| rng.below(n)).collect()
 }
 
-fn run(attention: Attention, fusion: bool, seed: u64) {
+fn run(v: Variant, seed: u64) {
     let g = gpu();
-    let c = config(attention, fusion);
+    let c = config(v);
+    let fusion = v.fusion;
+    // The training steps' dropout (None at p = 0); the test loop runs without.
+    let drop = Heads::random(&g, c.clone(), seed).unwrap().dropout(seed);
+    assert_eq!(drop.is_some(), v.dropout > 0.0);
     let mut rng = Rng::new(seed);
     let cs = case(&mut rng, &c);
     let heads = Heads::random(&g, c.clone(), seed).unwrap();
@@ -137,7 +156,7 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
     let mut rec = Recorder::new(&g);
     let pred = heads.predict(&mut rec, &hb, &xt, &at).unwrap();
     rec.finish().unwrap();
-    let (base_logits, features) = href::base(&p, &c, &cs.input, &cs.x, &cs.a, HEADS, LEN);
+    let (base_logits, features) = href::base(&p, &c, &cs.input, &cs.x, &cs.a, HEADS, LEN, None);
     common::assert_close("base logits", &download(&g, &pred.iterations[0].0), &base_logits, 1e-5, 1e-4);
     let f0 = r::linear(&features, &p["infer.reduce.weight"], None, features.len() / c.emb, c.emb, c.width);
     let coords = href::coords(&cs.input);
@@ -146,19 +165,23 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
         let labels: Vec<f64> = s.chunks(c.classes).flat_map(|row| r::get_label(row, c.top_k)).collect();
         assert_eq!(download(&g, &pred.iterations[k - 1].1), labels, "labels before iteration {k}");
         let r0 = r::matmul(&labels, &p["infer.relation_embedding"], labels.len() / c.classes, c.classes, c.width);
-        let (logits, _) = href::module(&p, &c, &coords, &f0, &r0);
+        let (logits, _) = href::module(&p, &c, &coords, &f0, &r0, None);
         s = s.iter().zip(&logits).map(|(a, b)| a + b).collect();
         common::assert_close(&format!("test logits after iteration {k}"), &download(&g, &pred.iterations[k].0), &s, 1e-4, 1e-4);
     }
 
     // Stage 1: loss and every base gradient, X and A.
     let mut rec = Recorder::new(&g);
-    let step = heads.stage1(&mut rec, &hb, &xt, &at, &cs.gold).unwrap();
+    let step = heads.stage1_with(&mut rec, &hb, &xt, &at, &cs.gold, true, drop).unwrap();
     rec.finish().unwrap();
-    let loss1 = |p: &HashMap<String, Vec<f64>>, x: &[f64], a: &[f64]| href::stage1_loss(p, &c, &cs.input, x, a, HEADS, LEN, &cs.gold);
+    let loss1 = |p: &HashMap<String, Vec<f64>>, x: &[f64], a: &[f64]| href::stage1_loss(p, &c, &cs.input, x, a, HEADS, LEN, &cs.gold, drop);
     let want = loss1(&p, &cs.x, &cs.a);
     let got = step.losses.total(&g).unwrap();
     assert!((got - want).abs() <= 1e-4 * want.abs(), "stage-1 loss {got} vs reference {want}");
+    if drop.is_some() {
+        let plain = href::stage1_loss(&p, &c, &cs.input, &cs.x, &cs.a, HEADS, LEN, &cs.gold, None);
+        assert!((plain - want).abs() > 1e-6 * want.abs(), "dropout left the stage-1 loss unchanged ({want})");
+    }
     let names: Vec<String> = heads.params.names().to_vec();
     for (id, name) in names.iter().enumerate() {
         let Some(t) = step.grads.get(id) else { continue };
@@ -191,18 +214,22 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
     });
 
     // Stage 2: loss and every trainable gradient (the swapped passes held constant), X and A.
-    let s2 = Stage2Input::sample(&cs.gold, c.classes, &mut docre::rng::Rng::new(seed));
+    let s2 = Stage2Input::sample(&cs.gold, c.classes, v.noise, &mut docre::rng::Rng::new(seed));
     let heads = Heads::random(&g, c.clone(), seed).unwrap();
     let mut rec = Recorder::new(&g);
-    let step = heads.stage2(&mut rec, &hb, &xt, &at, &s2).unwrap();
+    let step = heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, BaseNeeds::ALL, None, drop).unwrap();
     rec.finish().unwrap();
-    let zswap = href::swapped(&p, &c, &cs.input, &cs.x, &cs.a, HEADS, LEN, &s2);
-    let loss2 = |p: &HashMap<String, Vec<f64>>, x: &[f64], a: &[f64]| href::stage2_loss(p, &c, &cs.input, x, a, HEADS, LEN, &s2, &zswap);
+    let zswap = href::swapped(&p, &c, &cs.input, &cs.x, &cs.a, HEADS, LEN, &s2, drop);
+    let loss2 = |p: &HashMap<String, Vec<f64>>, x: &[f64], a: &[f64]| href::stage2_loss(p, &c, &cs.input, x, a, HEADS, LEN, &s2, &zswap, drop);
     let want = loss2(&p, &cs.x, &cs.a);
     let got = step.losses.total(&g).unwrap();
     assert!((got - want).abs() <= 1e-4 * want.abs(), "stage-2 loss {got} vs reference {want}");
+    let terms: Vec<&str> = step.losses.read(&g).unwrap().iter().map(|t| t.0).collect();
+    assert_eq!(terms.contains(&"contrastive"), v.contrastive, "loss terms {terms:?}");
+    assert_eq!(step.branches.iter().all(|b| b.predictor.is_some() && b.swapped.is_some()), v.contrastive, "predictor and swapped passes run exactly with the contrastive term");
     for (id, name) in names.iter().enumerate() {
-        if is_buffer(name) || (!fusion && name.contains(".gate.")) {
+        let untrained = is_buffer(name) || (!fusion && name.contains(".gate.")) || (!v.contrastive && name.contains(".predictor."));
+        if untrained {
             assert!(step.grads.get(id).is_none(), "{name} is not trained in this configuration but got a gradient");
             continue;
         }
@@ -234,12 +261,12 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
     // full step's, and the squared norm matches ‖dW‖².
     let mut rec = Recorder::new(&g);
     let needs = BaseNeeds { inputs: false, bilinear_norm_only: true };
-    let lean = heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, needs, None).unwrap();
+    let lean = heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, needs, None, drop).unwrap();
     rec.finish().unwrap();
     // The same step given the bilinear output the first one left: the layer is skipped and
     // every loss term, gradient and squared norm is bit-identical.
     let mut rec = Recorder::new(&g);
-    let reused = heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, needs, lean.bilinear_output.as_ref()).unwrap();
+    let reused = heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, needs, lean.bilinear_output.as_ref(), drop).unwrap();
     rec.finish().unwrap();
     assert_eq!(lean.losses.read(&g).unwrap(), reused.losses.read(&g).unwrap(), "loss terms with the reused bilinear output");
     for (id, name) in names.iter().enumerate() {
@@ -251,7 +278,7 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
     assert_eq!(sq(&lean), sq(&reused), "squared norms with the reused bilinear output");
     let mut rec = Recorder::new(&g);
     let wrong = docre::gpu::Tensor::zeros(&g, "wrong", &[hb.pairs + 1, heads.config.emb]).unwrap();
-    assert!(heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, needs, Some(&wrong)).is_err(), "a cached bilinear output of the wrong shape was accepted");
+    assert!(heads.stage2_with(&mut rec, &hb, &xt, &at, &s2, needs, Some(&wrong), drop).is_err(), "a cached bilinear output of the wrong shape was accepted");
     assert!(lean.dx.is_none() && lean.da.is_none(), "a frozen encoder needs no X/A gradients");
     let wid = names.iter().position(|n| n == "base.bilinear.weight").unwrap();
     assert!(lean.grads.get(wid).is_none(), "the frozen bilinear weight's gradient was formed");
@@ -270,10 +297,15 @@ fn run(attention: Attention, fusion: bool, seed: u64) {
 
 #[test]
 fn eca_with_fusion_matches_reference_and_finite_differences() {
-    run(Attention::Eca, true, 3);
+    run(Variant { attention: Attention::Eca, fusion: true, dropout: 0.0, contrastive: true, noise: Noise::Gold }, 3);
 }
 
 #[test]
-fn dense_without_fusion_matches_reference_and_finite_differences() {
-    run(Attention::Dense, false, 4);
+fn dense_without_fusion_or_contrastive_term_with_dropout_matches_reference_and_finite_differences() {
+    run(Variant { attention: Attention::Dense, fusion: false, dropout: 0.2, contrastive: false, noise: Noise::Gold }, 4);
+}
+
+#[test]
+fn eca_with_dropout_and_noisy_predictions_matches_reference_and_finite_differences() {
+    run(Variant { attention: Attention::Eca, fusion: true, dropout: 0.2, contrastive: true, noise: Noise::Predictions }, 5);
 }

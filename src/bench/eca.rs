@@ -106,6 +106,8 @@ fn head_config(width: usize, kind: Attention) -> HeadConfig {
         ln_eps: 1e-12,
         bn_eps: 1e-5,
         bn_momentum: 0.1,
+        head_dropout: 0.0,
+        contrastive: true,
     }
 }
 
@@ -151,17 +153,17 @@ pub const CASES: [&str; 4] = ["core forward", "core fwd+bwd", "layer forward", "
 
 fn run_case(rec: &mut Recorder, case: usize, kind: Attention, s: &EcaSetup, heads: &Heads) -> Result<()> {
     match case {
-        0 => attention_forward(rec, &s.grid, kind, 4, &s.q, &s.k, &s.v).map(|_| ()),
+        0 => attention_forward(rec, &s.grid, kind, 4, &s.q, &s.k, &s.v, None).map(|_| ()),
         1 => {
-            let (out, stats) = attention_forward(rec, &s.grid, kind, 4, &s.q, &s.k, &s.v)?;
-            attention_backward(rec, &s.grid, kind, 4, &s.q, &s.k, &s.v, &out, &stats, &s.dout).map(|_| ())
+            let (out, stats) = attention_forward(rec, &s.grid, kind, 4, &s.q, &s.k, &s.v, None)?;
+            attention_backward(rec, &s.grid, kind, 4, &s.q, &s.k, &s.v, &out, &stats, &s.dout, None).map(|_| ())
         }
         _ => {
             let grad = case == 3;
-            let (values, tape) = layer_forward(rec, &heads.params, &heads.config, &s.grid, 0, &s.q, &s.k, grad)?;
+            let (values, tape) = layer_forward(rec, &heads.params, &heads.config, &s.grid, 0, &s.q, &s.k, grad, None)?;
             if let Some(t) = tape {
                 let mut grads = Grads::default();
-                layer_backward(rec, &heads.params, &heads.config, &s.grid, 0, &t, &s.dout, &s.dout, &mut grads)?;
+                layer_backward(rec, &heads.params, &heads.config, &s.grid, 0, &t, &s.dout, &s.dout, &mut grads, None)?;
             }
             drop(values);
             Ok(())

@@ -4,6 +4,7 @@
 
 use super::batch::HeadBatch;
 use super::docre::HeadConfig;
+use super::head_dropout::{self as hd, HeadDropout};
 use super::params::{Grads, ParamSet};
 use crate::error::Result;
 use crate::gpu::{DType, Recorder, Tensor};
@@ -37,7 +38,9 @@ pub struct BaseTape {
     zs: Tensor,
     zo: Tensor,
     bilinear_pre: Tensor,
-    features: Tensor,
+    /// The classifier's LayerNorm input: F after the classifier's dropout.
+    classifier_in: Tensor,
+    drop: Option<HeadDropout>,
     norm_y: Tensor,
     norm_stats: Tensor,
 }
@@ -127,7 +130,9 @@ fn project_backward(rec: &mut Recorder, w: &Tensor, tape: &BaseTape, scatter: &R
 /// Base module forward on encoder outputs X [B, L, d] and A [B, H, L, L]. `cached_pre` is the
 /// bilinear layer's output [P, E] from an earlier pass over the same inputs and weights (stage 2
 /// with a frozen encoder, where the base head is frozen too): the layer then is not run again.
-pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatch, x: &Tensor, a: &Tensor, cached_pre: Option<&Tensor>) -> Result<(BaseOut, BaseTape)> {
+/// `drop`: the step's dropout when training (the classifier's input; F itself is undropped).
+#[allow(clippy::too_many_arguments)]
+pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatch, x: &Tensor, a: &Tensor, cached_pre: Option<&Tensor>, drop: Option<HeadDropout>) -> Result<(BaseOut, BaseTape)> {
     let (b, l, h, d) = (hb.docs, hb.len, hb.heads, cfg.hidden);
     x.expect_shape("base module", &[b, l, d])?;
     let ms = hb.input.mention_start.len();
@@ -157,7 +162,8 @@ pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatc
         None => bilinear(rec, &zs, &zo, p.get("base.bilinear.weight"), p.get("base.bilinear.bias"), cfg.block)?,
     };
     let features = activation(rec, Activation::Relu, &pre)?;
-    let norm = layernorm(rec, &features, p.get("base.classifier.norm.weight"), p.get("base.classifier.norm.bias"), cfg.ln_eps as f32)?;
+    let classifier_in = hd::apply(rec, &features, drop, hd::BASE_CLASSIFIER)?;
+    let norm = layernorm(rec, &classifier_in, p.get("base.classifier.norm.weight"), p.get("base.classifier.norm.bias"), cfg.ln_eps as f32)?;
     let logits = linear(rec, &norm.y, p.get("base.classifier.weight"), None)?;
     let tape = BaseTape {
         x: x.clone(),
@@ -173,7 +179,8 @@ pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBatc
         zs,
         zo,
         bilinear_pre: pre,
-        features: features.clone(),
+        classifier_in,
+        drop,
         norm_y: norm.y,
         norm_stats: norm.stats,
     };
@@ -207,13 +214,14 @@ pub fn backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, hb: &HeadBat
         let wr = p.get("base.classifier.weight");
         let g = linear_backward(rec, &tape.norm_y, wr, dl)?;
         grads.add(rec, p.id("base.classifier.weight"), g.dw)?;
-        let ln = layernorm_backward(rec, &tape.features, p.get("base.classifier.norm.weight"), &tape.norm_stats, &g.dx)?;
+        let ln = layernorm_backward(rec, &tape.classifier_in, p.get("base.classifier.norm.weight"), &tape.norm_stats, &g.dx)?;
         grads.add(rec, p.id("base.classifier.norm.weight"), ln.dgamma)?;
         grads.add(rec, p.id("base.classifier.norm.bias"), ln.dbeta)?;
+        let dfeat = hd::apply(rec, &ln.dx, tape.drop, hd::BASE_CLASSIFIER)?;
         if let Some(f) = &df {
-            accumulate(rec, &ln.dx, f, 1.0)?;
+            accumulate(rec, &dfeat, f, 1.0)?;
         }
-        df = Some(ln.dx);
+        df = Some(dfeat);
     }
     let df = df.expect("base backward needs a logit or a feature gradient");
     let dpre = activation_backward(rec, Activation::Relu, &tape.bilinear_pre, &df)?;

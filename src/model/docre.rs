@@ -3,13 +3,14 @@
 
 use super::base::{self, BaseNeeds, BaseOut, BaseTape};
 use super::batch::HeadBatch;
+use super::head_dropout::{self as hd, HeadDropout};
 use super::inference::{self, ModuleOut};
 use super::params::{Grads, ParamSet};
 use crate::error::{Error, Result};
 use crate::gpu::{profile, Gpu, Recorder, Tensor};
 use crate::ops::eca::Attention;
 use crate::ops::elementwise::{accumulate, add};
-use crate::ops::loss::{atloss_backward, atloss_sum, cosine_backward, cosine_sum, get_label};
+use crate::ops::loss::{atloss_backward, atloss_sum, corrupt_labels, cosine_backward, cosine_sum, get_label};
 use crate::ops::matmul::{linear, linear_backward, matmul};
 
 /// How the test loop turns iterations into the final logits (SPEC 3.5).
@@ -46,6 +47,22 @@ pub struct HeadConfig {
     pub ln_eps: f64,
     pub bn_eps: f64,
     pub bn_momentum: f64,
+    /// Dropout probability everywhere DocRE-II's heads have dropout (`head_dropout`), in
+    /// training only.
+    #[serde(default = "default_head_dropout")]
+    pub head_dropout: f64,
+    /// The SimSiam term in stage 2 (false: the paper's "w/o contrastive loss", which also skips
+    /// the predictor and the swapped passes).
+    #[serde(default = "default_true")]
+    pub contrastive: bool,
+}
+
+fn default_head_dropout() -> f64 {
+    0.1
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl HeadConfig {
@@ -63,6 +80,9 @@ impl HeadConfig {
         }
         if self.classes < 2 || self.top_k == 0 || self.layers == 0 {
             return bad(format!("classes {} (≥ 2), top_k {} (≥ 1) and layers {} (≥ 1) are out of range", self.classes, self.top_k, self.layers));
+        }
+        if !(0.0..1.0).contains(&self.head_dropout) {
+            return bad(format!("head_dropout {} is outside [0, 1)", self.head_dropout));
         }
         Ok(())
     }
@@ -128,12 +148,22 @@ pub struct Heads {
     pub params: ParamSet,
 }
 
-/// Stage-2 inputs: gold labels, the two corrupted label sets and the three pair selections
+/// A stage-2 branch's relation labels (SPEC 4.3 and the `noise` switch of SPEC 0.1).
+#[derive(Clone, Debug, PartialEq)]
+pub enum BranchLabels {
+    /// Corrupted gold labels [P, C] (DocRE-II's code: teacher forcing).
+    Gold(Vec<f32>),
+    /// The base module's predicted labels with pair p corrupted to a one-hot wrong class where
+    /// picks[p] = u ∈ [0, 1), kept where picks[p] < 0 (the paper; `ops::loss::corrupt_labels`).
+    Predicted(Vec<f32>),
+}
+
+/// Stage-2 inputs: gold labels, the two branches' relation labels and the three pair selections
 /// (SPEC 4.3), all [P, C] / [P] in pair order.
 pub struct Stage2Input {
     pub gold: Vec<f32>,
-    pub labels_a: Vec<f32>,
-    pub labels_b: Vec<f32>,
+    pub labels_a: BranchLabels,
+    pub labels_b: BranchLabels,
     pub mask_base: Vec<f32>,
     pub mask_a: Vec<f32>,
     pub mask_b: Vec<f32>,
@@ -156,11 +186,19 @@ impl LossTerms {
     }
 }
 
-/// The objective from read-back terms: the single stage-1 term, or ½ × the sum of the four
-/// stage-2 terms.
+/// The objective from read-back terms: the single stage-1 term, or ½ × the sum of the stage-2
+/// terms (three AT terms, and the contrastive one when it is on).
 pub fn objective(terms: &[(&'static str, f64)]) -> f64 {
     let sum: f64 = terms.iter().map(|(_, x)| x).sum();
     if terms.len() == 1 { sum } else { 0.5 * sum }
+}
+
+/// A stage-2 branch's values, for inspection: its logits, and with the contrastive term its
+/// predictor output and the swapped pass's Z.
+pub struct BranchValues {
+    pub logits: Tensor,
+    pub predictor: Option<Tensor>,
+    pub swapped: Option<Tensor>,
 }
 
 /// Everything one training step produces.
@@ -172,8 +210,8 @@ pub struct Step {
     pub dx: Option<Tensor>,
     pub da: Option<Tensor>,
     pub base_logits: Tensor,
-    /// Stage 2 only: per-branch values (logits, predictor output, swapped Z), for inspection.
-    pub branches: Vec<(Tensor, Tensor, Tensor)>,
+    /// Stage 2 only: branches A and B.
+    pub branches: Vec<BranchValues>,
     /// Stage 2 only: the base module's bilinear output [P, E], for `stage2_with` to reuse.
     pub bilinear_output: Option<Tensor>,
 }
@@ -230,8 +268,9 @@ impl Heads {
         Heads::new(config, ParamSet::new(gpu, params)?)
     }
 
+    /// Base module forward in evaluation mode.
     pub fn base_forward(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<(BaseOut, BaseTape)> {
-        base::forward(rec, &self.params, &self.config, hb, x, a, None)
+        base::forward(rec, &self.params, &self.config, hb, x, a, None, None)
     }
 
     fn reduce(&self, rec: &mut Recorder, features: &Tensor) -> Result<Tensor> {
@@ -242,23 +281,31 @@ impl Heads {
         matmul(rec, labels, self.params.get("infer.relation_embedding"), false, false)
     }
 
+    /// The heads' dropout in a training step with seed `seed` (the encoder's masks come from the
+    /// same seed, at other sites); None when `head_dropout` is 0.
+    pub fn dropout(&self, seed: u64) -> Option<HeadDropout> {
+        HeadDropout::training(self.config.head_dropout, super::bert::dropout_seed(seed, 1 << 30))
+    }
+
     /// One evaluation pass of the inference module with relation labels Ŷ [P, C].
     pub fn inference_pass(&self, rec: &mut Recorder, hb: &HeadBatch, features: &Tensor, labels: &Tensor) -> Result<ModuleOut> {
         let f0 = self.reduce(rec, features)?;
         let r0 = self.relation_grid(rec, labels)?;
-        Ok(inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, false)?.0)
+        Ok(inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, false, None)?.0)
     }
 
-    /// Stage 1: ATLoss over all pairs on the base logits (×100, mean), and its gradients.
+    /// Stage 1 without dropout (as the golden fixtures): see `stage1_with`.
     pub fn stage1(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, gold: &[f32]) -> Result<Step> {
-        self.stage1_with(rec, hb, x, a, gold, true)
+        self.stage1_with(rec, hb, x, a, gold, true, None)
     }
 
-    /// `stage1`, forming the gradients of X and A only when `input_grads`.
-    pub fn stage1_with(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, gold: &[f32], input_grads: bool) -> Result<Step> {
+    /// Stage 1: ATLoss over all pairs on the base logits (×100, mean), and its gradients,
+    /// forming the gradients of X and A only when `input_grads`; `drop` is the step's dropout.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stage1_with(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, gold: &[f32], input_grads: bool, drop: Option<HeadDropout>) -> Result<Step> {
         let gpu = rec.gpu().clone();
         profile::phase("heads forward");
-        let (out, tape) = self.base_forward(rec, hb, x, a)?;
+        let (out, tape) = base::forward(rec, &self.params, &self.config, hb, x, a, None, drop)?;
         profile::phase("losses");
         let gold = Tensor::from_f32(&gpu, "gold", &[hb.pairs, self.config.classes], gold)?;
         let all = Tensor::from_f32(&gpu, "all_pairs", &[hb.pairs], &vec![1.0; hb.pairs])?;
@@ -272,34 +319,54 @@ impl Heads {
         Ok(Step { losses: LossTerms { terms: vec![("stage1", sum, coef)] }, grads, dx, da, base_logits: out.logits, branches: Vec::new(), bilinear_output: None })
     }
 
-    /// Stage 2 (SPEC 4.3): base ATLoss on mask_base, branch A and B ATLoss on their masks (each
-    /// /10), the SimSiam contrastive term against the swapped passes (held constant), total ½·sum;
-    /// and the gradients of the total.
+    /// Stage 2 without dropout (as the golden fixtures): see `stage2_with`.
     pub fn stage2(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, input: &Stage2Input) -> Result<Step> {
-        self.stage2_with(rec, hb, x, a, input, BaseNeeds::ALL, None)
+        self.stage2_with(rec, hb, x, a, input, BaseNeeds::ALL, None, None)
     }
 
-    /// `stage2` with what the frozen base head's backward must produce (`BaseNeeds`), and the
-    /// base module's bilinear output when an earlier step on the same batch left it
-    /// (`Step::bilinear_output`; valid while the encoder and the base head stay frozen).
+    /// Stage 2 (SPEC 4.3): base ATLoss on mask_base, branch A and B ATLoss on their masks (each
+    /// /10), with `contrastive` the SimSiam term against the swapped passes (held constant),
+    /// total ½·sum; and the gradients of the total. `needs`: what the frozen base head's backward
+    /// must produce; `cached_bilinear`: the base module's bilinear output when an earlier step on
+    /// the same batch left it (`Step::bilinear_output`; valid while the encoder and the base head
+    /// stay frozen; dropout comes after it); `drop`: the step's dropout.
     #[allow(clippy::too_many_arguments)]
-    pub fn stage2_with(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, input: &Stage2Input, needs: BaseNeeds, cached_bilinear: Option<&Tensor>) -> Result<Step> {
+    pub fn stage2_with(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor, input: &Stage2Input, needs: BaseNeeds, cached_bilinear: Option<&Tensor>, drop: Option<HeadDropout>) -> Result<Step> {
         let gpu = rec.gpu().clone();
         let (p, c) = (hb.pairs, self.config.classes);
+        let contrastive = self.config.contrastive;
         let up = |name: &str, v: &[f32], shape: &[usize]| Tensor::from_f32(&gpu, name, shape, v);
         let gold = up("gold", &input.gold, &[p, c])?;
         profile::phase("heads forward");
-        let (base_out, base_tape) = base::forward(rec, &self.params, &self.config, hb, x, a, cached_bilinear)?;
+        let (base_out, base_tape) = base::forward(rec, &self.params, &self.config, hb, x, a, cached_bilinear, drop)?;
         let f0 = self.reduce(rec, &base_out.features)?;
+        let f0 = hd::apply(rec, &f0, drop, hd::REDUCE)?;
+        let mut predicted = None;
         let mut branches = Vec::new();
-        for labels in [&input.labels_a, &input.labels_b] {
-            let lab = up("corrupted_labels", labels, &[p, c])?;
+        for (i, labels) in [&input.labels_a, &input.labels_b].into_iter().enumerate() {
+            let lab = match labels {
+                BranchLabels::Gold(v) => up("corrupted_labels", v, &[p, c])?,
+                BranchLabels::Predicted(picks) => {
+                    if predicted.is_none() {
+                        predicted = Some(get_label(rec, &base_out.logits, self.config.top_k)?);
+                    }
+                    let picks = up("label_noise_picks", picks, &[p])?;
+                    corrupt_labels(rec, predicted.as_ref().expect("set above"), &picks)?
+                }
+            };
             let r0 = self.relation_grid(rec, &lab)?;
-            let (out, tape) = inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, true)?;
-            let (pred, ptape) = inference::predictor_forward(rec, &self.params, &self.config, &out.z)?;
-            // The swapped pass is a constant: no tape, no gradient.
-            let swapped = inference::forward(rec, &self.params, &self.config, &hb.grid, &r0, &f0, false)?.0.z;
-            branches.push((lab, out, tape.expect("training pass keeps its tape"), pred, ptape, swapped));
+            let call = |k: usize| drop.map(|d| d.call(k));
+            let (out, tape) = inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, true, call(2 * i))?;
+            let simsiam = match contrastive {
+                true => {
+                    let (pred, ptape) = inference::predictor_forward(rec, &self.params, &self.config, &out.z)?;
+                    // The swapped pass is a constant: no tape, no gradient.
+                    let swapped = inference::forward(rec, &self.params, &self.config, &hb.grid, &r0, &f0, false, call(2 * i + 1))?.0.z;
+                    Some((pred, ptape, swapped))
+                }
+                false => None,
+            };
+            branches.push((lab, out, tape.expect("training pass keeps its tape"), simsiam));
         }
         profile::phase("losses");
         let masks = [&input.mask_base, &input.mask_a, &input.mask_b];
@@ -311,22 +378,29 @@ impl Heads {
         for (i, name) in ["base", "a", "b"].into_iter().enumerate() {
             terms.push((name, atloss_sum(rec, logits[i], &gold, &mask_t[i])?, coefs[i]));
         }
-        let cos_a = cosine_sum(rec, &branches[0].3, &branches[1].5)?;
-        let cos_b = cosine_sum(rec, &branches[1].3, &branches[0].5)?;
-        let cos = add(rec, &cos_a, &cos_b)?;
-        terms.push(("contrastive", cos, 1.0 / p as f64));
+        if let (Some(sa), Some(sb)) = (&branches[0].3, &branches[1].3) {
+            let cos_a = cosine_sum(rec, &sa.0, &sb.2)?;
+            let cos_b = cosine_sum(rec, &sb.0, &sa.2)?;
+            let cos = add(rec, &cos_a, &cos_b)?;
+            terms.push(("contrastive", cos, 1.0 / p as f64));
+        }
 
         let mut grads = Grads::default();
         let mut df0: Option<Tensor> = None;
         let mut drel: Option<Tensor> = None;
-        for (i, (lab, _out, tape, pred, ptape, _)) in branches.iter().enumerate() {
+        for (i, (lab, _out, tape, simsiam)) in branches.iter().enumerate() {
             profile::phase("losses");
             let dlogits = atloss_backward(rec, logits[i + 1], &gold, &mask_t[i + 1], (0.5 * coefs[i + 1]) as f32)?;
-            let other_swapped = &branches[1 - i].5;
-            let dpred = cosine_backward(rec, pred, other_swapped, (0.5 / p as f64) as f32)?;
+            let dz = match (simsiam, &branches[1 - i].3) {
+                (Some((pred, ptape, _)), Some((_, _, other_swapped))) => {
+                    let dpred = cosine_backward(rec, pred, other_swapped, (0.5 / p as f64) as f32)?;
+                    profile::phase("heads backward");
+                    Some(inference::predictor_backward(rec, &self.params, ptape, &dpred, &mut grads)?)
+                }
+                _ => None,
+            };
             profile::phase("heads backward");
-            let dz = inference::predictor_backward(rec, &self.params, ptape, &dpred, &mut grads)?;
-            let (df, dr) = inference::backward(rec, &self.params, &self.config, &hb.grid, tape, Some(&dlogits), Some(&dz), &mut grads)?;
+            let (df, dr) = inference::backward(rec, &self.params, &self.config, &hb.grid, tape, Some(&dlogits), dz.as_ref(), &mut grads)?;
             let de = matmul(rec, lab, &dr, true, false)?;
             match &drel {
                 Some(acc) => accumulate(rec, acc, &de, 1.0)?,
@@ -338,13 +412,20 @@ impl Heads {
             }
         }
         grads.add(rec, self.params.id("infer.relation_embedding"), drel.expect("two branches"))?;
-        let g = linear_backward(rec, &base_out.features, self.params.get("infer.reduce.weight"), df0.as_ref().expect("two branches"))?;
+        let df0 = hd::apply(rec, df0.as_ref().expect("two branches"), drop, hd::REDUCE)?;
+        let g = linear_backward(rec, &base_out.features, self.params.get("infer.reduce.weight"), &df0)?;
         grads.add(rec, self.params.id("infer.reduce.weight"), g.dw)?;
         profile::phase("losses");
         let dbase = atloss_backward(rec, &base_out.logits, &gold, &mask_t[0], (0.5 * coefs[0]) as f32)?;
         profile::phase("heads backward");
         let (dx, da) = base::backward(rec, &self.params, &self.config, hb, &base_tape, Some(&dbase), Some(&g.dx), &mut grads, needs)?.unzip();
-        let branch_values = branches.into_iter().map(|(_, out, _, pred, _, swapped)| (out.logits, pred, swapped)).collect();
+        let branch_values = branches
+            .into_iter()
+            .map(|(_, out, _, simsiam)| {
+                let (predictor, swapped) = simsiam.map(|(pred, _, sw)| (pred, sw)).unzip();
+                BranchValues { logits: out.logits, predictor, swapped }
+            })
+            .collect();
         let bilinear_output = Some(base_tape.bilinear_output().clone());
         Ok(Step { losses: LossTerms { terms }, grads, dx, da, base_logits: base_out.logits, branches: branch_values, bilinear_output })
     }
@@ -360,7 +441,7 @@ impl Heads {
         let mut iterations = vec![(s.clone(), labels.clone())];
         for _ in 0..self.config.iterations {
             let r0 = self.relation_grid(rec, &labels)?;
-            let out = inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, false)?.0;
+            let out = inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, false, None)?.0;
             s = match self.config.test_output {
                 TestOutput::Sum => add(rec, &s, &out.logits)?,
                 TestOutput::Last => out.logits,

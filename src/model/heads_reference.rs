@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use super::batch::HeadInput;
-use super::docre::{HeadConfig, Stage2Input};
+use super::docre::{BranchLabels, HeadConfig, Stage2Input};
+use super::head_dropout::{self as hd, HeadDropout};
 use crate::ops::elementwise::Activation;
 use crate::ops::reference as r;
 
@@ -22,14 +23,26 @@ fn ln(p: &Params, name: &str, x: &[f64], eps: f64) -> Vec<f64> {
     r::layernorm(x, &p[&format!("{name}.weight")], &p[&format!("{name}.bias")], eps).0
 }
 
+/// `x` dropped at `site` exactly as `head_dropout::apply` drops it on the GPU.
+fn drop_at(x: &[f64], drop: Option<HeadDropout>, site: usize) -> Vec<f64> {
+    match drop {
+        Some(d) => {
+            let s = d.site(site);
+            r::dropout(x, s.p as f64, s.rng.seed, s.rng.offset)
+        }
+        None => x.to_vec(),
+    }
+}
+
 /// Row-wise concatenation [a; b] of two [rows, w] matrices.
 fn cat(a: &[f64], b: &[f64], wa: usize, wb: usize) -> Vec<f64> {
     let rows = a.len() / wa;
     (0..rows).flat_map(|i| a[i * wa..(i + 1) * wa].iter().chain(&b[i * wb..(i + 1) * wb]).copied().collect::<Vec<_>>()).collect()
 }
 
-/// Base logits [P, C] and pair features F [P, E] (SPEC 2).
-pub fn base(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64], heads: usize, len: usize) -> (Vec<f64>, Vec<f64>) {
+/// Base logits [P, C] and pair features F [P, E] (SPEC 2), with the step's dropout `drop`.
+#[allow(clippy::too_many_arguments)]
+pub fn base(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64], heads: usize, len: usize, drop: Option<HeadDropout>) -> (Vec<f64>, Vec<f64>) {
     let d = c.hidden;
     let edoc = input.entity_doc();
     let eoff = input.entity_offsets();
@@ -67,7 +80,7 @@ pub fn base(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64],
     let zs = r::activation(Activation::Tanh, &lin(p, "base.head_proj", &zin_s, 3 * d, true));
     let zo = r::activation(Activation::Tanh, &lin(p, "base.tail_proj", &zin_o, 3 * d, true));
     let f = r::activation(Activation::Relu, &r::bilinear(&zs, &zo, &p["base.bilinear.weight"], &p["base.bilinear.bias"], c.emb, c.block));
-    let logits = lin(p, "base.classifier", &ln(p, "base.classifier.norm", &f, c.ln_eps), c.emb, false);
+    let logits = lin(p, "base.classifier", &ln(p, "base.classifier.norm", &drop_at(&f, drop, hd::BASE_CLASSIFIER), c.ln_eps), c.emb, false);
     assert_eq!(logits.len(), np * c.classes);
     (logits, f)
 }
@@ -77,38 +90,42 @@ pub fn coords(input: &HeadInput) -> Vec<(u32, u32, u32)> {
     input.pairs.iter().map(|&(b, s, o)| (b as u32, s as u32, o as u32)).collect()
 }
 
-/// Inference module (SPEC 3.2–3.4): (logits, Z).
-pub fn module(p: &Params, c: &HeadConfig, coords: &[(u32, u32, u32)], f0: &[f64], r0: &[f64]) -> (Vec<f64>, Vec<f64>) {
+/// Inference module (SPEC 3.2–3.4): (logits, Z), with the call's dropout `drop`.
+pub fn module(p: &Params, c: &HeadConfig, coords: &[(u32, u32, u32)], f0: &[f64], r0: &[f64], drop: Option<HeadDropout>) -> (Vec<f64>, Vec<f64>) {
     let dw = c.width;
     let (mut f, mut rr) = (f0.to_vec(), r0.to_vec());
     for l in 0..c.layers {
         let pre = format!("infer.layers.{l}");
-        let m = ln(p, &format!("{pre}.combine_norm"), &lin(p, &format!("{pre}.combine"), &cat(&f, &rr, dw, dw), 2 * dw, true), c.ln_eps);
-        let unit = |name: &str, xq: &[f64]| {
+        let site = l * hd::PER_LAYER;
+        let m_pre = lin(p, &format!("{pre}.combine"), &cat(&f, &rr, dw, dw), 2 * dw, true);
+        let m = ln(p, &format!("{pre}.combine_norm"), &drop_at(&m_pre, drop, site + hd::COMBINE), c.ln_eps);
+        let unit = |name: &str, xq: &[f64], unit_site: usize| {
             let q = lin(p, &format!("{name}.query"), xq, dw, true);
             let k = lin(p, &format!("{name}.key"), &m, dw, true);
             let v = lin(p, &format!("{name}.value"), &m, dw, true);
-            lin(p, &format!("{name}.output"), &r::attention(coords, c.attention, c.eca_heads, dw, &q, &k, &v), dw, true)
+            let o = r::attention(coords, c.attention, c.eca_heads, dw, &q, &k, &v, hd::site(drop, unit_site + hd::UNIT_PROBS));
+            drop_at(&lin(p, &format!("{name}.output"), &o, dw, true), drop, unit_site + hd::UNIT_OUTPUT)
         };
-        let ft = unit(&format!("{pre}.feature_eca"), &f);
-        let rt = unit(&format!("{pre}.relation_eca"), &rr);
+        let ft = unit(&format!("{pre}.feature_eca"), &f, site + hd::FEATURE_UNIT);
+        let rt = unit(&format!("{pre}.relation_eca"), &rr, site + hd::RELATION_UNIT);
         let fused: Vec<f64> = if c.fusion {
             let s = r::activation(Activation::Sigmoid, &lin(p, &format!("{pre}.gate"), &cat(&ft, &rt, dw, dw), 2 * dw, true));
             (0..ft.len()).map(|i| s[i] * ft[i] + (1.0 - s[i]) * rt[i]).collect()
         } else {
             ft.iter().zip(&rt).map(|(a, b)| a + b).collect()
         };
-        let ffn = |name: &str, x: &[f64]| {
+        let ffn = |name: &str, x: &[f64], ffn_site: usize| {
             let up = r::activation(Activation::Relu, &lin(p, &format!("{name}.up"), &fused, dw, true));
-            let down = lin(p, &format!("{name}.down"), &up, c.ffn_inner, true);
+            let down = drop_at(&lin(p, &format!("{name}.down"), &up, c.ffn_inner, true), drop, ffn_site);
             ln(p, &format!("{name}.norm"), &r::add_scaled(x, &down, 1.0, 1.0), c.ln_eps)
         };
-        let f_next = ffn(&format!("{pre}.feature_ffn"), &f);
-        let r_next = ffn(&format!("{pre}.relation_ffn"), &rr);
+        let f_next = ffn(&format!("{pre}.feature_ffn"), &f, site + hd::FEATURE_FFN);
+        let r_next = ffn(&format!("{pre}.relation_ffn"), &rr, site + hd::RELATION_FFN);
         f = f_next;
         rr = r_next;
     }
-    let z = ln(p, "infer.head.norm", &lin(p, "infer.head.proj", &cat(&f, &rr, dw, dw), 2 * dw, true), c.ln_eps);
+    let z_pre = lin(p, "infer.head.proj", &cat(&f, &rr, dw, dw), 2 * dw, true);
+    let z = ln(p, "infer.head.norm", &drop_at(&z_pre, drop, c.layers * hd::PER_LAYER), c.ln_eps);
     (lin(p, "infer.head.classifier", &z, dw, true), z)
 }
 
@@ -128,8 +145,9 @@ fn to64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
 
-pub fn stage1_loss(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64], heads: usize, len: usize, gold: &[f32]) -> f64 {
-    let (logits, _) = base(p, c, input, x, a, heads, len);
+#[allow(clippy::too_many_arguments)]
+pub fn stage1_loss(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64], heads: usize, len: usize, gold: &[f32], drop: Option<HeadDropout>) -> f64 {
+    let (logits, _) = base(p, c, input, x, a, heads, len, drop);
     atloss(&logits, &to64(gold), &vec![1.0; input.pairs.len()], c.classes)
 }
 
@@ -137,28 +155,57 @@ fn relation_grid(p: &Params, labels: &[f64], c: &HeadConfig) -> Vec<f64> {
     r::matmul(labels, &p["infer.relation_embedding"], labels.len() / c.classes, c.classes, c.width)
 }
 
-/// The swapped passes' Z for branches A and B: constants of the stage-2 loss.
-pub fn swapped(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64], heads: usize, len: usize, s2: &Stage2Input) -> [Vec<f64>; 2] {
-    let (_, f) = base(p, c, input, x, a, heads, len);
-    let f0 = lin(p, "infer.reduce", &f, c.emb, false);
-    let cs = coords(input);
-    [&s2.labels_a, &s2.labels_b].map(|lab| module(p, c, &cs, &relation_grid(p, &to64(lab), c), &f0).1)
+/// A branch's relation labels [P, C]: the given corrupted gold labels, or the base module's
+/// decisions on `logits` with `corrupt_labels`'s noise.
+fn branch_labels(labels: &BranchLabels, logits: &[f64], c: &HeadConfig) -> Vec<f64> {
+    match labels {
+        BranchLabels::Gold(v) => to64(v),
+        BranchLabels::Predicted(picks) => {
+            let decided: Vec<f64> = logits.chunks(c.classes).flat_map(|row| r::get_label(row, c.top_k)).collect();
+            r::corrupt_labels(&decided, &to64(picks), c.classes)
+        }
+    }
 }
 
-/// The stage-2 objective with the swapped representations held at `zswap`.
+/// The stage-2 pieces shared by `swapped` and `stage2_loss`: base logits, F⁰ and both branches'
+/// relation grids.
 #[allow(clippy::too_many_arguments)]
-pub fn stage2_loss(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64], heads: usize, len: usize, s2: &Stage2Input, zswap: &[Vec<f64>; 2]) -> f64 {
-    let (logits, f) = base(p, c, input, x, a, heads, len);
+fn stage2_inputs(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64], heads: usize, len: usize, s2: &Stage2Input, drop: Option<HeadDropout>) -> (Vec<f64>, Vec<f64>, [Vec<f64>; 2]) {
+    let (logits, f) = base(p, c, input, x, a, heads, len, drop);
+    let f0 = drop_at(&lin(p, "infer.reduce", &f, c.emb, false), drop, hd::REDUCE);
+    let grids = [&s2.labels_a, &s2.labels_b].map(|lab| relation_grid(p, &branch_labels(lab, &logits, c), c));
+    (logits, f0, grids)
+}
+
+/// The swapped passes' Z for branches A and B: constants of the stage-2 loss.
+#[allow(clippy::too_many_arguments)]
+pub fn swapped(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64], heads: usize, len: usize, s2: &Stage2Input, drop: Option<HeadDropout>) -> [Vec<f64>; 2] {
+    let (_, f0, grids) = stage2_inputs(p, c, input, x, a, heads, len, s2, drop);
+    let cs = coords(input);
+    let [ra, rb] = grids;
+    // Calls 1 and 3 of the step (GPU order: A, A swapped, B, B swapped).
+    [module(p, c, &cs, &ra, &f0, drop.map(|d| d.call(1))).1, module(p, c, &cs, &rb, &f0, drop.map(|d| d.call(3))).1]
+}
+
+/// The stage-2 objective with the swapped representations held at `zswap` (unused without the
+/// contrastive term).
+#[allow(clippy::too_many_arguments)]
+pub fn stage2_loss(p: &Params, c: &HeadConfig, input: &HeadInput, x: &[f64], a: &[f64], heads: usize, len: usize, s2: &Stage2Input, zswap: &[Vec<f64>; 2], drop: Option<HeadDropout>) -> f64 {
+    let (logits, f0, grids) = stage2_inputs(p, c, input, x, a, heads, len, s2, drop);
     let gold = to64(&s2.gold);
-    let f0 = lin(p, "infer.reduce", &f, c.emb, false);
     let cs = coords(input);
     let np = input.pairs.len();
     let mut total = atloss(&logits, &gold, &to64(&s2.mask_base), c.classes) / 10.0;
     let mut preds = Vec::new();
-    for (lab, mask) in [(&s2.labels_a, &s2.mask_a), (&s2.labels_b, &s2.mask_b)] {
-        let (lg, z) = module(p, c, &cs, &f0, &relation_grid(p, &to64(lab), c));
+    for (i, (r0, mask)) in grids.iter().zip([&s2.mask_a, &s2.mask_b]).enumerate() {
+        let (lg, z) = module(p, c, &cs, &f0, r0, drop.map(|d| d.call(2 * i)));
         total += atloss(&lg, &gold, &to64(mask), c.classes) / 10.0;
-        preds.push(predictor(p, c, &z));
+        if c.contrastive {
+            preds.push(predictor(p, c, &z));
+        }
+    }
+    if !c.contrastive {
+        return 0.5 * total;
     }
     let w = c.width;
     let cos: f64 = (0..np).map(|i| r::cosine_loss(&preds[0][i * w..(i + 1) * w], &zswap[1][i * w..(i + 1) * w]) + r::cosine_loss(&preds[1][i * w..(i + 1) * w], &zswap[0][i * w..(i + 1) * w])).sum();

@@ -4,6 +4,7 @@
 //! the batch's cell map.
 
 use super::docre::HeadConfig;
+use super::head_dropout::{self as hd, HeadDropout};
 use super::params::{Grads, ParamSet};
 use crate::error::Result;
 use crate::gpu::{DType, Recorder, Tensor};
@@ -70,21 +71,25 @@ struct UnitTape {
     stats: Tensor,
 }
 
-/// One ECA unit: queries from `xq`, keys and values from `m`, output projection; no residual.
-fn unit_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, name: &str, xq: &Tensor, m: &Tensor) -> Result<(Tensor, UnitTape)> {
+/// One ECA unit: queries from `xq`, keys and values from `m`, output projection (dropout on the
+/// probabilities and the output at `site` + hd::UNIT_*); no residual.
+#[allow(clippy::too_many_arguments)]
+fn unit_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, name: &str, xq: &Tensor, m: &Tensor, drop: Option<HeadDropout>, site: usize) -> Result<(Tensor, UnitTape)> {
     let q = lin(p, format!("{name}.query")).forward(rec, xq)?;
     let k = lin(p, format!("{name}.key")).forward(rec, m)?;
     let v = lin(p, format!("{name}.value")).forward(rec, m)?;
-    let (o, stats) = attention_forward(rec, grid, cfg.attention, cfg.eca_heads, &q, &k, &v)?;
+    let (o, stats) = attention_forward(rec, grid, cfg.attention, cfg.eca_heads, &q, &k, &v, hd::site(drop, site + hd::UNIT_PROBS))?;
     let out = lin(p, format!("{name}.output")).forward(rec, &o)?;
+    let out = hd::apply(rec, &out, drop, site + hd::UNIT_OUTPUT)?;
     Ok((out, UnitTape { q, k, v, o, stats }))
 }
 
 /// Returns (dxq, dm) of `unit_forward`.
 #[allow(clippy::too_many_arguments)]
-fn unit_backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, name: &str, xq: &Tensor, m: &Tensor, t: &UnitTape, dout: &Tensor, grads: &mut Grads) -> Result<(Tensor, Tensor)> {
-    let d_o = lin(p, format!("{name}.output")).backward(rec, &t.o, dout, grads)?;
-    let (dq, dk, dv) = attention_backward(rec, grid, cfg.attention, cfg.eca_heads, &t.q, &t.k, &t.v, &t.o, &t.stats, &d_o)?;
+fn unit_backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, name: &str, xq: &Tensor, m: &Tensor, t: &UnitTape, dout: &Tensor, grads: &mut Grads, drop: Option<HeadDropout>, site: usize) -> Result<(Tensor, Tensor)> {
+    let dout = hd::apply(rec, dout, drop, site + hd::UNIT_OUTPUT)?;
+    let d_o = lin(p, format!("{name}.output")).backward(rec, &t.o, &dout, grads)?;
+    let (dq, dk, dv) = attention_backward(rec, grid, cfg.attention, cfg.eca_heads, &t.q, &t.k, &t.v, &t.o, &t.stats, &d_o, hd::site(drop, site + hd::UNIT_PROBS))?;
     let dxq = lin(p, format!("{name}.query")).backward(rec, xq, &dq, grads)?;
     let dm = lin(p, format!("{name}.key")).backward(rec, m, &dk, grads)?;
     let dm_v = lin(p, format!("{name}.value")).backward(rec, m, &dv, grads)?;
@@ -95,6 +100,7 @@ fn unit_backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &Pair
 struct FfnTape {
     /// Per row chunk: (first row, rows, pre-activation, ReLU output) of the inner layer.
     chunks: Vec<(usize, usize, Tensor, Tensor)>,
+    /// The LayerNorm's input: x + dropped FFN output.
     res: Tensor,
     stats: Tensor,
 }
@@ -116,8 +122,9 @@ fn rows_view(first: usize, width: usize, trans: bool) -> View {
     View { offset: first * width, ld: width, s1: 0, s2: 0, trans }
 }
 
-/// LN(x + down(ReLU(up(fused)))) with the `name` weights.
-fn ffn_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, name: &str, x: &Tensor, fused: &Tensor) -> Result<(Tensor, FfnTape)> {
+/// LN(x + Dropout(down(ReLU(up(fused))))) with the `name` weights, dropout at `site`.
+#[allow(clippy::too_many_arguments)]
+fn ffn_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, name: &str, x: &Tensor, fused: &Tensor, drop: Option<HeadDropout>, site: usize) -> Result<(Tensor, FfnTape)> {
     let gpu = rec.gpu().clone();
     let (rows, d) = (x.shape()[0], cfg.width);
     let (wu, bu) = (p.get(&format!("{name}.up.weight")), p.get(&format!("{name}.up.bias")));
@@ -134,15 +141,19 @@ fn ffn_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, name: &str, x
         gemm(rec, MatmulKernel::Auto, &g, &up, wd, Some(bd), &res)?;
         chunks.push((r0, n, up_pre, up));
     }
+    let res = hd::apply(rec, &res, drop, site)?;
     accumulate(rec, &res, x, 1.0)?;
     let (y, stats) = norm(rec, p, &format!("{name}.norm"), &res, cfg.ln_eps)?;
     Ok((y, FfnTape { chunks, res, stats }))
 }
 
 /// Returns (dx, dfused) of `ffn_forward`.
-fn ffn_backward(rec: &mut Recorder, p: &ParamSet, name: &str, fused: &Tensor, t: &FfnTape, dy: &Tensor, grads: &mut Grads) -> Result<(Tensor, Tensor)> {
+#[allow(clippy::too_many_arguments)]
+fn ffn_backward(rec: &mut Recorder, p: &ParamSet, name: &str, fused: &Tensor, t: &FfnTape, dy: &Tensor, grads: &mut Grads, drop: Option<HeadDropout>, site: usize) -> Result<(Tensor, Tensor)> {
     let gpu = rec.gpu().clone();
     let dres = norm_backward(rec, p, &format!("{name}.norm"), &t.res, &t.stats, dy, grads)?;
+    // The residual takes dres as it is; the FFN branch through its dropout mask.
+    let ddown = hd::apply(rec, &dres, drop, site)?;
     let (wu, wd) = (p.get(&format!("{name}.up.weight")), p.get(&format!("{name}.down.weight")));
     let (f, d) = (wu.shape()[0], wu.shape()[1]);
     let dwu = Tensor::uninit(&gpu, "ffn_up_dw", wu.shape(), DType::F32)?;
@@ -153,9 +164,9 @@ fn ffn_backward(rec: &mut Recorder, p: &ParamSet, name: &str, fused: &Tensor, t:
         let (r0, n, acc) = (*r0, *n, i > 0);
         let g = Gemm { m: n, n: f, k: d, batch1: 1, batch2: 1, a: rows_view(r0, d, false), b: View::dense(d, f, false), c: View::dense(n, f, false), alpha: 1.0, accumulate: false };
         let dup = Tensor::uninit(&gpu, "ffn_up_grad", &[n, f], DType::F32)?;
-        gemm(rec, MatmulKernel::Auto, &g, &dres, wd, None, &dup)?;
+        gemm(rec, MatmulKernel::Auto, &g, &ddown, wd, None, &dup)?;
         let g = Gemm { m: d, n: f, k: n, batch1: 1, batch2: 1, a: rows_view(r0, d, true), b: View::dense(n, f, false), c: View::dense(d, f, false), alpha: 1.0, accumulate: acc };
-        gemm(rec, MatmulKernel::Auto, &g, &dres, up, None, &dwd)?;
+        gemm(rec, MatmulKernel::Auto, &g, &ddown, up, None, &dwd)?;
         let dup_pre = activation_backward(rec, Activation::Relu, up_pre, &dup)?;
         let g = Gemm { m: n, n: d, k: f, batch1: 1, batch2: 1, a: View::dense(n, f, false), b: View::dense(f, d, false), c: rows_view(r0, d, false), alpha: 1.0, accumulate: false };
         gemm(rec, MatmulKernel::Auto, &g, &dup_pre, wu, None, &dfused)?;
@@ -169,7 +180,7 @@ fn ffn_backward(rec: &mut Recorder, p: &ParamSet, name: &str, fused: &Tensor, t:
         }
     }
     grads.add(rec, p.id(&format!("{name}.down.weight")), dwd)?;
-    let dbd = col_sum(rec, &dres)?;
+    let dbd = col_sum(rec, &ddown)?;
     grads.add(rec, p.id(&format!("{name}.down.bias")), dbd)?;
     grads.add(rec, p.id(&format!("{name}.up.weight")), dwu)?;
     grads.add(rec, p.id(&format!("{name}.up.bias")), dbu)?;
@@ -179,6 +190,7 @@ fn ffn_backward(rec: &mut Recorder, p: &ParamSet, name: &str, fused: &Tensor, t:
 pub struct LayerTape {
     f: Tensor,
     r: Tensor,
+    /// combine's LayerNorm input (after its dropout).
     m_pre: Tensor,
     m: Tensor,
     m_stats: Tensor,
@@ -210,6 +222,7 @@ pub struct ModuleOut {
 }
 
 pub struct ModuleTape {
+    drop: Option<HeadDropout>,
     layers: Vec<LayerTape>,
     f: Tensor,
     r: Tensor,
@@ -219,14 +232,16 @@ pub struct ModuleTape {
 }
 
 /// Inference layer `l` (SPEC 3.2) on grids F, R [P, D]: returns its values (F', R' among them)
-/// and, with `grad`, what its backward needs.
+/// and, with `grad`, what its backward needs. `drop`: the module call's dropout (training).
 #[allow(clippy::too_many_arguments)]
-pub fn layer_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, l: usize, f: &Tensor, r: &Tensor, grad: bool) -> Result<(LayerValues, Option<LayerTape>)> {
+pub fn layer_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, l: usize, f: &Tensor, r: &Tensor, grad: bool, drop: Option<HeadDropout>) -> Result<(LayerValues, Option<LayerTape>)> {
     let pre = format!("infer.layers.{l}");
+    let site = l * hd::PER_LAYER;
     let m_pre = linear_cat(rec, &[f, r], p.get(&format!("{pre}.combine.weight")), Some(p.get(&format!("{pre}.combine.bias"))))?;
+    let m_pre = hd::apply(rec, &m_pre, drop, site + hd::COMBINE)?;
     let (m, m_stats) = norm(rec, p, &format!("{pre}.combine_norm"), &m_pre, cfg.ln_eps)?;
-    let feature = unit_forward(rec, p, cfg, grid, &format!("{pre}.feature_eca"), f, &m)?;
-    let relation = unit_forward(rec, p, cfg, grid, &format!("{pre}.relation_eca"), r, &m)?;
+    let feature = unit_forward(rec, p, cfg, grid, &format!("{pre}.feature_eca"), f, &m, drop, site + hd::FEATURE_UNIT)?;
+    let relation = unit_forward(rec, p, cfg, grid, &format!("{pre}.relation_eca"), r, &m, drop, site + hd::RELATION_UNIT)?;
     let (ft, rt) = (&feature.0, &relation.0);
     let (gate_pre, gate, fused) = if cfg.fusion {
         let gate_pre = linear_cat(rec, &[ft, rt], p.get(&format!("{pre}.gate.weight")), Some(p.get(&format!("{pre}.gate.bias"))))?;
@@ -238,19 +253,21 @@ pub fn layer_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &
     } else {
         (ft.clone(), ft.clone(), add(rec, ft, rt)?)
     };
-    let (f_next, f_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.feature_ffn"), f, &fused)?;
-    let (r_next, r_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.relation_ffn"), r, &fused)?;
+    let (f_next, f_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.feature_ffn"), f, &fused, drop, site + hd::FEATURE_FFN)?;
+    let (r_next, r_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.relation_ffn"), r, &fused, drop, site + hd::RELATION_FFN)?;
     let values = LayerValues { m: m.clone(), feature_eca: ft.clone(), relation_eca: rt.clone(), gate: gate.clone(), fused: fused.clone(), f: f_next, r: r_next };
     let tape = grad.then(|| LayerTape { f: f.clone(), r: r.clone(), m_pre, m, m_stats, feature, relation, gate_pre, gate, fused, f_ffn, r_ffn });
     Ok((values, tape))
 }
 
-/// Backward of `layer_forward`: (dF, dR) of the layer's inputs from (dF', dR').
+/// Backward of `layer_forward` (with the forward's `drop`): (dF, dR) of the layer's inputs from
+/// (dF', dR').
 #[allow(clippy::too_many_arguments)]
-pub fn layer_backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, l: usize, t: &LayerTape, df: &Tensor, dr: &Tensor, grads: &mut Grads) -> Result<(Tensor, Tensor)> {
+pub fn layer_backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, l: usize, t: &LayerTape, df: &Tensor, dr: &Tensor, grads: &mut Grads, drop: Option<HeadDropout>) -> Result<(Tensor, Tensor)> {
     let pre = format!("infer.layers.{l}");
-    let (df_res, dfused) = ffn_backward(rec, p, &format!("{pre}.feature_ffn"), &t.fused, &t.f_ffn, df, grads)?;
-    let (dr_res, dfused_r) = ffn_backward(rec, p, &format!("{pre}.relation_ffn"), &t.fused, &t.r_ffn, dr, grads)?;
+    let site = l * hd::PER_LAYER;
+    let (df_res, dfused) = ffn_backward(rec, p, &format!("{pre}.feature_ffn"), &t.fused, &t.f_ffn, df, grads, drop, site + hd::FEATURE_FFN)?;
+    let (dr_res, dfused_r) = ffn_backward(rec, p, &format!("{pre}.relation_ffn"), &t.fused, &t.r_ffn, dr, grads, drop, site + hd::RELATION_FFN)?;
     accumulate(rec, &dfused, &dfused_r, 1.0)?;
     let (ft, rt) = (&t.feature.0, &t.relation.0);
     let (dft, drt) = if cfg.fusion {
@@ -267,10 +284,11 @@ pub fn layer_backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: 
     } else {
         (dfused.clone(), dfused)
     };
-    let (df_q, dm) = unit_backward(rec, p, cfg, grid, &format!("{pre}.feature_eca"), &t.f, &t.m, &t.feature.1, &dft, grads)?;
-    let (dr_q, dm_r) = unit_backward(rec, p, cfg, grid, &format!("{pre}.relation_eca"), &t.r, &t.m, &t.relation.1, &drt, grads)?;
+    let (df_q, dm) = unit_backward(rec, p, cfg, grid, &format!("{pre}.feature_eca"), &t.f, &t.m, &t.feature.1, &dft, grads, drop, site + hd::FEATURE_UNIT)?;
+    let (dr_q, dm_r) = unit_backward(rec, p, cfg, grid, &format!("{pre}.relation_eca"), &t.r, &t.m, &t.relation.1, &drt, grads, drop, site + hd::RELATION_UNIT)?;
     accumulate(rec, &dm, &dm_r, 1.0)?;
     let dm_pre = norm_backward(rec, p, &format!("{pre}.combine_norm"), &t.m_pre, &t.m_stats, &dm, grads)?;
+    let dm_pre = hd::apply(rec, &dm_pre, drop, site + hd::COMBINE)?;
     let dcat = cat_backward(rec, p, &format!("{pre}.combine"), &[&t.f, &t.r], &dm_pre, grads)?;
     // F_l feeds the residual, the feature queries and combine; R_l likewise.
     accumulate(rec, &df_res, &df_q, 1.0)?;
@@ -280,22 +298,25 @@ pub fn layer_backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: 
     Ok((df_res, dr_res))
 }
 
-/// One pass of the inference module on feature grid `f0` and relation grid `r0` ([P, D] each).
-pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, f0: &Tensor, r0: &Tensor, grad: bool) -> Result<(ModuleOut, Option<ModuleTape>)> {
+/// One pass of the inference module on feature grid `f0` and relation grid `r0` ([P, D] each);
+/// `drop` is this call's dropout when training (`HeadDropout::call`).
+#[allow(clippy::too_many_arguments)]
+pub fn forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairIndex, f0: &Tensor, r0: &Tensor, grad: bool, drop: Option<HeadDropout>) -> Result<(ModuleOut, Option<ModuleTape>)> {
     let (mut f, mut r) = (f0.clone(), r0.clone());
     let mut tapes = Vec::new();
     let mut values = Vec::new();
     for l in 0..cfg.layers {
-        let (v, tape) = layer_forward(rec, p, cfg, grid, l, &f, &r, grad)?;
+        let (v, tape) = layer_forward(rec, p, cfg, grid, l, &f, &r, grad, drop)?;
         f = v.f.clone();
         r = v.r.clone();
         values.push(v);
         tapes.extend(tape);
     }
     let z_pre = linear_cat(rec, &[&f, &r], p.get("infer.head.proj.weight"), Some(p.get("infer.head.proj.bias")))?;
+    let z_pre = hd::apply(rec, &z_pre, drop, cfg.layers * hd::PER_LAYER)?;
     let (z, z_stats) = norm(rec, p, "infer.head.norm", &z_pre, cfg.ln_eps)?;
     let logits = lin(p, "infer.head.classifier".into()).forward(rec, &z)?;
-    let tape = grad.then(|| ModuleTape { layers: tapes, f, r, z_pre, z_stats, z: z.clone() });
+    let tape = grad.then(|| ModuleTape { drop, layers: tapes, f, r, z_pre, z_stats, z: z.clone() });
     Ok((ModuleOut { logits, z, layers: values }, tape))
 }
 
@@ -312,10 +333,11 @@ pub fn backward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &PairI
     }
     let dz = dz_total.expect("inference backward needs a logit or a Z gradient");
     let dz_pre = norm_backward(rec, p, "infer.head.norm", &tape.z_pre, &tape.z_stats, &dz, grads)?;
+    let dz_pre = hd::apply(rec, &dz_pre, tape.drop, cfg.layers * hd::PER_LAYER)?;
     let mut d = cat_backward(rec, p, "infer.head.proj", &[&tape.f, &tape.r], &dz_pre, grads)?;
     let (mut df, mut dr) = (d.remove(0), d.remove(0));
     for (l, t) in tape.layers.iter().enumerate().rev() {
-        (df, dr) = layer_backward(rec, p, cfg, grid, l, t, &df, &dr, grads)?;
+        (df, dr) = layer_backward(rec, p, cfg, grid, l, t, &df, &dr, grads, tape.drop)?;
     }
     Ok((df, dr))
 }

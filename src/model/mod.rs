@@ -8,6 +8,7 @@ pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod docre;
+pub mod head_dropout;
 pub mod heads_reference;
 pub mod inference;
 pub mod params;

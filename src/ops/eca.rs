@@ -1,11 +1,12 @@
 //! Launchers for shaders/eca.wgsl: the ECA attention core (and the dense ablation), forward and
 //! backward, over pair lists indexed through an N×N cell map.
 
+use super::dropout::Site;
 use super::{launch_flat64, rows_cols};
 use crate::error::{shape_err, Error, Result};
 use crate::gpu::{grid, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
-static SHADER: Shader = Shader { name: "eca", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/eca.wgsl")) };
+static SHADER: Shader = Shader { name: "eca", source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/counter_rng.wgsl"), include_str!("../../shaders/eca.wgsl")) };
 use Access::{Read as R, Write as W};
 static FORWARD: Kernel = Kernel { shader: &SHADER, entry: "eca_forward", bindings: &[R, R, R, R, W, W] };
 static TERMS: Kernel = Kernel { shader: &SHADER, entry: "eca_terms", bindings: &[R, R, R, W] };
@@ -14,7 +15,7 @@ static BACKWARD_KEY: Kernel = Kernel { shader: &SHADER, entry: "eca_backward_key
 // Only built where subgroups exist, hence its own module.
 static SG_SHADER: Shader = Shader {
     name: "eca_subgroup",
-    source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/eca.wgsl"), include_str!("../../shaders/eca_subgroup.wgsl")),
+    source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/counter_rng.wgsl"), include_str!("../../shaders/eca.wgsl"), include_str!("../../shaders/eca_subgroup.wgsl")),
 };
 static FORWARD_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_forward_sg", bindings: &[R, R, R, R, W, W] };
 static BACKWARD_QUERY_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_backward_query_sg", bindings: &[R, R, R, R, R, R, W] };
@@ -166,40 +167,50 @@ fn check(idx: &PairIndex, heads: usize, ts: &[&Tensor]) -> Result<(usize, usize)
     Ok((p, d))
 }
 
-fn imm(idx: &PairIndex, d: usize, heads: usize) -> Imm {
-    Imm::new().u(idx.pairs).u(d).u(heads).u(idx.n).f(1.0 / ((d / heads) as f32).sqrt()).u(idx.docs_at).u(idx.cell_at)
+fn imm(idx: &PairIndex, d: usize, heads: usize, drop: Option<Site>) -> Result<Imm> {
+    let im = Imm::new().u(idx.pairs).u(d).u(heads).u(idx.n).f(1.0 / ((d / heads) as f32).sqrt()).u(idx.docs_at).u(idx.cell_at);
+    Ok(match drop {
+        Some(site) => {
+            site.check("eca attention dropout")?;
+            im.u((site.rng.seed & 0xffff_ffff) as usize).u((site.rng.seed >> 32) as usize).u(site.rng.offset as usize).f(site.p).f(1.0 / (1.0 - site.p))
+        }
+        None => im.u(0).u(0).u(0).f(0.0).f(1.0),
+    })
 }
 
-/// out = per head, softmax over the attended pairs of (q·k/√dh + [self] 1) times v; also the
-/// per-(pair, head) softmax max and sum the backward needs.
-pub fn attention_forward(rec: &mut Recorder, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-    attention_forward_using(rec, EcaKernel::Auto, idx, kind, heads, q, k, v)
+/// out = per head, softmax over the attended pairs of (q·k/√dh + [self] 1) times v, the
+/// probabilities dropped at `drop` when training; also the per-(pair, head) softmax max and sum
+/// the backward needs.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_forward(rec: &mut Recorder, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor, drop: Option<Site>) -> Result<(Tensor, Tensor)> {
+    attention_forward_using(rec, EcaKernel::Auto, idx, kind, heads, q, k, v, drop)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn attention_forward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+pub fn attention_forward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor, drop: Option<Site>) -> Result<(Tensor, Tensor)> {
     let (p, d) = check(idx, heads, &[q, k, v])?;
     let out = Tensor::uninit(rec.gpu(), "eca_out", &[p, d], DType::F32)?;
     let stats = Tensor::uninit(rec.gpu(), "eca_stats", &[p, heads, 2], DType::F32)?;
     let (kernels, consts, per_group) = select(rec.gpu(), kernel, kind, d / heads)?;
     let g = grid(rec.gpu(), (p * heads).div_ceil(per_group));
-    rec.dispatch(kernels[0], &consts, &[&idx.index, q, k, v, &out, &stats], &imm(idx, d, heads), g)?;
+    rec.dispatch(kernels[0], &consts, &[&idx.index, q, k, v, &out, &stats], &imm(idx, d, heads, drop)?, g)?;
     Ok((out, stats))
 }
 
-/// (dq, dk, dv) of `attention_forward` given its output, statistics and the output gradient.
+/// (dq, dk, dv) of `attention_forward` given its output, statistics and the output gradient,
+/// with the forward's `drop`.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_backward(rec: &mut Recorder, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, stats: &Tensor, dout: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    attention_backward_using(rec, EcaKernel::Auto, idx, kind, heads, q, k, v, out, stats, dout)
+pub fn attention_backward(rec: &mut Recorder, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, stats: &Tensor, dout: &Tensor, drop: Option<Site>) -> Result<(Tensor, Tensor, Tensor)> {
+    attention_backward_using(rec, EcaKernel::Auto, idx, kind, heads, q, k, v, out, stats, dout, drop)
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn attention_backward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, stats: &Tensor, dout: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+pub fn attention_backward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &PairIndex, kind: Attention, heads: usize, q: &Tensor, k: &Tensor, v: &Tensor, out: &Tensor, stats: &Tensor, dout: &Tensor, drop: Option<Site>) -> Result<(Tensor, Tensor, Tensor)> {
     let (p, d) = check(idx, heads, &[q, k, v, out, dout])?;
     stats.expect_shape("eca backward", &[p, heads, 2])?;
     let gpu = rec.gpu().clone();
     let terms = Tensor::uninit(&gpu, "eca_terms", &[p, heads, 2], DType::F32)?;
-    let im = imm(idx, d, heads);
+    let im = imm(idx, d, heads, drop)?;
     launch_flat64(rec, &TERMS, &[out, dout, stats, &terms], &im, p * heads)?;
     let (kernels, consts, per_group) = select(&gpu, kernel, kind, d / heads)?;
     let g = grid(&gpu, (p * heads).div_ceil(per_group));

@@ -10,6 +10,7 @@ use Access::{Read as R, Write as W};
 static AT_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "atloss_forward", bindings: &[R, R, R, W] };
 static AT_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "atloss_backward", bindings: &[R, R, R, W] };
 static GET_LABEL: Kernel = Kernel { shader: &SHADER, entry: "get_label", bindings: &[R, W] };
+static CORRUPT: Kernel = Kernel { shader: &SHADER, entry: "corrupt_labels", bindings: &[R, R, W] };
 static COS_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "cosine_forward", bindings: &[R, R, W] };
 static COS_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "cosine_backward", bindings: &[R, R, R, W] };
 static BN_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "batchnorm_forward", bindings: &[R, R, R, W, W, W, W] };
@@ -52,6 +53,18 @@ pub fn get_label(rec: &mut Recorder, logits: &Tensor, top_k: usize) -> Result<Te
     let (p, c) = rows_cols(logits);
     let out = Tensor::uninit(rec.gpu(), "labels", logits.shape(), DType::F32)?;
     launch_flat64(rec, &GET_LABEL, &[logits, &out], &imm(p, c, top_k, 0.0, 0.0, 0.0), p)?;
+    Ok(out)
+}
+
+/// Labels [P, C] with pair p replaced by a one-hot wrong class where picks[p] = u ∈ [0, 1): the
+/// ⌊u·n⌋-th of the n classes it does not contain; pairs with picks[p] < 0 are kept.
+pub fn corrupt_labels(rec: &mut Recorder, labels: &Tensor, picks: &Tensor) -> Result<Tensor> {
+    let (p, c) = rows_cols(labels);
+    if picks.numel() != p {
+        return shape_err("corrupt_labels", format!("picks {:?} do not give one value per row of labels {:?}", picks.shape(), labels.shape()));
+    }
+    let out = Tensor::uninit(rec.gpu(), "corrupted_labels", labels.shape(), DType::F32)?;
+    launch_flat64(rec, &CORRUPT, &[labels, picks, &out], &imm(p, c, 0, 0.0, 0.0, 0.0), p)?;
     Ok(out)
 }
 

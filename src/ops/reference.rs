@@ -303,7 +303,7 @@ pub fn sum_squares(tensors: &[&[f64]]) -> f64 {
     tensors.iter().flat_map(|t| t.iter()).map(|v| v * v).sum()
 }
 
-fn mix32(mut v: u32) -> u32 {
+pub fn mix32(mut v: u32) -> u32 {
     v ^= v >> 16;
     v = v.wrapping_mul(0x7feb352d);
     v ^= v >> 15;
@@ -312,11 +312,28 @@ fn mix32(mut v: u32) -> u32 {
     v
 }
 
-/// Whether element `counter` survives dropout with probability `p` (same hash as the shader).
-pub fn dropout_keep(seed: u64, counter: u32, p: f64) -> bool {
+/// Uniform in [0, 1) for (seed, counter): shaders/counter_rng.wgsl's hash.
+pub fn counter_uniform(seed: u64, counter: u32) -> f64 {
     let (lo, hi) = (seed as u32, (seed >> 32) as u32);
     let h = mix32(mix32(counter ^ mix32(lo)).wrapping_add(mix32(hi ^ 0x9e37_79b9)));
-    ((h >> 8) as f64) * (1.0 / 16_777_216.0) >= p
+    ((h >> 8) as f64) * (1.0 / 16_777_216.0)
+}
+
+/// Whether element `counter` survives dropout with probability `p` (same hash as the shader).
+pub fn dropout_keep(seed: u64, counter: u32, p: f64) -> bool {
+    counter_uniform(seed, counter) >= p
+}
+
+/// The ECA kernels' attention-dropout factor (0 or 1/(1-p); 1 without dropout) on the
+/// probability of key row `r` for query task g = row·heads + h (shaders/eca.wgsl, prob_keep).
+pub fn attention_keep(drop: Option<super::dropout::Site>, g: usize, r: usize) -> f64 {
+    match drop {
+        None => 1.0,
+        Some(s) => {
+            let counter = mix32(s.rng.offset.wrapping_add(g as u32)) ^ r as u32;
+            if counter_uniform(s.rng.seed, counter) >= s.p as f64 { 1.0 / (1.0 - s.p as f64) } else { 0.0 }
+        }
+    }
 }
 
 /// Dropout forward; the backward is the same function applied to the gradient.
@@ -368,8 +385,10 @@ pub fn attention_keys(coords: &[(u32, u32, u32)], kind: super::eca::Attention, h
     keys
 }
 
-/// The attention core: per pair and head, softmax over its keys of q·k/√dh + bias, times v.
-pub fn attention(coords: &[(u32, u32, u32)], kind: super::eca::Attention, heads: usize, d: usize, q: &[f64], k: &[f64], v: &[f64]) -> Vec<f64> {
+/// The attention core: per pair and head, softmax over its keys of q·k/√dh + bias, dropped at
+/// `drop`, times v.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(coords: &[(u32, u32, u32)], kind: super::eca::Attention, heads: usize, d: usize, q: &[f64], k: &[f64], v: &[f64], drop: Option<super::dropout::Site>) -> Vec<f64> {
     let dh = d / heads;
     let scale = 1.0 / (dh as f64).sqrt();
     let mut out = vec![0.0; q.len()];
@@ -381,7 +400,7 @@ pub fn attention(coords: &[(u32, u32, u32)], kind: super::eca::Attention, heads:
             let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let z: f64 = sc.iter().map(|s| (s - mx).exp()).sum();
             for (i, &(r, _)) in keys.iter().enumerate() {
-                let p = (sc[i] - mx).exp() / z;
+                let p = (sc[i] - mx).exp() / z * attention_keep(drop, row * heads + h, r);
                 for e in 0..dh {
                     out[row * d + h * dh + e] += p * f(r, v, e);
                 }
@@ -393,7 +412,7 @@ pub fn attention(coords: &[(u32, u32, u32)], kind: super::eca::Attention, heads:
 
 /// (dq, dk, dv) of `attention`.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_backward(coords: &[(u32, u32, u32)], kind: super::eca::Attention, heads: usize, d: usize, q: &[f64], k: &[f64], v: &[f64], dout: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+pub fn attention_backward(coords: &[(u32, u32, u32)], kind: super::eca::Attention, heads: usize, d: usize, q: &[f64], k: &[f64], v: &[f64], dout: &[f64], drop: Option<super::dropout::Site>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let dh = d / heads;
     let scale = 1.0 / (dh as f64).sqrt();
     let (mut dq, mut dk, mut dv) = (vec![0.0; q.len()], vec![0.0; k.len()], vec![0.0; v.len()]);
@@ -405,12 +424,14 @@ pub fn attention_backward(coords: &[(u32, u32, u32)], kind: super::eca::Attentio
             let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let z: f64 = sc.iter().map(|s| (s - mx).exp()).sum();
             let p: Vec<f64> = sc.iter().map(|s| (s - mx).exp() / z).collect();
-            let dp: Vec<f64> = keys.iter().map(|&(r, _)| (0..dh).map(|e| dout[at(row, e)] * v[at(r, e)]).sum()).collect();
+            // dP of the probability itself: the dropout factor times dout·v.
+            let keep: Vec<f64> = keys.iter().map(|&(r, _)| attention_keep(drop, row * heads + h, r)).collect();
+            let dp: Vec<f64> = keys.iter().enumerate().map(|(i, &(r, _))| keep[i] * (0..dh).map(|e| dout[at(row, e)] * v[at(r, e)]).sum::<f64>()).collect();
             let delta: f64 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
             for (i, &(r, _)) in keys.iter().enumerate() {
                 let ds = p[i] * (dp[i] - delta);
                 for e in 0..dh {
-                    dv[at(r, e)] += p[i] * dout[at(row, e)];
+                    dv[at(r, e)] += p[i] * keep[i] * dout[at(row, e)];
                     dq[at(row, e)] += scale * ds * k[at(r, e)];
                     dk[at(r, e)] += scale * ds * q[at(row, e)];
                 }
@@ -525,6 +546,24 @@ pub fn get_label(logits: &[f64], top_k: usize) -> Vec<f64> {
     }
     if out.iter().all(|&v| v == 0.0) {
         out[0] = 1.0;
+    }
+    out
+}
+
+/// shaders/loss.wgsl `corrupt_labels`: pair p becomes one-hot in the ⌊u·n⌋-th class it lacks
+/// where picks[p] = u ≥ 0.
+pub fn corrupt_labels(labels: &[f64], picks: &[f64], classes: usize) -> Vec<f64> {
+    let mut out = labels.to_vec();
+    for (p, &u) in picks.iter().enumerate() {
+        let row = &labels[p * classes..(p + 1) * classes];
+        let wrong: Vec<usize> = (0..classes).filter(|&c| row[c] < 0.5).collect();
+        if u < 0.0 || wrong.is_empty() {
+            continue;
+        }
+        let k = ((u * wrong.len() as f64) as usize).min(wrong.len() - 1);
+        let o = &mut out[p * classes..(p + 1) * classes];
+        o.fill(0.0);
+        o[wrong[k]] = 1.0;
     }
     out
 }

@@ -6,12 +6,12 @@
 use super::harness::{available, close, download, ensure, upload, Check, Checked, Rng, Verdict};
 use crate::gpu::{DType, Gpu, Recorder, Tensor};
 use crate::ops::adamw::{adamw_step, AdamW};
-use crate::ops::dropout::{dropout, DropoutRng};
+use crate::ops::dropout::{dropout, DropoutRng, Site};
 use crate::ops::eca::{attention_backward_using, attention_forward_using, Attention, EcaKernel, PairIndex};
 use crate::ops::elementwise::{self as ew, Activation};
 use crate::ops::embedding::{gather_rows, scatter_add_rows, RowScatter};
 use crate::ops::layernorm::{layernorm_backward_using, layernorm_using};
-use crate::ops::loss::{atloss_backward, atloss_sum, batchnorm, batchnorm_backward, cosine_backward, cosine_sum, get_label};
+use crate::ops::loss::{atloss_backward, atloss_sum, batchnorm, batchnorm_backward, corrupt_labels, cosine_backward, cosine_sum, get_label};
 use crate::ops::matmul::{gemm, linear, linear_backward, matmul, Gemm, MatmulKernel, View};
 use crate::ops::pair::{bilinear_backward_using, bilinear_using, bilinear_weight_grad_sq, context_weights, context_weights_backward, PairEntities};
 use crate::ops::reduce::{col_sum, row_sum, sum_squares};
@@ -47,7 +47,7 @@ pub(super) fn checks() -> Vec<Check> {
     v.push(Check::new("reduce", "workgroup", reductions));
     v.push(Check::new("dropout", "flat", dropout_matches_reference_mask_and_rate));
     v.push(Check::new("adamw", "flat", adamw_steps_with_and_without_clipping));
-    v.push(Check::new("loss", "atloss, labels, cosine, batchnorm", losses_labels_and_batchnorm));
+    v.push(Check::new("loss", "atloss, labels, label noise, cosine, batchnorm", losses_labels_and_batchnorm));
     v
 }
 
@@ -490,23 +490,34 @@ fn eca_and_dense_attention_forward_and_backward(gpu: &Gpu, kernel: EcaKernel) ->
         let (q, k, v, dout) = (rng.vec(p * d), rng.vec(p * d), rng.vec(p * d), rng.vec(p * d));
         let t = |n: &str, x: &[f64]| upload(gpu, n, &[p, d], x);
         let (qt, kt, vt, dt) = (t("q", &q)?, t("k", &k)?, t("v", &v)?, t("dout", &dout)?);
-        let mut outs = Vec::new();
-        for kind in [Attention::Eca, Attention::Dense, Attention::DenseEcaMask] {
-            let mut rec = Recorder::new(gpu);
-            let (out, stats) = attention_forward_using(&mut rec, kernel, &idx, kind, 4, &qt, &kt, &vt)?;
-            let (dq, dk, dv) = attention_backward_using(&mut rec, kernel, &idx, kind, 4, &qt, &kt, &vt, &out, &stats, &dt)?;
-            rec.finish()?;
-            let what = format!("{kernel:?} {kind:?} counts {counts:?} d {d}");
-            let want = r::attention(&pairs, kind, 4, d, &q, &k, &v);
-            let (wq, wk, wv) = r::attention_backward(&pairs, kind, 4, d, &q, &k, &v, &dout);
-            close(&format!("{what} out"), &download(gpu, &out)?, &want, 1e-5, 1e-4)?;
-            close(&format!("{what} dq"), &download(gpu, &dq)?, &wq, 1e-5, 1e-4)?;
-            close(&format!("{what} dk"), &download(gpu, &dk)?, &wk, 1e-5, 1e-4)?;
-            close(&format!("{what} dv"), &download(gpu, &dv)?, &wv, 1e-5, 1e-4)?;
-            outs.push(download(gpu, &out)?);
+        // Without and with attention-probability dropout (a high p, so that masks matter).
+        for drop in [None, Some(Site { p: 0.3, rng: DropoutRng { seed: 0x5eed_0000_0001, offset: 17 } })] {
+            let mut outs = Vec::new();
+            for kind in [Attention::Eca, Attention::Dense, Attention::DenseEcaMask] {
+                let mut rec = Recorder::new(gpu);
+                let (out, stats) = attention_forward_using(&mut rec, kernel, &idx, kind, 4, &qt, &kt, &vt, drop)?;
+                let (dq, dk, dv) = attention_backward_using(&mut rec, kernel, &idx, kind, 4, &qt, &kt, &vt, &out, &stats, &dt, drop)?;
+                rec.finish()?;
+                let what = format!("{kernel:?} {kind:?} counts {counts:?} d {d} dropout {}", drop.map_or(0.0, |s| s.p));
+                let want = r::attention(&pairs, kind, 4, d, &q, &k, &v, drop);
+                let (wq, wk, wv) = r::attention_backward(&pairs, kind, 4, d, &q, &k, &v, &dout, drop);
+                close(&format!("{what} out"), &download(gpu, &out)?, &want, 1e-5, 1e-4)?;
+                close(&format!("{what} dq"), &download(gpu, &dq)?, &wq, 1e-5, 1e-4)?;
+                close(&format!("{what} dk"), &download(gpu, &dk)?, &wk, 1e-5, 1e-4)?;
+                close(&format!("{what} dv"), &download(gpu, &dv)?, &wv, 1e-5, 1e-4)?;
+                if drop.is_some() && kind == Attention::Eca && p * d <= 2048 {
+                    // The reference's gradients with dropout, against finite differences of its
+                    // output (the mask is fixed by the seed, so the function is smooth).
+                    let fd_q = numeric_grad(&q, |x| r::attention(&pairs, kind, 4, d, x, &k, &v, drop).iter().zip(&dout).map(|(a, b)| a * b).sum());
+                    close(&format!("{what} reference dq vs finite differences"), &wq, &fd_q, 1e-6, 1e-5)?;
+                    let fd_v = numeric_grad(&v, |x| r::attention(&pairs, kind, 4, d, &q, &k, x, drop).iter().zip(&dout).map(|(a, b)| a * b).sum());
+                    close(&format!("{what} reference dv vs finite differences"), &wv, &fd_v, 1e-6, 1e-5)?;
+                }
+                outs.push(download(gpu, &out)?);
+            }
+            // Dense restricted to ECA's key sets is ECA.
+            close("dense with ECA mask vs ECA", &outs[2], &outs[0], 1e-6, 1e-5)?;
         }
-        // Dense restricted to ECA's key sets is ECA.
-        close("dense with ECA mask vs ECA", &outs[2], &outs[0], 1e-6, 1e-5)?;
     }
     Ok(())
 }
@@ -632,6 +643,14 @@ fn losses_labels_and_batchnorm(gpu: &Gpu) -> Checked {
         close(&format!("{what} backward vs finite differences"), &download(gpu, &grad)?, &fd, 1e-5, 1e-4)?;
         let want: Vec<f64> = (0..p).flat_map(|r| r::get_label(&logits[r * c..(r + 1) * c], k)).collect();
         ensure(download(gpu, &lab)? == want, || format!("get_label p{p} c{c} k{k} differs from the reference"))?;
+        // Noise on those labels: every other pair corrupted, u at both ends of [0, 1).
+        let picks: Vec<f64> = (0..p).map(|i| if i % 2 == 0 { -1.0 } else { [0.0, 0.999_999, rng.below(1000) as f64 / 1000.0][i % 3] }).collect();
+        let mut rec = Recorder::new(gpu);
+        let noisy = corrupt_labels(&mut rec, &lab, &upload(gpu, "picks", &[p], &picks)?)?;
+        rec.finish()?;
+        let want_noisy = r::corrupt_labels(&want, &picks, c);
+        ensure(download(gpu, &noisy)? == want_noisy, || format!("corrupt_labels p{p} c{c} differs from the reference"))?;
+        ensure(p < 2 || want_noisy != want, || format!("corrupt_labels p{p} c{c} changed nothing"))?;
     }
     for (p, d) in [(1usize, 3usize), (6, 8), (17, 5)] {
         let (x, y) = (rng.vec(p * d), rng.vec(p * d));

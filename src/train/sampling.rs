@@ -1,8 +1,21 @@
 //! Stage-2 sampling (SPEC 4.3, DocRE-II's `create_sample`): 1:5 negative sampling and corrupted
-//! gold labels, as a pure function of the gold labels and a seeded RNG.
+//! gold labels, or the paper's noise on the base module's predictions, as a pure function of the
+//! gold labels and a seeded RNG.
 
-use crate::model::docre::Stage2Input;
+use crate::model::docre::{BranchLabels, Stage2Input};
 use crate::rng::Rng;
+
+/// Where stage 2's relation input comes from (SPEC 0.1 `noise`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Noise {
+    /// Corrupted gold labels (DocRE-II's code).
+    #[default]
+    Gold,
+    /// The base module's predicted labels with a fraction r ~ U(0, 0.4) of the pairs given a
+    /// one-hot wrong label (the paper).
+    Predictions,
+}
 
 /// One `create_sample` draw over a batch's pairs.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,15 +81,38 @@ pub fn create_sample(gold: &[f32], classes: usize, rng: &mut Rng) -> Sample {
     Sample { mask, mask1, labels }
 }
 
+/// Noise on predicted labels over `pairs` pairs: r ~ U(0, 0.4), ⌊r·pairs⌋ pairs chosen uniformly
+/// without replacement get u ~ U(0, 1) (which wrong class they take, `ops::loss::corrupt_labels`),
+/// the others −1 (kept).
+pub fn prediction_picks(pairs: usize, rng: &mut Rng) -> Vec<f32> {
+    let r = 0.4 * rng.uniform();
+    let all: Vec<usize> = (0..pairs).collect();
+    let mut picks = vec![-1.0f32; pairs];
+    for i in choose(rng, &all, (r * pairs as f64) as usize) {
+        picks[i] = rng.uniform() as f32;
+    }
+    picks
+}
+
 impl Stage2Input {
     /// Three independent draws, wired as DocRE-II does: the base loss uses the first draw's
     /// `mask`, branch A the second draw's labels and `mask`, branch B the third draw's labels and
-    /// `mask1`.
-    pub fn sample(gold: &[f32], classes: usize, rng: &mut Rng) -> Stage2Input {
+    /// `mask1`. With `Noise::Predictions` the branches' labels are the base module's predictions
+    /// under `prediction_picks` instead, and branch B's `mask1` also takes the pairs so corrupted.
+    pub fn sample(gold: &[f32], classes: usize, noise: Noise, rng: &mut Rng) -> Stage2Input {
         let s1 = create_sample(gold, classes, rng);
         let s2 = create_sample(gold, classes, rng);
         let s3 = create_sample(gold, classes, rng);
-        Stage2Input { gold: gold.to_vec(), labels_a: s2.labels, labels_b: s3.labels, mask_base: s1.mask, mask_a: s2.mask, mask_b: s3.mask1 }
+        let (labels_a, labels_b, mask_b) = match noise {
+            Noise::Gold => (BranchLabels::Gold(s2.labels), BranchLabels::Gold(s3.labels), s3.mask1),
+            Noise::Predictions => {
+                let p = gold.len() / classes;
+                let (pa, pb) = (prediction_picks(p, rng), prediction_picks(p, rng));
+                let mask_b = s3.mask1.iter().zip(&pb).map(|(&m, &u)| if u >= 0.0 { 1.0 } else { m }).collect();
+                (BranchLabels::Predicted(pa), BranchLabels::Predicted(pb), mask_b)
+            }
+        };
+        Stage2Input { gold: gold.to_vec(), labels_a, labels_b, mask_base: s1.mask, mask_a: s2.mask, mask_b }
     }
 }
 

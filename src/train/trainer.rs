@@ -15,6 +15,7 @@ use crate::ops::adamw::{adamw_step, AdamW};
 use crate::ops::elementwise::accumulate;
 use crate::ops::reduce::sum_squares;
 use crate::rng::Rng;
+use crate::train::sampling::Noise;
 
 /// The encoder and the heads, on one device.
 pub struct Model {
@@ -90,6 +91,8 @@ pub struct Trainer {
     /// kept from its first step. With the encoder and the base head both frozen it cannot change,
     /// so later epochs skip the layer (bit-identical; None turns the reuse off).
     pub base_cache: Option<HashMap<usize, Vec<f32>>>,
+    /// Stage 2's relation input.
+    pub noise: Noise,
 }
 
 /// slot += alpha · g (slot starts as alpha · g; as g itself when alpha is 1).
@@ -110,7 +113,7 @@ fn decays(name: &str) -> bool {
 
 impl Trainer {
     pub fn new(stage: Stage, hyper: Hyper, freeze_encoder: bool, total_steps: u32) -> Trainer {
-        Trainer { stage, hyper, freeze_encoder, total_steps: total_steps.max(1), step: 0, moments: HashMap::new(), base_cache: Some(HashMap::new()) }
+        Trainer { stage, hyper, freeze_encoder, total_steps: total_steps.max(1), step: 0, moments: HashMap::new(), base_cache: Some(HashMap::new()), noise: Noise::Gold }
     }
 
     /// Learning-rate factor of 1-based step `s`: linear warm-up, then linear decay to 0.
@@ -230,15 +233,16 @@ impl Trainer {
         };
         // The encoder's backward is the only reader of the X and A gradients.
         let inputs = tape.is_some();
+        let drop = model.heads.dropout(seed);
         let step = match self.stage {
-            Stage::One => model.heads.stage1_with(&mut rec, &hb, &x, &a, &batch.gold, inputs)?,
+            Stage::One => model.heads.stage1_with(&mut rec, &hb, &x, &a, &batch.gold, inputs, drop)?,
             Stage::Two => {
-                let s2 = Stage2Input::sample(&batch.gold, model.heads.config.classes, rng);
+                let s2 = Stage2Input::sample(&batch.gold, model.heads.config.classes, self.noise, rng);
                 let kept = match (cache, &self.base_cache) {
                     (Some(_), Some(kept)) => kept_bilinear(&g, kept, batch, model.heads.config.emb)?,
                     _ => None,
                 };
-                let step = model.heads.stage2_with(&mut rec, &hb, &x, &a, &s2, BaseNeeds { inputs, bilinear_norm_only: norm_only }, kept.as_ref())?;
+                let step = model.heads.stage2_with(&mut rec, &hb, &x, &a, &s2, BaseNeeds { inputs, bilinear_norm_only: norm_only }, kept.as_ref(), drop)?;
                 if let (Some(_), Some(kept_map), None, Some(out)) = (cache, &mut self.base_cache, &kept, &step.bilinear_output) {
                     rec.flush();
                     keep_bilinear(&g, kept_map, batch, out)?;

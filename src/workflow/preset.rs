@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::model::docre::{HeadConfig, TestOutput};
 use crate::model::BertConfig;
 use crate::ops::eca::Attention;
+use crate::train::sampling::Noise;
 use crate::train::trainer::Hyper;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -28,6 +29,13 @@ pub struct RunConfig {
     pub top_k: usize,
     pub attention: Attention,
     pub fusion: bool,
+    /// Stage 2's SimSiam term (false: the paper's "w/o contrastive loss").
+    pub contrastive: bool,
+    /// Stage 2's relation input: corrupted gold labels (`gold`, the code) or noisy base
+    /// predictions (`predictions`, the paper).
+    pub noise: Noise,
+    /// Dropout wherever DocRE-II's heads have it (training only).
+    pub head_dropout: f64,
     pub test_output: TestOutput,
     pub batch_size: usize,
     /// Batches per optimizer step (gradient accumulation; the step uses their mean gradient).
@@ -69,6 +77,9 @@ pub fn preset(name: &str) -> Result<RunConfig> {
         top_k: 4,
         attention: Attention::Eca,
         fusion: true,
+        contrastive: true,
+        noise: Noise::Gold,
+        head_dropout: 0.1,
         test_output: TestOutput::Sum,
         batch_size: 8,
         accumulate: 1,
@@ -123,6 +134,8 @@ impl RunConfig {
             ln_eps: 1e-12,
             bn_eps: 1e-5,
             bn_momentum: 0.1,
+            head_dropout: self.head_dropout,
+            contrastive: self.contrastive,
         }
     }
 

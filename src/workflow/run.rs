@@ -195,6 +195,7 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
             continue;
         }
         let mut trainer = Trainer::new(stage, hyper.clone(), cfg.freeze_encoder, (epochs * per_epoch) as u32);
+        trainer.noise = cfg.noise;
         let mut first_epoch = 1;
         if let Some((p, moments)) = &resume {
             if p.stage > stage_no(stage) || (p.stage == stage_no(stage) && p.epoch >= epochs) {
