@@ -146,3 +146,79 @@ fn biomedical_readers_on_the_real_files() {
     let e = read_bio(&bad, "1:CID:2").unwrap_err().to_string();
     assert!(e.contains("bad.data") && e.contains("line 1") && e.contains("123"), "{e}");
 }
+
+/// One CDR line in the EoG / ATLOP format: pmid, text, then per pair label, direction, cross,
+/// two closest-mention fields, and per argument KB id, names, type, starts, ends, sentences.
+const CDR_LINE: &str = concat!(
+    "900\tAspirin causes pain .|Pain relief by aspirin .",
+    // A: no relation, R2L, so the head is arg2 (pain) and the tail arg1 (aspirin).
+    "\t1:NR:2\tR2L\tCROSS\t0-1\t2-3\tD1\tAspirin|aspirin\tChemical\t0:7\t1:8\t0:1\tD2\tpain|Pain\tDisease\t2:4\t3:5\t0:1",
+    // B: a relation from aspirin (arg1, L2R) to "Pain relief", which starts where a D2 mention does.
+    "\t1:CID:2\tL2R\tCROSS\t0-1\t4-6\tD1\tAspirin|aspirin\tChemical\t0:7\t1:8\t0:1\tD3\tPain relief\tDisease\t4\t6\t1",
+    // C: filtered out (not_include): not classified, its entity D4 ("relief") not numbered, but
+    // its spans are marked.
+    "\tnot_include\tL2R\tNON-CROSS\t5-6\t4-5\tD4\trelief\tChemical\t5\t6\t1\tD2\tpain|Pain\tDisease\t2:4\t3:5\t0:1\n",
+);
+
+#[test]
+fn cdr_features_follow_atlop_read_cdr() {
+    use docre::data::bio::read_bio;
+    let p = tmp("atlop.data");
+    std::fs::write(&p, CDR_LINE).unwrap();
+    let docs = read_bio(&p, "1:CID:2").unwrap();
+    assert_eq!(docs.len(), 1);
+    let d = &docs[0];
+    // Entities by first appearance among included pairs, head before tail: pair A's head D2
+    // (pain) is entity 0, its tail D1 (aspirin) 1, pair B's tail D3 2; D4 only in C is none.
+    let names: Vec<&str> = d.entities.iter().map(|e| e[0].name.as_str()).collect();
+    assert_eq!(names, ["pain", "Aspirin", "Pain relief"]);
+    assert_eq!(d.candidates.as_deref(), Some(&[(0, 1), (1, 2)][..]));
+    assert_eq!(d.facts.iter().map(|f| (f.h, f.t, f.r)).collect::<Vec<_>>(), [(1, 2, 1)]);
+    let words: Vec<&str> = d.sents.iter().flatten().map(String::as_str).collect();
+    let tok = WordPieceTokenizer::word_level(words);
+    let (ex, _) = featurize(0, d, &tok, 2, 1022).unwrap();
+    let w = |x: &str| tok.pieces(x).unwrap()[0];
+    let m = tok.marker;
+    // Derived by hand from read_cdr: the marked spans are {(0,1), (7,8)} Chemical, {(2,3),
+    // (4,5)} and {(4,6)} Disease, and C's (5,6) Chemical; every span gets its own `*` on each
+    // side, so word 4 ("Pain") gets two in front and word 5 ("relief") two behind.
+    #[rustfmt::skip]
+    let want = vec![
+        tok.cls, m, w("Aspirin"), m, w("causes"), m, w("pain"), m, w("."),
+        m, m, w("Pain"), m, m, w("relief"), m, m, w("by"), m, w("aspirin"), m, w("."), tok.sep,
+    ];
+    assert_eq!(ex.ids, want);
+    // Mention starts sit at each start word's first `*`.
+    assert_eq!(ex.mention_starts, vec![vec![5, 9], vec![1, 18], vec![9]]);
+    assert_eq!(ex.pairs, vec![(0, 1), (1, 2)]);
+    assert_eq!(ex.labels, vec![1.0, 0.0, 0.0, 1.0]);
+}
+
+#[test]
+fn cdr_marks_not_include_spans_in_the_real_files() {
+    use docre::data::bio::read_bio;
+    let dir = common::shared_dir().join("data/cdr/atlop_filter");
+    // (file, documents, of the first `take` documents how many have such spans)
+    let files = [("train_filter.data", 500, 200, 21), ("dev_filter.data", 500, 500, 44), ("test_filter.data", 500, 500, 49)];
+    for (name, docs_expected, take, extra_expected) in files {
+        let p = dir.join(name);
+        if !common::fixture_present(&p, "CDR files") {
+            return;
+        }
+        let docs = read_bio(&p, "1:CID:2").unwrap();
+        assert_eq!(docs.len(), docs_expected, "{name}");
+        // Documents where a marked span is no mention of a classified entity: only spans of
+        // not_include pairs can be.
+        let offsets = |d: &docre::data::docred::Document| d.sents.iter().scan(0, |a, s| { let o = *a; *a += s.len(); Some(o) }).collect::<Vec<_>>();
+        let extra = docs
+            .iter()
+            .take(take)
+            .filter(|d| {
+                let off = offsets(d);
+                let mentions: Vec<(usize, usize)> = d.entities.iter().flatten().map(|m| (off[m.sent] + m.start, off[m.sent] + m.end)).collect();
+                d.marker_spans.as_ref().unwrap().iter().any(|s| !mentions.contains(s))
+            })
+            .count();
+        assert_eq!(extra, extra_expected, "{name}: documents among the first {take} with spans marked only for not_include pairs");
+    }
+}

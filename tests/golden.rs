@@ -429,7 +429,7 @@ fn fixture_inputs_retokenize_from_redocred() {
                             (sent < k).then(|| Mention { sent, start: pos[0].as_u64().unwrap() as usize, end: pos[1].as_u64().unwrap() as usize })
                         })
                         .collect();
-                    tok.encode_marked(&sents[..k], &mentions).unwrap()
+                    tok.encode_marked(&sents[..k], &mentions, None).unwrap()
                 })
                 .find(|m| m.ids.len() == want_len)
                 .unwrap_or_else(|| panic!("{title}: no sentence cut gives {want_len} ids"));

@@ -11,8 +11,29 @@ use crate::error::{Error, Result};
 
 const FIELDS_PER_PAIR: usize = 17;
 
-/// Reads a `.data` file; `positive` is the label of the relation (`1:CID:2` for CDR, `1:GDA:2`
-/// for GDA). `not_include` pairs are dropped; documents without candidates are skipped.
+/// Parses `:`-joined mention starts and ends into document-level word spans [start, end).
+fn spans(starts: &str, ends: &str, words: usize) -> std::result::Result<Vec<(usize, usize)>, String> {
+    let (ss, es): (Vec<&str>, Vec<&str>) = (starts.split(':').collect(), ends.split(':').collect());
+    if ss.len() != es.len() {
+        return Err(format!("{} mention starts but {} ends", ss.len(), es.len()));
+    }
+    ss.iter()
+        .zip(&es)
+        .enumerate()
+        .map(|(k, (a, b))| match (a.parse::<usize>(), b.parse::<usize>()) {
+            (Ok(a), Ok(b)) if a < b && b <= words => Ok((a, b)),
+            (Ok(a), Ok(b)) => Err(format!("mention {k} span [{a}, {b}) is outside the document's {words} words")),
+            _ => Err(format!("mention {k} span {a}-{b} is not numeric")),
+        })
+        .collect()
+}
+
+/// Reads a `.data` file as ATLOP's `read_cdr` / `read_gda` do (SPEC 1.7); `positive` is the
+/// relation's label (`1:CID:2` for CDR, `1:GDA:2` for GDA). Every span of every pair is marked,
+/// `not_include` pairs too, but only the other pairs are classified; entities are numbered in
+/// order of first appearance, each pair's head (arg1 for L2R, arg2 for R2L) before its tail. A
+/// pair listed twice is one candidate whose labels merge. Documents without candidates are
+/// skipped.
 pub fn read_bio(path: &Path, positive: &str) -> Result<Vec<Document>> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
     let mut docs = Vec::new();
@@ -27,18 +48,30 @@ pub fn read_bio(path: &Path, positive: &str) -> Result<Vec<Document>> {
             continue;
         }
         let sents: Vec<Vec<String>> = f[1].split('|').map(|s| s.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect()).collect();
-        // Document-level token offset → (sentence, word).
+        // Document-level word offset → (sentence, word).
         let mut where_ = Vec::new();
         for (s, words) in sents.iter().enumerate() {
             for w in 0..words.len() {
                 where_.push((s, w));
             }
         }
+        let pairs: Vec<&[&str]> = f[2..].chunks(FIELDS_PER_PAIR).collect();
+        // ATLOP's marker set: distinct (start, end, type) over both arguments of every pair.
+        let mut marks: Vec<(usize, usize, &str)> = Vec::new();
+        for (k, g) in pairs.iter().enumerate() {
+            for (starts, ends, kind) in [(g[8], g[9], g[7]), (g[14], g[15], g[13])] {
+                for (a, b) in spans(starts, ends, where_.len()).map_err(|m| at(format!("pair {k}: {m}")))? {
+                    if !marks.contains(&(a, b, kind)) {
+                        marks.push((a, b, kind));
+                    }
+                }
+            }
+        }
         let mut ids: HashMap<String, usize> = HashMap::new();
         let mut entities: Vec<Vec<EntityMention>> = Vec::new();
         let mut candidates = Vec::new();
-        let mut facts = Vec::new();
-        for g in f[2..].chunks(FIELDS_PER_PAIR) {
+        let mut facts: Vec<Fact> = Vec::new();
+        for g in &pairs {
             let label = g[0];
             if label == "not_include" {
                 continue;
@@ -53,22 +86,10 @@ pub fn read_bio(path: &Path, positive: &str) -> Result<Vec<Document>> {
                     return Ok(e);
                 }
                 let names: Vec<&str> = names.split('|').collect();
-                let (ss, es): (Vec<&str>, Vec<&str>) = (starts.split(':').collect(), ends.split(':').collect());
-                if ss.len() != es.len() {
-                    return Err(at(format!("entity {kb}: {} mention starts but {} ends", ss.len(), es.len())));
-                }
                 let mut ms = Vec::new();
-                for (k, (a, b)) in ss.iter().zip(&es).enumerate() {
-                    let (a, b): (usize, usize) = match (a.parse(), b.parse()) {
-                        (Ok(a), Ok(b)) => (a, b),
-                        _ => return Err(at(format!("entity {kb}: mention {k} span {a}-{b} is not numeric"))),
-                    };
-                    if a >= b || b > where_.len() {
-                        return Err(at(format!("entity {kb}: mention {k} span [{a}, {b}) is outside the document's {} tokens", where_.len())));
-                    }
+                for (k, (a, b)) in spans(starts, ends, where_.len()).map_err(|m| at(format!("entity {kb}: {m}")))?.into_iter().enumerate() {
                     let (s, w) = where_[a];
-                    let (s2, _) = where_[b - 1];
-                    if s2 != s {
+                    if where_[b - 1].0 != s {
                         return Err(at(format!("entity {kb}: mention {k} span [{a}, {b}) crosses a sentence boundary")));
                     }
                     ms.push(EntityMention { sent: s, start: w, end: w + (b - a), name: names.get(k).unwrap_or(&kb).to_string(), kind: kind.to_string() });
@@ -77,27 +98,32 @@ pub fn read_bio(path: &Path, positive: &str) -> Result<Vec<Document>> {
                 entities.push(ms);
                 Ok(entities.len() - 1)
             };
-            let a1 = arg(g[5], g[6], g[7], g[8], g[9])?;
-            let a2 = arg(g[11], g[12], g[13], g[14], g[15])?;
-            let (h, t) = match g[1] {
-                "L2R" => (a1, a2),
-                "R2L" => (a2, a1),
+            let (arg1, arg2) = ((g[5], g[6], g[7], g[8], g[9]), (g[11], g[12], g[13], g[14], g[15]));
+            let (head, tail) = match g[1] {
+                "L2R" => (arg1, arg2),
+                "R2L" => (arg2, arg1),
                 d => return Err(at(format!("direction {d:?} is neither L2R nor R2L"))),
             };
-            if h == t || candidates.contains(&(h, t)) {
+            let h = arg(head.0, head.1, head.2, head.3, head.4)?;
+            let t = arg(tail.0, tail.1, tail.2, tail.3, tail.4)?;
+            if label != positive && !label.contains(":NR:") {
+                return Err(at(format!("label {label:?} is neither {positive:?} nor a no-relation label")));
+            }
+            if h == t {
                 continue;
             }
-            candidates.push((h, t));
-            if label == positive {
+            if !candidates.contains(&(h, t)) {
+                candidates.push((h, t));
+            }
+            if label == positive && !facts.iter().any(|x| (x.h, x.t) == (h, t)) {
                 facts.push(Fact { h, t, r: 1 });
-            } else if !label.contains(":NR:") {
-                return Err(at(format!("label {label:?} is neither {positive:?} nor a no-relation label")));
             }
         }
         if candidates.is_empty() {
             continue;
         }
-        docs.push(Document { title: f[0].to_string(), sents, entities, facts, labelled: true, candidates: Some(candidates) });
+        let marker_spans = Some(marks.into_iter().map(|(a, b, _)| (a, b)).collect());
+        docs.push(Document { title: f[0].to_string(), sents, entities, facts, labelled: true, candidates: Some(candidates), marker_spans });
     }
     Ok(docs)
 }
@@ -161,7 +187,7 @@ pub fn read_gda_json(path: &Path) -> Result<Vec<Document>> {
         if candidates.is_empty() {
             continue;
         }
-        docs.push(Document { title: d["title"].as_str().map(str::to_string).unwrap_or_else(|| d["title"].to_string()), sents, entities, facts, labelled: true, candidates: Some(candidates) });
+        docs.push(Document { title: d["title"].as_str().map(str::to_string).unwrap_or_else(|| d["title"].to_string()), sents, entities, facts, labelled: true, candidates: Some(candidates), marker_spans: None });
     }
     Ok(docs)
 }

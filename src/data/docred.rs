@@ -36,6 +36,11 @@ pub struct Document {
     pub labelled: bool,
     /// The pairs to classify, when the file lists them (CDR, GDA); otherwise every ordered pair.
     pub candidates: Option<Vec<(usize, usize)>>,
+    /// ATLOP's biomedical marking (SPEC 1.7): document-level word spans [start, end), one per
+    /// distinct (start, end, type) of any pair in the file (`not_include` ones too), each given a
+    /// `*` before and after. None: DocRED's rule, one `*` per side of every word where an entity
+    /// mention starts or ends.
+    pub marker_spans: Option<Vec<(usize, usize)>>,
 }
 
 /// Relation ids (0 = the threshold / NA class) and their readable names.
@@ -197,5 +202,5 @@ fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Docum
         }
         Some(_) => return Err(format!("{at}: `labels` must be a list")),
     };
-    Ok(Document { title, sents, entities, facts, labelled, candidates: None })
+    Ok(Document { title, sents, entities, facts, labelled, candidates: None, marker_spans: None })
 }

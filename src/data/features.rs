@@ -36,7 +36,7 @@ pub fn featurize(index: usize, doc: &Document, tok: &WordPieceTokenizer, classes
             owner.push(e);
         }
     }
-    let marked = tok.encode_marked(&doc.sents, &mentions)?;
+    let marked = tok.encode_marked(&doc.sents, &mentions, doc.marker_spans.as_deref())?;
     let mut ids = marked.ids;
     let mut warning = None;
     if ids.len() > max_ids {

@@ -2,7 +2,6 @@
 //! scheme (SPEC 1.2): every word is tokenized on its own, a literal `*` goes before the first
 //! and after the last word of each mention, and a mention is represented by its leading `*`.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use tokenizers::Tokenizer;
@@ -120,25 +119,48 @@ impl WordPieceTokenizer {
         Ok(ids)
     }
 
-    /// ATLOP tokenization of a document given as sentences of words, with `*` markers around
-    /// `mentions`. One `*` per side even when several mentions share a boundary word.
-    pub fn encode_marked(&self, sentences: &[Vec<String>], mentions: &[Mention]) -> Result<MarkedDocument> {
-        let starts: HashSet<(usize, usize)> = mentions.iter().map(|m| (m.sent, m.start)).collect();
-        let ends: HashSet<(usize, usize)> = mentions.iter().map(|m| (m.sent, m.end.wrapping_sub(1))).collect();
+    /// ATLOP tokenization of a document given as sentences of words, with `*` markers. Without
+    /// `spans` (DocRED): one `*` before every word where a mention starts and one after every
+    /// word where one ends, even when several mentions share it. With `spans` (document-level
+    /// word spans [start, end), ATLOP's CDR/GDA rule): a `*` before and after each span, so
+    /// spans sharing a word give several.
+    pub fn encode_marked(&self, sentences: &[Vec<String>], mentions: &[Mention], spans: Option<&[(usize, usize)]>) -> Result<MarkedDocument> {
+        let offsets: Vec<usize> = sentences.iter().scan(0, |acc, s| {
+            let o = *acc;
+            *acc += s.len();
+            Some(o)
+        }).collect();
+        let words: usize = sentences.iter().map(Vec::len).sum();
+        let (mut before, mut after) = (vec![0usize; words], vec![0usize; words]);
+        match spans {
+            Some(spans) => {
+                for &(a, b) in spans {
+                    if a >= b || b > words {
+                        return Err(Error::Input(format!("marker span [{a}, {b}) lies outside the document's {words} words")));
+                    }
+                    before[a] += 1;
+                    after[b - 1] += 1;
+                }
+            }
+            None => {
+                // Mentions outside their sentence are reported below.
+                for m in mentions.iter().filter(|m| m.start < m.end && sentences.get(m.sent).is_some_and(|s| m.end <= s.len())) {
+                    before[offsets[m.sent] + m.start] = 1;
+                    after[offsets[m.sent] + m.end - 1] = 1;
+                }
+            }
+        }
         let mut ids = vec![self.cls];
         // word_start[s][w]: input index where word w of sentence s begins (at its `*` if any).
         let mut word_start: Vec<Vec<usize>> = Vec::new();
-        for (s, words) in sentences.iter().enumerate() {
-            let mut starts_here = Vec::with_capacity(words.len() + 1);
-            for (w, word) in words.iter().enumerate() {
+        for (s, ws) in sentences.iter().enumerate() {
+            let mut starts_here = Vec::with_capacity(ws.len() + 1);
+            for (w, word) in ws.iter().enumerate() {
+                let i = offsets[s] + w;
                 starts_here.push(ids.len());
-                if starts.contains(&(s, w)) {
-                    ids.push(self.marker);
-                }
+                ids.extend(std::iter::repeat_n(self.marker, before[i]));
                 ids.extend(self.pieces(word)?);
-                if ends.contains(&(s, w)) {
-                    ids.push(self.marker);
-                }
+                ids.extend(std::iter::repeat_n(self.marker, after[i]));
             }
             starts_here.push(ids.len());
             word_start.push(starts_here);

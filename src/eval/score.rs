@@ -96,7 +96,7 @@ mod tests {
 
     /// Entities: 0 "A" (sentence 0), 1 "B" (sentence 0), 2 "C" (sentence 1).
     fn doc(facts: Vec<Fact>) -> Document {
-        Document { title: "d".into(), sents: vec![vec!["w".into()], vec!["w".into()]], entities: vec![vec![m(0, "A")], vec![m(0, "B")], vec![m(1, "C")]], facts, labelled: true, candidates: None }
+        Document { title: "d".into(), sents: vec![vec!["w".into()], vec!["w".into()]], entities: vec![vec![m(0, "A")], vec![m(0, "B")], vec![m(1, "C")]], facts, labelled: true, candidates: None, marker_spans: None }
     }
 
     #[test]
