@@ -1,6 +1,7 @@
 //! The `docre` command line.
 
 use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -11,6 +12,7 @@ use docre::eval::{score, train_facts as facts_of};
 use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
 use docre::model::docre::Heads;
 use docre::model::{Bert, BertConfig};
+use docre::train::encoder_cache::EncoderCache;
 use docre::train::trainer::Model;
 use docre::workflow::{self, preset::RunConfig, run as wf, run::Format};
 use docre::fsutil::{check_writable, write_atomic};
@@ -542,7 +544,7 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         let train_ex = wf::examples(&train_docs, &tok, rels.len(), cfg.max_ids)?;
         let dev = dev_docs.map(|d| wf::examples(&d, &tok, rels.len(), cfg.max_ids).map(|e| (d, e))).transpose()?;
         println!("resuming after stage {} epoch {} (step {})", progress.stage, progress.epoch, progress.global_step);
-        wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, progress: true, stop_after_epochs: None }, Some((progress, moments)))?;
+        wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, tokenizer: tok.fingerprint(), progress: true, stop_after_epochs: None }, Some((progress, moments)))?;
         println!("wrote {}/last (and best, when a dev file was given), metrics.jsonl", out.display());
         return Ok(());
     }
@@ -568,31 +570,39 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         }
         None => None,
     };
-    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None };
+    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None, frozen_encoder: cfg.freeze_encoder };
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
     write_atomic(&out.join("config.toml"), toml::to_string(cfg).expect("config serializes").as_bytes())?;
-    wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, progress: true, stop_after_epochs: None }, None)?;
+    wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, tokenizer: tok.fingerprint(), progress: true, stop_after_epochs: None }, None)?;
     println!("wrote {}/last (and best, when a dev file was given), metrics.jsonl", out.display());
     Ok(())
 }
 
-fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<(Model, Sidecar, Relations, Vec<Document>, Vec<docre::data::features::Example>)> {
+/// A checkpoint and a data file, featurized; for a model trained with its encoder frozen, also
+/// the encoder's outputs for the documents, from the encoder cache where they are stored.
+type Loaded = (Model, Relations, Vec<Document>, Vec<docre::data::features::Example>, Option<EncoderCache>);
+
+fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<Loaded> {
     let gpu = Gpu::new()?;
     let (model, side) = checkpoint::load(&gpu, checkpoint)?;
     let rels = side.relations();
     let docs = format.read(data, &rels)?;
     let tok = side.tokenizer.load()?;
     let exs = wf::examples(&docs, &tok, rels.len(), 2 * model.encoder.config.window() - 2)?;
-    Ok((model, side, rels, docs, exs))
+    let cache = match side.frozen_encoder {
+        true => Some(wf::frozen_outputs(&model, tok.fingerprint(), &exs, &data.display().to_string(), std::io::stderr().is_terminal())?),
+        false => None,
+    };
+    Ok((model, rels, docs, exs, cache))
 }
 
 fn eval_cmd(checkpoint: &Path, data: &Path, format: Format, train: Option<&Path>) -> Result<()> {
-    let (model, _, rels, docs, exs) = load_for_data(checkpoint, data, format)?;
+    let (model, rels, docs, exs, cache) = load_for_data(checkpoint, data, format)?;
     if docs.iter().all(|d| !d.labelled) {
         return Err(Error::Input(format!("{}: the file has no labels (like DocRED test); use `docre predict` and submit result.json to CodaLab", data.display())));
     }
     let tf = train.map(|t| format.read(t, &rels).map(|d| facts_of(&d))).transpose()?;
-    let (base, full, _) = wf::evaluate(&model, &docs, &exs, 4, tf.as_ref())?;
+    let (base, full, _) = wf::evaluate(&model, &docs, &exs, 4, tf.as_ref(), cache.as_ref())?;
     println!("{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}", "", "P", "R", "F1", "Ign F1", "Intra", "Inter");
     for (n, s) in [("base module", &base), ("full model", &full)] {
         println!("{n:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", s.precision, s.recall, s.f1, s.ign_f1, s.intra_f1, s.inter_f1);
@@ -602,8 +612,8 @@ fn eval_cmd(checkpoint: &Path, data: &Path, format: Format, train: Option<&Path>
 
 fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: bool) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
-    let (model, _, rels, docs, exs) = load_for_data(checkpoint, data, format)?;
-    let p = docre::eval::predict::predict(&model, &exs, 4)?;
+    let (model, rels, docs, exs, cache) = load_for_data(checkpoint, data, format)?;
+    let p = docre::eval::predict::predict(&model, &exs, 4, cache.as_ref())?;
     let titled = wf::titled(&docs, &p.full);
     let json = wf::result_json(&titled, &rels);
     let a = wf::write_output(out, "result.json", &json)?;

@@ -1,7 +1,7 @@
 //! Training end to end on the bundled demo documents with the `tiny` preset: the frozen-encoder
-//! cache equals the live frozen encoder, a checkpoint round-trips, a non-finite loss stops
-//! training with the step named, and the model overfits four documents (train F1 > 0.9 after
-//! stage 1 and after stage 2).
+//! cache equals the live frozen encoder and its disk store recomputes exactly what changed, a
+//! checkpoint round-trips, a non-finite loss stops training with the step named, and the model
+//! overfits four documents (train F1 > 0.9 after stage 1 and after stage 2).
 
 mod common;
 
@@ -12,7 +12,8 @@ use docre::model::batch::HeadBatch;
 use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
 use docre::model::docre::Heads;
 use docre::model::{Bert, Pass};
-use docre::train::trainer::{Batch, EncoderCache, Model, Stage, Trainer};
+use docre::train::encoder_cache::{CacheStats, EncoderCache, EncoderStore};
+use docre::train::trainer::{Batch, Model, Stage, Trainer};
 use docre::workflow::demo::{documents, relations, TRAIN_DOCS};
 use docre::workflow::preset::preset;
 use docre::workflow::run::{evaluate, examples, train, RunOutputs};
@@ -23,6 +24,7 @@ struct Setup {
     exs: Vec<docre::data::features::Example>,
     sidecar: Sidecar,
     cfg: docre::workflow::preset::RunConfig,
+    tokenizer: [u8; 32],
 }
 
 fn setup() -> Setup {
@@ -35,8 +37,8 @@ fn setup() -> Setup {
     let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
     let heads = Heads::random(&g, hc.clone(), cfg.seed).unwrap();
     let exs = examples(&docs, &tok, rels.len(), cfg.max_ids).unwrap();
-    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "test".into(), progress: None };
-    Setup { model: Model { gpu: g, encoder, heads }, docs, exs, sidecar, cfg }
+    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "test".into(), progress: None, frozen_encoder: false };
+    Setup { model: Model { gpu: g, encoder, heads }, docs, exs, sidecar, cfg, tokenizer: tok.fingerprint() }
 }
 
 #[test]
@@ -51,7 +53,7 @@ fn frozen_encoder_cache_gives_the_live_gradients() {
     let hb = HeadBatch::new(&g, batch.input.clone(), batch.tokens.len(), heads_n).unwrap();
     let live = s.model.heads.stage1(&mut rec, &hb, &out.hidden, &out.attention, &batch.gold).unwrap();
     rec.finish().unwrap();
-    let cache = EncoderCache::build(&s.model, &s.exs, |_| {}).unwrap();
+    let cache = EncoderCache::build(&s.model, &s.exs, None, |_| {}).unwrap().0;
     let (x, a) = cache.inputs(&g, &batch).unwrap();
     let hb = HeadBatch::new_compact(&g, batch.input.clone(), batch.tokens.len(), heads_n).unwrap();
     let mut rec = Recorder::new(&g);
@@ -90,21 +92,21 @@ fn tiny_model_overfits_four_documents_and_round_trips() {
     let mut s = setup();
     let dir = std::env::temp_dir().join(format!("docre-train-{}", std::process::id()));
     let dev = Some((s.docs.clone(), s.exs.clone()));
-    let out = RunOutputs { dir: dir.clone(), dev, progress: false, stop_after_epochs: None };
+    let out = RunOutputs { dir: dir.clone(), dev, tokenizer: s.tokenizer, progress: false, stop_after_epochs: None };
     let mut cfg = s.cfg.clone();
     cfg.stage2_epochs = 0;
     train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
-    let (base, _, _) = evaluate(&s.model, &s.docs, &s.exs, 4, None).unwrap();
+    let (base, _, _) = evaluate(&s.model, &s.docs, &s.exs, 4, None, None).unwrap();
     assert!(base.f1 > 0.9, "train F1 after stage 1: {base:?}");
     let mut cfg = s.cfg.clone();
     cfg.stage1_epochs = 0;
     train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
-    let (base2, full, preds) = evaluate(&s.model, &s.docs, &s.exs, 4, None).unwrap();
+    let (base2, full, preds) = evaluate(&s.model, &s.docs, &s.exs, 4, None, None).unwrap();
     assert!(full.f1 > 0.9, "train F1 after stage 2: {full:?} (base module: {base2:?})");
     // The checkpoint written at the end predicts the same facts.
     let (loaded, side) = checkpoint::load(&gpu(), &dir.join("last")).unwrap();
     assert_eq!(side.relations, s.sidecar.relations);
-    let again = docre::eval::predict::predict(&loaded, &s.exs, 4).unwrap();
+    let again = docre::eval::predict::predict(&loaded, &s.exs, 4, None).unwrap();
     assert_eq!(again.full, preds.full);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -126,7 +128,7 @@ fn resumed_run_repeats_the_uninterrupted_losses_bit_for_bit() {
     cfg.stage2_epochs = 2;
     let run = |dir: &std::path::Path, stop: Option<usize>| {
         let mut s = setup();
-        let out = RunOutputs { dir: dir.to_path_buf(), dev: None, progress: false, stop_after_epochs: stop };
+        let out = RunOutputs { dir: dir.to_path_buf(), dev: None, tokenizer: s.tokenizer, progress: false, stop_after_epochs: stop };
         train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
         s
     };
@@ -140,7 +142,7 @@ fn resumed_run_repeats_the_uninterrupted_losses_bit_for_bit() {
     let progress = side.progress.clone().expect("the checkpoint records its progress");
     assert_eq!((progress.stage, progress.epoch), (2, 1));
     let moments = checkpoint::load_moments(&gpu(), &last).unwrap().unwrap();
-    let out = RunOutputs { dir: parts.clone(), dev: None, progress: false, stop_after_epochs: None };
+    let out = RunOutputs { dir: parts.clone(), dev: None, tokenizer: setup().tokenizer, progress: false, stop_after_epochs: None };
     train(&model, &mut side, &cfg, &s.exs, &out, Some((progress, moments))).unwrap();
     let (a, b) = (losses(&whole), losses(&parts));
     assert_eq!(a.len(), 8);
@@ -182,7 +184,7 @@ fn stage2_on_the_encoder_cache_reuses_the_base_bilinear_output_bit_for_bit() {
     let g = gpu();
     let run = |reuse: bool| {
         let s = setup();
-        let cache = EncoderCache::build(&s.model, &s.exs, |_| {}).unwrap();
+        let cache = EncoderCache::build(&s.model, &s.exs, None, |_| {}).unwrap().0;
         let mut trainer = Trainer::new(Stage::Two, s.cfg.stage2.clone(), true, 10);
         if !reuse {
             trainer.base_cache = None;
@@ -201,4 +203,50 @@ fn stage2_on_the_encoder_cache_reuses_the_base_bilinear_output_bit_for_bit() {
     assert_eq!(with.2, 3, "every example's bilinear output is kept");
     assert_eq!(with.0, without.0, "stage-2 losses differ when the bilinear output is reused");
     assert!(with.1 == without.1, "parameters differ when the bilinear output is reused");
+}
+
+#[test]
+fn encoder_store_recomputes_exactly_what_changed_and_cached_prediction_is_live_prediction() {
+    let s = setup();
+    let g = gpu();
+    let root = std::env::temp_dir().join(format!("docre-encoder-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let store = EncoderStore::open(&root, &s.model, s.tokenizer).unwrap();
+    let n = s.exs.len();
+    let (first, stats) = EncoderCache::build(&s.model, &s.exs, Some(&store), |_| {}).unwrap();
+    assert_eq!(stats, CacheStats { computed: n, loaded: 0 });
+    let (again, stats) = EncoderCache::build(&s.model, &s.exs, Some(&store), |_| {}).unwrap();
+    assert_eq!(stats, CacheStats { computed: 0, loaded: n }, "a second build reads every document");
+    for i in 0..n {
+        assert_eq!(first.hidden(i), again.hidden(i), "document {i}: stored outputs differ from computed ones");
+    }
+    // Prediction from the cache is prediction through the live frozen encoder.
+    let live = docre::eval::predict::predict(&s.model, &s.exs, 4, None).unwrap();
+    let cached = docre::eval::predict::predict(&s.model, &s.exs, 4, Some(&again)).unwrap();
+    assert_eq!((live.base, live.full), (cached.base, cached.full));
+
+    // One edited document (one word replaced by another): only it is encoded again.
+    let mut exs = s.exs.clone();
+    let ids = &mut exs[1].ids;
+    let w = (1..ids.len() - 1).find(|&k| ids[k] != s.sidecar.tokenizer.load().unwrap().marker && ids[k] != ids[k + 1]).unwrap();
+    ids[w] = ids[w + 1];
+    let (edited, stats) = EncoderCache::build(&s.model, &exs, Some(&store), |_| {}).unwrap();
+    assert_eq!(stats, CacheStats { computed: 1, loaded: n - 1 });
+    assert_ne!(edited.hidden(1), first.hidden(1), "the edited document kept its old outputs");
+    assert_eq!(edited.hidden(1), EncoderCache::build(&s.model, &exs[1..2], None, |_| {}).unwrap().0.hidden(0), "the edited document's outputs are not the live ones");
+
+    // One changed encoder weight: a different store, every document encoded again.
+    let p = &s.model.encoder.params()[0];
+    let mut v = p.read_f32(&g).unwrap();
+    v[0] += 0.5;
+    p.write_f32(&g, &v).unwrap();
+    let store2 = EncoderStore::open(&root, &s.model, s.tokenizer).unwrap();
+    assert_ne!(store2.dir(), store.dir());
+    let (_, stats) = EncoderCache::build(&s.model, &s.exs, Some(&store2), |_| {}).unwrap();
+    assert_eq!(stats, CacheStats { computed: n, loaded: 0 }, "a changed weight must not read the old entries");
+    // Another tokenizer: another store too.
+    let mut other = s.tokenizer;
+    other[0] ^= 1;
+    assert_ne!(EncoderStore::open(&root, &s.model, other).unwrap().dir(), store2.dir());
+    let _ = std::fs::remove_dir_all(&root);
 }

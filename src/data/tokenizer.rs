@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
@@ -11,6 +12,9 @@ use crate::error::{Error, Result};
 pub struct WordPieceTokenizer {
     inner: Backend,
     path: String,
+    /// SHA-256 of what defines the tokenizer (the tokenizer.json bytes, or the word list), for
+    /// cache keys.
+    fingerprint: [u8; 32],
     pub cls: u32,
     pub sep: u32,
     pub marker: u32,
@@ -47,7 +51,8 @@ impl WordPieceTokenizer {
     /// Loads `tokenizer.json` with truncation and padding switched off: checkpoints such as
     /// all-MiniLM-L6-v2 ship with both on, which would silently cut documents at 128 pieces.
     pub fn load(path: &Path) -> Result<WordPieceTokenizer> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| Error::Input(format!("{}: cannot load tokenizer: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { context: format!("cannot read tokenizer {}", path.display()), source })?;
+        let mut inner = Tokenizer::from_bytes(&bytes).map_err(|e| Error::Input(format!("{}: cannot load tokenizer: {e}", path.display())))?;
         inner
             .with_truncation(None)
             .map_err(|e| Error::Input(format!("{}: cannot switch truncation off: {e}", path.display())))?
@@ -63,6 +68,7 @@ impl WordPieceTokenizer {
             sep: id(&["[SEP]", "</s>"])?,
             marker: id(&["*"])?,
             path: path.display().to_string(),
+            fingerprint: Sha256::digest(&bytes).into(),
             inner: Backend::Hf(Box::new(inner)),
         })
     }
@@ -70,14 +76,24 @@ impl WordPieceTokenizer {
     /// A word-level vocabulary: the specials, then `words` (lower-cased, first occurrence order).
     pub fn word_level<'a>(words: impl IntoIterator<Item = &'a str>) -> WordPieceTokenizer {
         let mut vocab = std::collections::HashMap::new();
+        let mut hash = Sha256::new();
         for (i, s) in WORD_SPECIALS.iter().enumerate() {
             vocab.insert(s.to_string(), i as u32);
         }
         for w in words {
             let n = vocab.len() as u32;
-            vocab.entry(w.to_lowercase()).or_insert(n);
+            if let std::collections::hash_map::Entry::Vacant(e) = vocab.entry(w.to_lowercase()) {
+                hash.update(e.key().as_bytes());
+                hash.update([0]);
+                e.insert(n);
+            }
         }
-        WordPieceTokenizer { inner: Backend::Words(vocab), path: "word-level vocabulary".into(), cls: 2, sep: 3, marker: 4 }
+        WordPieceTokenizer { inner: Backend::Words(vocab), path: "word-level vocabulary".into(), fingerprint: hash.finalize().into(), cls: 2, sep: 3, marker: 4 }
+    }
+
+    /// SHA-256 of the tokenizer's definition: equal fingerprints tokenize alike.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
     }
 
     /// The word-level vocabulary in id order (to save it with a checkpoint), or None for HF.

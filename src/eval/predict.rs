@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::gpu::Recorder;
 use crate::model::batch::HeadBatch;
 use crate::model::Pass;
+use crate::train::encoder_cache::EncoderCache;
 use crate::train::trainer::{Batch, Model};
 
 /// Facts per example, in example order.
@@ -28,8 +29,9 @@ fn facts(labels: &[f32], classes: usize, pairs: &[(usize, usize)], out: &mut Vec
 }
 
 /// Predicts `examples` in batches of at most `batch_size` documents, longest first; a batch also
-/// stops growing before its [B, H, L, L] attention would pass the adapter's binding limit.
-pub fn predict(model: &Model, examples: &[Example], batch_size: usize) -> Result<Predictions> {
+/// stops growing before its [B, H, L, L] attention would pass the adapter's binding limit. With
+/// `cache` (built over these `examples` from this model's frozen encoder) the encoder is not run.
+pub fn predict(model: &Model, examples: &[Example], batch_size: usize, cache: Option<&EncoderCache>) -> Result<Predictions> {
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(examples[i].ids.len()));
     let classes = model.heads.config.classes;
@@ -53,9 +55,17 @@ pub fn predict(model: &Model, examples: &[Example], batch_size: usize) -> Result
         }
         let batch = Batch::new(&items);
         let mut rec = Recorder::new(&model.gpu);
-        let (out, _) = model.encoder.forward(&mut rec, &batch.tokens, Pass::eval())?;
-        let hb = HeadBatch::new(&model.gpu, batch.input.clone(), batch.tokens.len(), model.encoder.config.num_attention_heads)?;
-        let pred = model.heads.predict(&mut rec, &hb, &out.hidden, &out.attention)?;
+        let (x, a, hb) = match cache {
+            Some(c) => {
+                let (x, a) = c.inputs(&model.gpu, &batch)?;
+                (x, a, HeadBatch::new_compact(&model.gpu, batch.input.clone(), batch.tokens.len(), heads)?)
+            }
+            None => {
+                let (out, _) = model.encoder.forward(&mut rec, &batch.tokens, Pass::eval())?;
+                (out.hidden, out.attention, HeadBatch::new(&model.gpu, batch.input.clone(), batch.tokens.len(), heads)?)
+            }
+        };
+        let pred = model.heads.predict(&mut rec, &hb, &x, &a)?;
         rec.finish()?;
         let base_labels = pred.iterations[0].1.read_f32(&model.gpu)?;
         let full_labels = pred.labels.read_f32(&model.gpu)?;

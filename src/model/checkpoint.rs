@@ -57,6 +57,10 @@ pub struct Sidecar {
     /// Where training stood when this checkpoint was written (None for finished or foreign runs).
     #[serde(default)]
     pub progress: Option<Progress>,
+    /// Trained with the encoder frozen at its loaded weights: evaluation and prediction may then
+    /// read its outputs from the encoder cache (`train::encoder_cache`).
+    #[serde(default)]
+    pub frozen_encoder: bool,
 }
 
 /// Training position at an epoch boundary: enough to continue bit for bit.

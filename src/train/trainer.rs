@@ -11,6 +11,7 @@ use crate::model::batch::{HeadBatch, HeadInput};
 use crate::model::base::BaseNeeds;
 use crate::model::docre::{is_buffer, objective, Heads, Stage2Input};
 use crate::model::{Bert, Pass, TokenBatch};
+use crate::train::encoder_cache::EncoderCache;
 use crate::ops::adamw::{adamw_step, AdamW};
 use crate::ops::elementwise::accumulate;
 use crate::ops::reduce::sum_squares;
@@ -316,55 +317,4 @@ fn keep_bilinear(g: &Gpu, kept: &mut HashMap<usize, Vec<f32>>, batch: &Batch, ou
         first += pairs;
     }
     Ok(())
-}
-
-/// Encoder outputs computed once with the encoder frozen (evaluation mode, no dropout): each
-/// example's hidden states and the attention rows of its mention markers, the only part of A the
-/// heads read. Training the heads from it equals training them on the live frozen encoder.
-pub struct EncoderCache {
-    hidden: Vec<Vec<f32>>,
-    rows: Vec<Vec<f32>>,
-    dim: usize,
-}
-
-impl EncoderCache {
-    pub fn build(model: &Model, examples: &[Example], mut progress: impl FnMut(usize)) -> Result<EncoderCache> {
-        let (dim, heads) = (model.encoder.config.hidden_size, model.encoder.config.num_attention_heads);
-        let mut cache = EncoderCache { hidden: Vec::new(), rows: Vec::new(), dim };
-        for (i, ex) in examples.iter().enumerate() {
-            let mut rec = Recorder::new(&model.gpu);
-            let (out, _) = model.encoder.forward(&mut rec, &TokenBatch { docs: vec![ex.ids.clone()] }, Pass::eval())?;
-            rec.finish()?;
-            let l = ex.ids.len();
-            cache.hidden.push(out.hidden.read_f32(&model.gpu)?);
-            let att = out.attention.read_f32(&model.gpu)?;
-            let mut rows = Vec::new();
-            for &s in ex.mention_starts.iter().flatten() {
-                for h in 0..heads {
-                    rows.extend_from_slice(&att[(h * l + s) * l..(h * l + s + 1) * l]);
-                }
-            }
-            cache.rows.push(rows);
-            progress(i + 1);
-        }
-        Ok(cache)
-    }
-
-    /// X [B, L, d] and the compact mention attention rows [M·H, L] of `batch`.
-    pub fn inputs(&self, gpu: &Gpu, batch: &Batch) -> Result<(Tensor, Tensor)> {
-        let (b, l) = (batch.examples.len(), batch.tokens.len());
-        let mut x = vec![0.0f32; b * l * self.dim];
-        let mut a = Vec::new();
-        for (k, &i) in batch.examples.iter().enumerate() {
-            let h = &self.hidden[i];
-            x[k * l * self.dim..k * l * self.dim + h.len()].copy_from_slice(h);
-            let li = h.len() / self.dim;
-            for row in self.rows[i].chunks(li) {
-                a.extend_from_slice(row);
-                a.extend(std::iter::repeat_n(0.0, l - li));
-            }
-        }
-        let m = a.len() / l.max(1);
-        Ok((Tensor::from_f32(gpu, "cached_hidden", &[b, l, self.dim], &x)?, Tensor::from_f32(gpu, "cached_mention_attention", &[m, l], &a)?))
-    }
 }

@@ -107,14 +107,15 @@ pub fn run(out_dir: &Path, encoder: Option<&Path>, cfg: Option<RunConfig>) -> Re
         best_score: None,
         note: format!("docre demo, preset {}", cfg.preset),
         progress: None,
+        frozen_encoder: cfg.freeze_encoder,
     };
-    let outputs = RunOutputs { dir: out_dir.to_path_buf(), dev: Some((train_docs.to_vec(), train_ex.to_vec())), progress: true, stop_after_epochs: None };
+    let outputs = RunOutputs { dir: out_dir.to_path_buf(), dev: Some((train_docs.to_vec(), train_ex.to_vec())), tokenizer: tokenizer.fingerprint(), progress: true, stop_after_epochs: None };
     train(&model, &mut sidecar, &cfg, train_ex, &outputs, None)?;
 
-    let (base, full, preds) = evaluate(&model, train_docs, train_ex, 4, None)?;
+    let (base, full, preds) = evaluate(&model, train_docs, train_ex, 4, None, None)?;
     println!("on the training documents: base module F1 {:.3} (P {:.3} R {:.3}); full model F1 {:.3} (P {:.3} R {:.3}; intra {:.3}, inter {:.3})", base.f1, base.precision, base.recall, full.f1, full.precision, full.recall, full.intra_f1, full.inter_f1);
     let unseen = &docs[TRAIN_DOCS..];
-    let (ubase, ufull, _) = evaluate(&model, unseen, &exs[TRAIN_DOCS..], 4, None)?;
+    let (ubase, ufull, _) = evaluate(&model, unseen, &exs[TRAIN_DOCS..], 4, None, None)?;
     println!("on {} unseen documents: base F1 {:.3}, full F1 {:.3} (four training documents teach little beyond them)", unseen.len(), ubase.f1, ufull.f1);
     println!("predicted triples of {:?}:", train_docs[0].title);
     for line in listing(&train_docs[..1], &preds.full[..1], &rels).lines().skip(1).take(12) {

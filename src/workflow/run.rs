@@ -18,7 +18,8 @@ use crate::model::checkpoint::{self, Progress, Sidecar};
 use crate::model::docre::objective;
 use std::collections::HashMap;
 use crate::rng::Rng;
-use crate::train::trainer::{Batch, EncoderCache, Model, Stage, Trainer};
+use crate::train::encoder_cache::{default_root, EncoderCache, EncoderStore};
+use crate::train::trainer::{Batch, Model, Stage, Trainer};
 
 /// Input formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -124,10 +125,31 @@ pub fn listing(docs: &[Document], facts: &[Vec<Fact>], rels: &Relations) -> Stri
     s
 }
 
+/// The frozen encoder's outputs for `examples`, through the disk store under `default_root()`
+/// (computed where missing); `what` names the documents in the progress line and the log.
+pub fn frozen_outputs(model: &Model, tokenizer: [u8; 32], examples: &[Example], what: &str, progress: bool) -> Result<EncoderCache> {
+    let started = Instant::now();
+    let store = EncoderStore::open(&default_root(), model, tokenizer)?;
+    let n = examples.len();
+    let (cache, stats) = EncoderCache::build(model, examples, Some(&store), |i| {
+        if progress {
+            eprint!("\rfrozen encoder, {what}: {i}/{n} documents ({:.1} s)   ", started.elapsed().as_secs_f64());
+        }
+    })?;
+    if progress {
+        eprintln!();
+    }
+    eprintln!("frozen encoder, {what}: {} documents encoded, {} read from {}", stats.computed, stats.loaded, store.dir().display());
+    Ok(cache)
+}
+
 /// Where a run writes, and what it evaluates on.
 pub struct RunOutputs {
     pub dir: PathBuf,
     pub dev: Option<(Vec<Document>, Vec<Example>)>,
+    /// `WordPieceTokenizer::fingerprint` of the tokenizer that made the examples (part of the
+    /// encoder cache's key).
+    pub tokenizer: [u8; 32],
     /// Print the progress line.
     pub progress: bool,
     /// Stop after this many epochs (over both stages) of this invocation, as an interruption
@@ -144,9 +166,9 @@ impl Log {
     }
 }
 
-/// Scores of the base module and the full model on `docs`.
-pub fn evaluate(model: &Model, docs: &[Document], examples: &[Example], batch: usize, train_facts: Option<&std::collections::HashSet<(String, String, usize)>>) -> Result<(Scores, Scores, Predictions)> {
-    let p = predict(model, examples, batch)?;
+/// Scores of the base module and the full model on `docs` (`cache`: as for `predict`).
+pub fn evaluate(model: &Model, docs: &[Document], examples: &[Example], batch: usize, train_facts: Option<&std::collections::HashSet<(String, String, usize)>>, cache: Option<&EncoderCache>) -> Result<(Scores, Scores, Predictions)> {
+    let p = predict(model, examples, batch, cache)?;
     let base = score(docs, &titled(docs, &p.base), train_facts)?;
     let full = score(docs, &titled(docs, &p.full), train_facts)?;
     Ok((base, full, p))
@@ -175,20 +197,13 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
     let mut resume = resume;
     let mut epochs_run = 0;
     let started = Instant::now();
-    let cache = if cfg.freeze_encoder {
-        let n = train_examples.len();
-        let c = EncoderCache::build(model, train_examples, |i| {
-            if out.progress {
-                eprint!("\rfrozen encoder: {i}/{n} documents encoded ({:.1} s)   ", started.elapsed().as_secs_f64());
-            }
-        })?;
-        if out.progress {
-            eprintln!();
-        }
-        log.write(serde_json::json!({"step": 0, "encoder_cache_seconds": started.elapsed().as_secs_f64(), "documents": n}))?;
-        Some(c)
+    let (cache, dev_cache) = if cfg.freeze_encoder {
+        let c = frozen_outputs(model, out.tokenizer, train_examples, "training documents", out.progress)?;
+        let d = out.dev.as_ref().map(|(_, e)| frozen_outputs(model, out.tokenizer, e, "dev documents", out.progress)).transpose()?;
+        log.write(serde_json::json!({"step": 0, "encoder_cache_seconds": started.elapsed().as_secs_f64(), "documents": train_examples.len()}))?;
+        (Some(c), d)
     } else {
-        None
+        (None, None)
     };
     for (stage, epochs, hyper) in [(Stage::One, cfg.stage1_epochs, &cfg.stage1), (Stage::Two, cfg.stage2_epochs, &cfg.stage2)] {
         if epochs == 0 {
@@ -241,7 +256,7 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
                 None => (&[][..], &[][..]),
             };
             if !docs.is_empty() {
-                let (base, full, _) = evaluate(model, docs, exs, cfg.batch_size.max(4), None)?;
+                let (base, full, _) = evaluate(model, docs, exs, cfg.batch_size.max(4), None, dev_cache.as_ref())?;
                 log.write(serde_json::json!({"stage": stage_no(stage), "epoch": epoch, "step": global, "dev_base_f1": base.f1, "dev_f1": full.f1, "dev_ign_f1": full.ign_f1}))?;
                 let key = if stage == Stage::One { base.ign_f1 } else { full.ign_f1 };
                 if sidecar.best_score.is_none_or(|b| key > b) {

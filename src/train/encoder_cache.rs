@@ -1,0 +1,191 @@
+//! Encoder outputs of a frozen encoder, computed once: in memory for a run (`EncoderCache`), and
+//! on disk across runs and commands (`EncoderStore`), so that training, every dev evaluation,
+//! `eval` and `predict` of a frozen-encoder model run the encoder at most once per document.
+//!
+//! A disk entry is addressed by what determines it: the store's directory by a hash of the
+//! encoder's weights and configuration, the tokenizer and this crate's version; each file by a
+//! hash of the document's features (input ids and mention positions). A changed weight, a
+//! different tokenizer or an edited document therefore misses and is recomputed; a stale entry
+//! is never read.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::trainer::{Batch, Model};
+use crate::data::features::Example;
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::gpu::{Gpu, Recorder, Tensor};
+use crate::model::{Pass, TokenBatch};
+
+/// One document's frozen-encoder outputs: hidden states [L, d] and the attention rows of its
+/// mention markers [M·H, L] (mentions in entity order, heads inner), the only part of A the
+/// heads read.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    hidden: Vec<f32>,
+    rows: Vec<f32>,
+}
+
+/// How `EncoderCache::build` obtained its entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Documents run through the encoder.
+    pub computed: usize,
+    /// Documents read from the disk store.
+    pub loaded: usize,
+}
+
+/// The on-disk store for one encoder and tokenizer.
+pub struct EncoderStore {
+    dir: PathBuf,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The default store root: `$DOCRE_CACHE_DIR`, else `$XDG_CACHE_HOME/docre`, else
+/// `~/.cache/docre`.
+pub fn default_root() -> PathBuf {
+    if let Some(d) = std::env::var_os("DOCRE_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("docre");
+    }
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/docre")
+}
+
+impl EncoderStore {
+    /// The store under `root` for `model`'s encoder (its weights read back once) and the
+    /// tokenizer with this `WordPieceTokenizer::fingerprint`.
+    pub fn open(root: &Path, model: &Model, tokenizer: [u8; 32]) -> Result<EncoderStore> {
+        let mut h = Sha256::new();
+        h.update(concat!("docre ", env!("CARGO_PKG_VERSION"), " frozen encoder\n").as_bytes());
+        h.update(serde_json::to_string(&model.encoder.config).expect("config serializes").as_bytes());
+        h.update(tokenizer);
+        for (name, t) in model.encoder.names().iter().zip(model.encoder.params()) {
+            h.update(name.as_bytes());
+            h.update(format!("{:?}", t.shape()).as_bytes());
+            h.update(bytemuck::cast_slice::<f32, u8>(&t.read_f32(&model.gpu)?));
+        }
+        let dir = root.join("encoder").join(&hex(&h.finalize())[..32]);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { context: format!("cannot create the encoder cache {}", dir.display()), source })?;
+        Ok(EncoderStore { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, ex: &Example) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(bytemuck::cast_slice::<u32, u8>(&ex.ids));
+        for starts in &ex.mention_starts {
+            h.update((starts.len() as u64).to_le_bytes());
+            for &s in starts {
+                h.update((s as u64).to_le_bytes());
+            }
+        }
+        self.dir.join(format!("{}.f32", &hex(&h.finalize())[..32]))
+    }
+
+    /// The entry of `ex`, if stored and whole (a torn or foreign file is a miss).
+    fn get(&self, ex: &Example, dim: usize, heads: usize) -> Option<Entry> {
+        let bytes = std::fs::read(self.path(ex)).ok()?;
+        let l = ex.ids.len();
+        let m: usize = ex.mention_starts.iter().map(Vec::len).sum();
+        let (nh, nr) = (l * dim, m * heads * l);
+        if bytes.len() != 4 * (nh + nr) {
+            return None;
+        }
+        let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Some(Entry { hidden: v[..nh].to_vec(), rows: v[nh..].to_vec() })
+    }
+
+    fn put(&self, ex: &Example, e: &Entry) -> Result<()> {
+        let mut bytes = Vec::with_capacity(4 * (e.hidden.len() + e.rows.len()));
+        for v in e.hidden.iter().chain(&e.rows) {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        write_atomic(&self.path(ex), &bytes)
+    }
+}
+
+/// Frozen-encoder outputs (evaluation mode, no dropout) of a list of examples, in memory.
+/// Training or predicting the heads from it equals doing so on the live frozen encoder.
+pub struct EncoderCache {
+    entries: Vec<Entry>,
+    dim: usize,
+}
+
+fn encode(model: &Model, ex: &Example) -> Result<Entry> {
+    let heads = model.encoder.config.num_attention_heads;
+    let mut rec = Recorder::new(&model.gpu);
+    let (out, _) = model.encoder.forward(&mut rec, &TokenBatch { docs: vec![ex.ids.clone()] }, Pass::eval())?;
+    rec.finish()?;
+    let l = ex.ids.len();
+    let att = out.attention.read_f32(&model.gpu)?;
+    let mut rows = Vec::new();
+    for &s in ex.mention_starts.iter().flatten() {
+        for h in 0..heads {
+            rows.extend_from_slice(&att[(h * l + s) * l..(h * l + s + 1) * l]);
+        }
+    }
+    Ok(Entry { hidden: out.hidden.read_f32(&model.gpu)?, rows })
+}
+
+impl EncoderCache {
+    /// Encodes `examples`, reading and filling `store` when given; `progress` gets the number
+    /// of documents done.
+    pub fn build(model: &Model, examples: &[Example], store: Option<&EncoderStore>, mut progress: impl FnMut(usize)) -> Result<(EncoderCache, CacheStats)> {
+        let (dim, heads) = (model.encoder.config.hidden_size, model.encoder.config.num_attention_heads);
+        let mut stats = CacheStats::default();
+        let mut entries = Vec::with_capacity(examples.len());
+        for (i, ex) in examples.iter().enumerate() {
+            let entry = match store.and_then(|s| s.get(ex, dim, heads)) {
+                Some(e) => {
+                    stats.loaded += 1;
+                    e
+                }
+                None => {
+                    let e = encode(model, ex)?;
+                    if let Some(s) = store {
+                        s.put(ex, &e)?;
+                    }
+                    stats.computed += 1;
+                    e
+                }
+            };
+            entries.push(entry);
+            progress(i + 1);
+        }
+        Ok((EncoderCache { entries, dim }, stats))
+    }
+
+    /// X [B, L, d] and the compact mention attention rows [M·H, L] of `batch` (whose example
+    /// indices index this cache).
+    pub fn inputs(&self, gpu: &Gpu, batch: &Batch) -> Result<(Tensor, Tensor)> {
+        let (b, l) = (batch.examples.len(), batch.tokens.len());
+        let mut x = vec![0.0f32; b * l * self.dim];
+        let mut a = Vec::new();
+        for (k, &i) in batch.examples.iter().enumerate() {
+            let h = &self.entries[i].hidden;
+            x[k * l * self.dim..k * l * self.dim + h.len()].copy_from_slice(h);
+            let li = h.len() / self.dim;
+            for row in self.entries[i].rows.chunks(li) {
+                a.extend_from_slice(row);
+                a.extend(std::iter::repeat_n(0.0, l - li));
+            }
+        }
+        let m = a.len() / l.max(1);
+        Ok((Tensor::from_f32(gpu, "cached_hidden", &[b, l, self.dim], &x)?, Tensor::from_f32(gpu, "cached_mention_attention", &[m, l], &a)?))
+    }
+
+    /// The hidden states of example `i` (tests compare them).
+    pub fn hidden(&self, i: usize) -> &[f32] {
+        &self.entries[i].hidden
+    }
+}
