@@ -102,8 +102,12 @@ enum Command {
         stage2_epochs: Option<usize>,
         #[arg(long)]
         batch_size: Option<usize>,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "seeds")]
         seed: Option<u64>,
+        /// One training per seed, into OUT/seed-N/ (comma-separated); evaluate them together
+        /// with `docre eval --checkpoint OUT/seed-*/best`.
+        #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
+        seeds: Vec<u64>,
         /// Keep the encoder fixed (forward only, no dropout) and train the heads.
         #[arg(long)]
         freeze_encoder: bool,
@@ -112,10 +116,11 @@ enum Command {
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "encoder", "preset"])]
         resume: Option<PathBuf>,
     },
-    /// Predict a labelled file with a checkpoint and score it.
+    /// Predict a labelled file with one or more checkpoints and score it; with several (seeds of
+    /// one setting), also their mean, sample standard deviation and range.
     Eval {
-        #[arg(long)]
-        checkpoint: PathBuf,
+        #[arg(long, num_args = 1.., required = true)]
+        checkpoint: Vec<PathBuf>,
         #[arg(long)]
         data: PathBuf,
         #[arg(long, value_enum, default_value = "docred")]
@@ -123,6 +128,9 @@ enum Command {
         /// Training file whose facts Ign F1 ignores.
         #[arg(long)]
         train_facts: Option<PathBuf>,
+        /// Also write every checkpoint's scores and the summary as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Predict relations: result.json (CodaLab) and a readable listing.
     Predict {
@@ -280,7 +288,7 @@ fn run(cli: Cli) -> Result<()> {
             workflow::demo::run(&out, encoder.as_deref(), cfg)
         }
         Command::Check { data, format, rel2id, tokenizer } => check(&data, format, rel2id.as_deref(), tokenizer.as_deref()),
-        Command::Train { train, dev, format, rel2id, rel_info, preset, config, encoder, out, stage1_epochs, stage2_epochs, batch_size, seed, freeze_encoder, resume } => {
+        Command::Train { train, dev, format, rel2id, rel_info, preset, config, encoder, out, stage1_epochs, stage2_epochs, batch_size, seed, seeds, freeze_encoder, resume } => {
             let mut cfg = match (&resume, config) {
                 (Some(dir), _) => RunConfig::from_toml(&dir.join("config.toml"), &preset)?,
                 (None, Some(c)) => RunConfig::from_toml(&c, &preset)?,
@@ -293,9 +301,18 @@ fn run(cli: Cli) -> Result<()> {
             cfg.batch_size = batch_size.unwrap_or(cfg.batch_size);
             cfg.seed = seed.unwrap_or(cfg.seed);
             cfg.freeze_encoder |= freeze_encoder;
-            train_cmd(&cfg, &train, dev.as_deref(), format, rel2id.as_deref(), rel_info.as_deref(), &out, resume.is_some())
+            if seeds.is_empty() {
+                return train_cmd(&cfg, &train, dev.as_deref(), format, rel2id.as_deref(), rel_info.as_deref(), &out, resume.is_some());
+            }
+            for (i, &s) in seeds.iter().enumerate() {
+                println!("== seed {s} ({} of {})", i + 1, seeds.len());
+                let started = std::time::Instant::now();
+                train_cmd(&RunConfig { seed: s, ..cfg.clone() }, &train, dev.as_deref(), format, rel2id.as_deref(), rel_info.as_deref(), &out.join(format!("seed-{s}")), false)?;
+                println!("seed {s} trained in {:.0} s", started.elapsed().as_secs_f64());
+            }
+            Ok(())
         }
-        Command::Eval { checkpoint, data, format, train_facts } => eval_cmd(&checkpoint, &data, format, train_facts.as_deref()),
+        Command::Eval { checkpoint, data, format, train_facts, json } => eval_cmd(&checkpoint, &data, format, train_facts.as_deref(), json.as_deref()),
         Command::Predict { checkpoint, data, format, out, zip } => predict_cmd(&checkpoint, &data, format, &out, zip),
         Command::Score { gold, pred, rel2id, train_facts } => score_cmd(&gold, &pred, &rel2id, train_facts.as_deref()),
         Command::Plot { log, out } => {
@@ -596,16 +613,37 @@ fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<Loade
     Ok((model, rels, docs, exs, cache))
 }
 
-fn eval_cmd(checkpoint: &Path, data: &Path, format: Format, train: Option<&Path>) -> Result<()> {
-    let (model, rels, docs, exs, cache) = load_for_data(checkpoint, data, format)?;
-    if docs.iter().all(|d| !d.labelled) {
-        return Err(Error::Input(format!("{}: the file has no labels (like DocRED test); use `docre predict` and submit result.json to CodaLab", data.display())));
+fn eval_cmd(checkpoints: &[PathBuf], data: &Path, format: Format, train: Option<&Path>, json: Option<&Path>) -> Result<()> {
+    if let Some(j) = json {
+        check_writable(j, "--json")?;
     }
-    let tf = train.map(|t| format.read(t, &rels).map(|d| facts_of(&d))).transpose()?;
-    let (base, full, _) = wf::evaluate(&model, &docs, &exs, 4, tf.as_ref(), cache.as_ref())?;
-    println!("{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}", "", "P", "R", "F1", "Ign F1", "Intra", "Inter");
-    for (n, s) in [("base module", &base), ("full model", &full)] {
-        println!("{n:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", s.precision, s.recall, s.f1, s.ign_f1, s.intra_f1, s.inter_f1);
+    let mut runs = Vec::new();
+    for checkpoint in checkpoints {
+        let (model, rels, docs, exs, cache) = load_for_data(checkpoint, data, format)?;
+        if docs.iter().all(|d| !d.labelled) {
+            return Err(Error::Input(format!("{}: the file has no labels (like DocRED test); use `docre predict` and submit result.json to CodaLab", data.display())));
+        }
+        let tf = train.map(|t| format.read(t, &rels).map(|d| facts_of(&d))).transpose()?;
+        let (base, full, _) = wf::evaluate(&model, &docs, &exs, 4, tf.as_ref(), cache.as_ref())?;
+        if checkpoints.len() > 1 {
+            println!("{}", checkpoint.display());
+        }
+        println!("{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}", "", "P", "R", "F1", "Ign F1", "Intra", "Inter");
+        for (n, s) in [("base module", &base), ("full model", &full)] {
+            println!("{n:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", s.precision, s.recall, s.f1, s.ign_f1, s.intra_f1, s.inter_f1);
+        }
+        runs.push((checkpoint.clone(), base, full));
+    }
+    let summary = (runs.len() > 1).then(|| docre::eval::summary::summarize(&runs));
+    if let Some(s) = &summary {
+        println!("\n{} checkpoints: mean ± sample sd [min–max]", runs.len());
+        print!("{}", s.table());
+    }
+    if let Some(j) = json {
+        let per: Vec<serde_json::Value> = runs.iter().map(|(c, b, f)| serde_json::json!({"checkpoint": c, "base": b, "full": f})).collect();
+        let v = serde_json::json!({"data": data, "checkpoints": per, "summary": summary});
+        write_atomic(j, serde_json::to_string_pretty(&v).expect("json").as_bytes())?;
+        println!("wrote {}", j.display());
     }
     Ok(())
 }

@@ -222,3 +222,43 @@ fn cdr_marks_not_include_spans_in_the_real_files() {
         assert_eq!(extra, extra_expected, "{name}: documents among the first {take} with spans marked only for not_include pairs");
     }
 }
+
+#[test]
+fn cli_trains_several_seeds_and_summarizes_their_scores() {
+    let (rel2id, _) = rels("seeds");
+    let good = tmp("seeds_good.json");
+    std::fs::write(&good, GOOD).unwrap();
+    let out_dir = tmp("seeds_run");
+    let cache = tmp("seeds_cache");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let run = |args: &[&str]| {
+        let dir = std::env::temp_dir().join("docre-xdg");
+        let _ = std::fs::create_dir_all(&dir);
+        Command::new(env!("CARGO_BIN_EXE_docre")).args(args).env("XDG_RUNTIME_DIR", dir).env("DOCRE_CACHE_DIR", &cache).output().unwrap()
+    };
+    let (g, r, o) = (good.to_str().unwrap(), rel2id.to_str().unwrap(), out_dir.to_str().unwrap());
+    let out = run(&["train", "--preset", "tiny", "--train", g, "--rel2id", r, "--seeds", "3,4", "--stage1-epochs", "1", "--stage2-epochs", "1", "--freeze-encoder", "--out", o]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("== seed 3 (1 of 2)") && stdout.contains("== seed 4 (2 of 2)"), "{stdout}");
+    let (a, b) = (out_dir.join("seed-3/last"), out_dir.join("seed-4/last"));
+    let json = tmp("seeds_eval.json");
+    let out = run(&["eval", "--checkpoint", a.to_str().unwrap(), b.to_str().unwrap(), "--data", g, "--json", json.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("2 checkpoints: mean ± sample sd [min–max]"), "{stdout}");
+    // A frozen-encoder checkpoint's documents come from the encoder cache that training filled.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("0 documents encoded, 1 read from"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let f1s: Vec<f64> = v["checkpoints"].as_array().unwrap().iter().map(|c| c["full"]["f1"].as_f64().unwrap()).collect();
+    assert_eq!(f1s.len(), 2);
+    let row = v["summary"]["rows"].as_array().unwrap().iter().find(|r| r[0] == "full model" && r[1] == "F1").unwrap().clone();
+    assert!((row[2]["mean"].as_f64().unwrap() - (f1s[0] + f1s[1]) / 2.0).abs() < 1e-12, "{row}");
+    // A missing checkpoint is named, exit 2.
+    let out = run(&["eval", "--checkpoint", a.to_str().unwrap(), "/nonexistent/ckpt", "--data", g]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ckpt"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -2,5 +2,6 @@
 
 pub mod predict;
 pub mod score;
+pub mod summary;
 
 pub use score::{score, train_facts, Scores};
