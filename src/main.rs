@@ -428,8 +428,8 @@ fn bench_encoder(encoder: Option<&Path>, lengths: &[usize], samples: usize, json
         None => (Bert::random(&gpu, BertConfig::minilm_l6(), 0)?, "random weights, all-MiniLM-L6-v2 shapes".to_string()),
     };
     let c = &bert.config;
-    if let Some(&l) = lengths.iter().find(|&&l| l > 2 * c.window() - 2) {
-        return Err(Error::Input(format!("--lengths: {l} tokens is more than two windows of {} cover ({})", c.window(), 2 * c.window() - 2)));
+    if let Some(&l) = lengths.iter().find(|&&l| l > c.max_ids()) {
+        return Err(Error::Input(format!("--lengths: {l} tokens is more than two windows of {} cover ({})", c.window(), c.max_ids())));
     }
     let weights: u64 = bert.params().iter().map(|t| t.bytes()).sum();
     println!(
@@ -558,8 +558,9 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         let progress = sidecar.progress.clone().ok_or_else(|| Error::Input(format!("{}: the checkpoint records no training progress to resume from", last.display())))?;
         let moments = checkpoint::load_moments(&gpu, &last)?.unwrap_or_default();
         let tok = sidecar.tokenizer.load()?;
-        let train_ex = wf::examples(&train_docs, &tok, rels.len(), cfg.max_ids)?;
-        let dev = dev_docs.map(|d| wf::examples(&d, &tok, rels.len(), cfg.max_ids).map(|e| (d, e))).transpose()?;
+        let max_ids = cfg.max_ids.min(model.encoder.config.max_ids());
+        let train_ex = wf::examples(&train_docs, &tok, rels.len(), max_ids)?;
+        let dev = dev_docs.map(|d| wf::examples(&d, &tok, rels.len(), max_ids).map(|e| (d, e))).transpose()?;
         println!("resuming after stage {} epoch {} (step {})", progress.stage, progress.epoch, progress.global_step);
         wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, tokenizer: tok.fingerprint(), progress: true, stop_after_epochs: None }, Some((progress, moments)))?;
         println!("wrote {}/last (and best, when a dev file was given), metrics.jsonl", out.display());
@@ -579,10 +580,12 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
     let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
     let heads = Heads::random(&gpu, hc.clone(), cfg.seed)?;
     let model = Model { gpu, encoder, heads };
-    let train_ex = wf::examples(&train_docs, &tok, rels.len(), cfg.max_ids)?;
+    // The encoder's two windows bound the length (RoBERTa's cover one id less than BERT's).
+    let max_ids = cfg.max_ids.min(model.encoder.config.max_ids());
+    let train_ex = wf::examples(&train_docs, &tok, rels.len(), max_ids)?;
     let dev = match dev_docs {
         Some(d) => {
-            let e = wf::examples(&d, &tok, rels.len(), cfg.max_ids)?;
+            let e = wf::examples(&d, &tok, rels.len(), max_ids)?;
             Some((d, e))
         }
         None => None,
@@ -605,7 +608,7 @@ fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<Loade
     let rels = side.relations();
     let docs = format.read(data, &rels)?;
     let tok = side.tokenizer.load()?;
-    let exs = wf::examples(&docs, &tok, rels.len(), 2 * model.encoder.config.window() - 2)?;
+    let exs = wf::examples(&docs, &tok, rels.len(), model.encoder.config.max_ids())?;
     let cache = match side.frozen_encoder {
         true => Some(wf::frozen_outputs(&model, tok.fingerprint(), &exs, &data.display().to_string(), std::io::stderr().is_terminal())?),
         false => None,

@@ -9,10 +9,13 @@ use common::{assert_close, download, gpu, upload, Rng};
 use docre::gpu::Recorder;
 use docre::model::bert::param_specs;
 use docre::model::reference::encoder_forward;
+use docre::model::config::Family;
 use docre::model::{Bert, BertConfig, Pass, TokenBatch};
 
 fn tiny_config() -> BertConfig {
     BertConfig {
+        family: Family::Bert,
+        pad_token_id: 0,
         vocab_size: 40,
         hidden_size: 32,
         num_hidden_layers: 2,
@@ -120,8 +123,13 @@ fn forward_gpu(bert: &Bert, b: &TokenBatch, pass: Pass) -> (Vec<f64>, Vec<f64>) 
     (download(&g, &out.hidden), download(&g, &out.attention))
 }
 
-fn check_forward(lens: &[usize], dropout: Option<u64>) {
-    let c = tiny_config();
+/// A RoBERTa of the same sizes: positions from pad_token_id + 1 = 2 (window 16 of 18 rows) and
+/// a first window ending in two `</s>`, so 29 ids is the longest two windows cover.
+fn tiny_roberta() -> BertConfig {
+    BertConfig { family: Family::Roberta, pad_token_id: 1, max_position_embeddings: 18, type_vocab_size: 1, layer_norm_eps: 1e-5, ..tiny_config() }
+}
+
+fn check_forward(c: BertConfig, lens: &[usize], dropout: Option<u64>) {
     let params = tiny_params(&c, 7);
     let host: Vec<Vec<f32>> = params.iter().map(|p| p.iter().map(|&x| x as f32).collect()).collect();
     let bert = Bert::from_host(&gpu(), c.clone(), &host).unwrap();
@@ -136,25 +144,31 @@ fn check_forward(lens: &[usize], dropout: Option<u64>) {
 
 #[test]
 fn forward_matches_reference_in_one_window() {
-    check_forward(&[9, 5, 16], None);
+    check_forward(tiny_config(), &[9, 5, 16], None);
 }
 
 #[test]
 fn forward_matches_reference_with_two_windows() {
     // 24 and 30 (= 2·16 − 2, the longest two windows cover) are split; 11 fits one window.
-    check_forward(&[24, 11, 30], None);
+    check_forward(tiny_config(), &[24, 11, 30], None);
+}
+
+#[test]
+fn roberta_forward_matches_reference_in_one_and_two_windows() {
+    assert_eq!((tiny_roberta().window(), tiny_roberta().max_ids()), (16, 29));
+    check_forward(tiny_roberta(), &[9, 16], None);
+    check_forward(tiny_roberta(), &[24, 11, 29], None);
 }
 
 #[test]
 fn dropout_forward_matches_reference() {
-    check_forward(&[9, 5], Some(42));
-    check_forward(&[24, 11], Some(43));
+    check_forward(tiny_config(), &[9, 5], Some(42));
+    check_forward(tiny_config(), &[24, 11], Some(43));
 }
 
 /// Every parameter's GPU gradient against central differences of the f64 reference loss at a
 /// few elements per tensor, plus an exactly-zero check on an embedding row no token uses.
-fn check_gradients(lens: &[usize], dropout: Option<u64>) {
-    let c = tiny_config();
+fn check_gradients(c: BertConfig, lens: &[usize], dropout: Option<u64>) {
     let mut params = tiny_params(&c, 5);
     let host: Vec<Vec<f32>> = params.iter().map(|p| p.iter().map(|&x| x as f32).collect()).collect();
     let g = gpu();
@@ -201,12 +215,17 @@ fn check_gradients(lens: &[usize], dropout: Option<u64>) {
 
 #[test]
 fn gradients_match_finite_differences() {
-    check_gradients(&[9, 5], None);
+    check_gradients(tiny_config(), &[9, 5], None);
 }
 
 #[test]
 fn gradients_match_finite_differences_with_windows_and_dropout() {
-    check_gradients(&[24, 11], Some(7));
+    check_gradients(tiny_config(), &[24, 11], Some(7));
+}
+
+#[test]
+fn roberta_gradients_match_finite_differences_with_windows() {
+    check_gradients(tiny_roberta(), &[24, 11], None);
 }
 
 #[test]

@@ -74,7 +74,7 @@ fn load(cfg: &StepBenchConfig, gpu: &Gpu) -> Result<(Bert, Vec<(String, Example)
     } else {
         Bert::load(gpu, &cfg.encoder)?
     };
-    let max_ids = 2 * bert.config.window() - 2;
+    let max_ids = bert.config.max_ids();
     let mut examples = Vec::new();
     for &i in &cfg.docs {
         let doc = docs.get(i).ok_or_else(|| Error::Input(format!("{}: --docs names document {i}, but the file has {}", cfg.data.display(), docs.len())))?;

@@ -116,8 +116,14 @@ impl WordPieceTokenizer {
         }
     }
 
-    /// Word pieces of one word (or any text), without special tokens.
+    /// Word pieces of one word (or any text), without special tokens. Byte-level BPE (RoBERTa)
+    /// gets each word without a prefix space, as ATLOP's per-word `tokenize` does; a
+    /// whitespace-only word has no pieces, as in ATLOP's tokenizers (`tokenizers` alone would
+    /// give RoBERTa a 'Ġ').
     pub fn pieces(&self, text: &str) -> Result<Vec<u32>> {
+        if text.trim().is_empty() {
+            return Ok(Vec::new());
+        }
         match &self.inner {
             Backend::Hf(t) => {
                 let enc = t.encode(text, false).map_err(|e| Error::Input(format!("{}: cannot tokenize {text:?}: {e}", self.path)))?;

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::config::BertConfig;
+use super::config::{BertConfig, Family};
 use super::tensor_file::TensorFile;
 use super::windows::{WindowPlan, Windows};
 use crate::error::{Error, Result};
@@ -104,6 +104,13 @@ pub fn param_specs(c: &BertConfig) -> Vec<(String, Vec<usize>)> {
     v
 }
 
+/// Position ids of `rows` segment rows of `w` tokens each: the index in the segment, after
+/// RoBERTa's padding index (`BertConfig::position_offset`). Padded rows get ids too; they feed
+/// nothing.
+pub fn position_ids(c: &BertConfig, rows: usize, w: usize) -> Vec<u32> {
+    (0..rows).map(|r| (c.position_offset() + r % w) as u32).collect()
+}
+
 /// Seed of dropout site `site` (0 = embeddings, then 3 per layer: attention probabilities,
 /// attention output, feed-forward output) for a pass seeded with `seed`.
 pub fn dropout_seed(seed: u64, site: usize) -> u64 {
@@ -193,8 +200,8 @@ pub struct Bert {
 
 impl Bert {
     /// Loads `config.json` and `model.safetensors` from a checkpoint directory. Tensor names may
-    /// carry a `bert.` prefix; F16/BF16 weights are widened to f32; extra tensors (pooler, heads)
-    /// are ignored.
+    /// carry a `bert.` or `roberta.` prefix; F16/BF16 weights are widened to f32; extra tensors
+    /// (pooler, heads) are ignored.
     pub fn load(gpu: &Gpu, dir: &Path) -> Result<Bert> {
         let config = BertConfig::load(&dir.join("config.json"))?;
         let path = dir.join("model.safetensors");
@@ -204,11 +211,15 @@ impl Bert {
         let file = TensorFile::open(&path)?;
         let mut host = Vec::new();
         for (name, shape) in param_specs(&config) {
+            let prefix = match config.family {
+                Family::Bert => "bert",
+                Family::Roberta => "roberta",
+            };
             let found = match file.f32(&name)? {
                 Some(t) => Some(t),
-                None => file.f32(&format!("bert.{name}"))?,
+                None => file.f32(&format!("{prefix}.{name}"))?,
             };
-            let t = found.ok_or_else(|| Error::Input(format!("{}: tensor `{name}` (or `bert.{name}`) is missing; expected shape {shape:?}", path.display())))?;
+            let t = found.ok_or_else(|| Error::Input(format!("{}: tensor `{name}` (or `{prefix}.{name}`) is missing; expected shape {shape:?}", path.display())))?;
             if t.shape != shape {
                 return Err(Error::Input(format!("{}: tensor `{name}` has shape {:?}, expected {shape:?} from config.json", path.display(), t.shape)));
             }
@@ -279,14 +290,13 @@ impl Bert {
     /// scheme; the output always has the batch's padded length.
     pub fn forward(&self, rec: &mut Recorder, batch: &TokenBatch, pass: Pass) -> Result<(EncoderOutput, Option<Tape>)> {
         self.check_ids(batch)?;
-        let plan = WindowPlan::new(&batch.docs, self.config.window())?;
+        let plan = WindowPlan::new(&batch.docs, self.config.window(), self.config.window_end_tokens())?;
         let gpu = rec.gpu().clone();
         let c = &self.config;
         let (d, heads, w, s) = (c.hidden_size, c.num_attention_heads, plan.win, plan.segments());
         let rows = s * w;
         let ids = Tensor::from_u32(&gpu, "token_ids", &[rows], &plan.seg_ids)?;
-        let pos: Vec<u32> = (0..rows).map(|r| (r % w) as u32).collect();
-        let pos = Tensor::from_u32(&gpu, "position_ids", &[rows], &pos)?;
+        let pos = Tensor::from_u32(&gpu, "position_ids", &[rows], &position_ids(c, rows, w))?;
         let types = Tensor::from_u32(&gpu, "token_type_ids", &[rows], &vec![0u32; rows])?;
         let mask = Tensor::from_f32(&gpu, "key_mask", &[s, w], &plan.key_mask())?;
         let dropout_at = |rec: &mut Recorder, x: &Tensor, p: f64, site: usize| -> Result<Tensor> {
@@ -481,7 +491,7 @@ impl Bert {
         let ge = layernorm_backward(rec, &tape.emb_sum, &self.params[slot::EMB_LN_W], &tape.emb_stats, &de)?;
         grads[slot::EMB_LN_W] = Some(ge.dgamma);
         grads[slot::EMB_LN_B] = Some(ge.dbeta);
-        let pos: Vec<u32> = (0..rows).map(|r| (r % w) as u32).collect();
+        let pos = position_ids(&self.config, rows, w);
         for (slot_i, index) in [(slot::WORD, plan.seg_ids.clone()), (slot::POSITION, pos), (slot::TOKEN_TYPE, vec![0u32; rows])] {
             let table = &self.params[slot_i];
             let g = Tensor::uninit(&gpu, "embedding_grad", table.shape(), DType::F32)?;

@@ -1,4 +1,4 @@
-//! The encoder's hyper-parameters, read from a Hugging Face `config.json`.
+//! The encoder's hyper-parameters, read from a Hugging Face `config.json` (BERT or RoBERTa).
 
 use std::path::Path;
 
@@ -6,10 +6,27 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// Which member of the BERT family (`model_type`). They share the architecture and differ in
+/// position ids, special tokens and the long-document windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[default]
+    Bert,
+    /// Position ids start after the padding index; a split document's first window ends with
+    /// two `</s>`.
+    Roberta,
+}
+
 /// What the encoder needs from a BERT-family `config.json`. Everything else in the file
 /// (architectures, pooler settings, ...) is ignored.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BertConfig {
+    #[serde(default)]
+    pub family: Family,
+    /// The padding id (RoBERTa's position ids start at pad_token_id + 1).
+    #[serde(default)]
+    pub pad_token_id: usize,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -43,11 +60,11 @@ impl BertConfig {
                 None => Ok(default),
             }
         };
-        if let Some(t) = v.get("model_type").and_then(Value::as_str) {
-            if !matches!(t, "bert" | "distilbert_as_bert") {
-                return Err(format!("field `model_type` is \"{t}\"; this encoder implements the BERT family (model_type \"bert\")"));
-            }
-        }
+        let family = match v.get("model_type").and_then(Value::as_str).unwrap_or("bert") {
+            "bert" | "distilbert_as_bert" => Family::Bert,
+            "roberta" => Family::Roberta,
+            t => return Err(format!("field `model_type` is \"{t}\"; this encoder implements \"bert\" and \"roberta\"")),
+        };
         match v.get("hidden_act").and_then(Value::as_str).unwrap_or("gelu") {
             "gelu" => {}
             other => return Err(format!("field `hidden_act` is \"{other}\"; only the exact erf GELU (\"gelu\") is implemented")),
@@ -57,7 +74,14 @@ impl BertConfig {
                 return Err(format!("field `position_embedding_type` is \"{p}\"; only \"absolute\" is implemented"));
             }
         }
+        let pad_token_id = match v.get("pad_token_id") {
+            Some(x) => x.as_u64().map(|n| n as usize).ok_or_else(|| format!("field `pad_token_id` must be an integer, found {x}"))?,
+            None if family == Family::Roberta => return Err("field `pad_token_id` is missing (RoBERTa's position ids start after it)".into()),
+            None => 0,
+        };
         let c = BertConfig {
+            family,
+            pad_token_id,
             vocab_size: int("vocab_size")?,
             hidden_size: int("hidden_size")?,
             num_hidden_layers: int("num_hidden_layers")?,
@@ -77,6 +101,9 @@ impl BertConfig {
                 return Err(format!("field `{k}` is {p}, outside [0, 1)"));
             }
         }
+        if c.max_position_embeddings < c.position_offset() + 4 {
+            return Err(format!("field `max_position_embeddings` ({}) leaves no room after the first position id {}", c.max_position_embeddings, c.position_offset()));
+        }
         Ok(c)
     }
 
@@ -84,6 +111,8 @@ impl BertConfig {
     /// encoder of benchmarks run without a checkpoint.
     pub fn minilm_l6() -> BertConfig {
         BertConfig {
+            family: Family::Bert,
+            pad_token_id: 0,
             vocab_size: 30522,
             hidden_size: 384,
             num_hidden_layers: 6,
@@ -101,8 +130,30 @@ impl BertConfig {
         self.hidden_size / self.num_attention_heads
     }
 
+    /// Position id of a window's first token: 0 for BERT, pad_token_id + 1 for RoBERTa.
+    pub fn position_offset(&self) -> usize {
+        match self.family {
+            Family::Bert => 0,
+            Family::Roberta => self.pad_token_id + 1,
+        }
+    }
+
     /// Longest sequence one encoder pass takes: longer documents go through two windows.
     pub fn window(&self) -> usize {
-        self.max_position_embeddings.min(512)
+        (self.max_position_embeddings - self.position_offset()).min(512)
+    }
+
+    /// End tokens of a split document's first window (ATLOP's `end_tokens`): [SEP] for BERT,
+    /// `</s></s>` for RoBERTa.
+    pub fn window_end_tokens(&self) -> usize {
+        match self.family {
+            Family::Bert => 1,
+            Family::Roberta => 2,
+        }
+    }
+
+    /// Longest document (input ids with its special tokens) that two windows cover.
+    pub fn max_ids(&self) -> usize {
+        2 * self.window() - 1 - self.window_end_tokens()
     }
 }

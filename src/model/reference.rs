@@ -12,7 +12,7 @@ use crate::ops::reference as r;
 
 /// Hidden states [B*L*hidden] and last-layer attention [B*heads*L*L], as `Bert::forward`.
 pub fn encoder_forward(c: &BertConfig, params: &[Vec<f64>], batch: &TokenBatch, dropout: Option<u64>) -> Result<(Vec<f64>, Vec<f64>)> {
-    let plan = WindowPlan::new(&batch.docs, c.window())?;
+    let plan = WindowPlan::new(&batch.docs, c.window(), c.window_end_tokens())?;
     let (d, heads, dh, w, s) = (c.hidden_size, c.num_attention_heads, c.head_dim(), plan.win, plan.segments());
     let rows = s * w;
     let drop = |x: Vec<f64>, p: f64, site: usize| -> Vec<f64> {
@@ -21,7 +21,7 @@ pub fn encoder_forward(c: &BertConfig, params: &[Vec<f64>], batch: &TokenBatch, 
             _ => x,
         }
     };
-    let pos: Vec<u32> = (0..rows).map(|i| (i % w) as u32).collect();
+    let pos = super::bert::position_ids(c, rows, w);
     let emb: Vec<f64> = r::gather_rows(&params[slot::WORD], d, &plan.seg_ids)
         .iter()
         .zip(r::gather_rows(&params[slot::POSITION], d, &pos))

@@ -3,7 +3,8 @@
 //!
 //! A batch whose longest document fits one window runs as is. Otherwise every document becomes
 //! one or two windows ("segments") of exactly `win` ids: a short document is its first `win`
-//! ids (padded), a long one is `ids[0..win-1] + [SEP]` and `[CLS] + ids[l-win+1..l]`. The
+//! ids (padded), a long one is `ids[0..win-e] + e × [SEP]` and `[CLS] + ids[l-win+1..l]`, with
+//! e = 1 end token for BERT and 2 (`</s></s>`) for RoBERTa, as ATLOP's `process_long_input`. The
 //! segments' hidden rows are averaged where they overlap and their attention blocks are added and
 //! renormalized per row; the dropped [SEP]/[CLS] rows feed nothing.
 
@@ -35,21 +36,19 @@ pub struct WindowPlan {
 }
 
 impl WindowPlan {
-    /// Plans `docs` (each `[CLS] ... [SEP]`) for an encoder that takes at most `window` ids.
-    /// A document longer than two windows cover (2·window − 2 ids) is an error naming it.
-    pub fn new(docs: &[Vec<u32>], window: usize) -> Result<WindowPlan> {
+    /// Plans `docs` (each `[CLS] ... [SEP]`) for an encoder that takes at most `window` ids and
+    /// ends a split document's first window with `end_tokens` copies of its [SEP]. A document
+    /// longer than two windows cover (2·window − 1 − end_tokens ids) is an error naming it.
+    pub fn new(docs: &[Vec<u32>], window: usize, end_tokens: usize) -> Result<WindowPlan> {
+        let most = 2 * window - 1 - end_tokens;
         let batch = docs.len();
         let len = docs.iter().map(Vec::len).max().unwrap_or(0);
         for (i, d) in docs.iter().enumerate() {
             if d.len() < 2 {
                 return Err(Error::Input(format!("document {i} has {} token ids; it needs at least [CLS] and [SEP]", d.len())));
             }
-            if d.len() > 2 * window - 2 {
-                return Err(Error::Input(format!(
-                    "document {i} has {} token ids, more than the {} that two encoder windows of {window} cover; shorten it",
-                    d.len(),
-                    2 * window - 2
-                )));
+            if d.len() > most {
+                return Err(Error::Input(format!("document {i} has {} token ids, more than the {most} that two encoder windows of {window} cover; shorten it", d.len())));
             }
         }
         if len <= window {
@@ -93,9 +92,9 @@ impl WindowPlan {
             } else {
                 plan.renorm[b] = 1;
                 let (cls, sep) = (d[0], d[l - 1]);
-                let mut first = d[..win - 1].to_vec();
-                first.push(sep);
-                let rows: Vec<(usize, usize)> = (0..win - 1).map(|r| (r, r)).collect();
+                let mut first = d[..win - end_tokens].to_vec();
+                first.extend(std::iter::repeat_n(sep, end_tokens));
+                let rows: Vec<(usize, usize)> = (0..win - end_tokens).map(|r| (r, r)).collect();
                 plan.push_segment(b, &first, win, &rows);
                 let mut second = vec![cls];
                 second.extend_from_slice(&d[l - win + 1..]);
@@ -209,5 +208,33 @@ impl Windows {
         let n = datt.numel();
         launch_flat(rec, &SPLIT_ATTENTION, &[], &[&draw, &self.seg_dst, &datt], &self.imm(n, 0, heads), n)?;
         Ok(datt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ATLOP's `process_long_input` with RoBERTa's start [0] and end [2, 2]: segment 1 is
+    /// ids[0..win-2] + [2, 2], segment 2 is [0] + ids[l-win+1..l]; segment-1 rows [0, win-2) and
+    /// segment-2 rows [1, win) land on their document positions.
+    #[test]
+    fn roberta_split_ends_the_first_window_with_two_end_tokens() {
+        let win = 8;
+        let doc: Vec<u32> = std::iter::once(0).chain(10..21).chain(std::iter::once(2)).collect(); // 13 ids
+        let plan = WindowPlan::new(&[doc.clone()], win, 2).unwrap();
+        assert_eq!(plan.segments(), 2);
+        assert_eq!(&plan.seg_ids[..win], &[0, 10, 11, 12, 13, 14, 2, 2]);
+        assert_eq!(&plan.seg_ids[win..], &[0, 15, 16, 17, 18, 19, 20, 2]);
+        let l = doc.len();
+        let dst: Vec<Option<usize>> = plan.seg_dst.iter().map(|&d| (d != NONE).then_some(d as usize)).collect();
+        assert_eq!(&dst[..win], &[Some(0), Some(1), Some(2), Some(3), Some(4), Some(5), None, None]);
+        assert_eq!(&dst[win..], &[None, Some(l - 7), Some(l - 6), Some(l - 5), Some(l - 4), Some(l - 3), Some(l - 2), Some(l - 1)]);
+        // BERT keeps one more id in the first window; RoBERTa covers one id less in all.
+        let bert = WindowPlan::new(&[doc.clone()], win, 1).unwrap();
+        assert_eq!(&bert.seg_ids[..win], &[0, 10, 11, 12, 13, 14, 15, 2]);
+        assert!(WindowPlan::new(&[(0..14).collect()], win, 1).is_ok());
+        let e = WindowPlan::new(&[(0..14).collect()], win, 2).unwrap_err().to_string();
+        assert!(e.contains("more than the 13"), "{e}");
     }
 }

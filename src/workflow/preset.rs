@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::model::docre::{HeadConfig, TestOutput};
+use crate::model::config::Family;
 use crate::model::BertConfig;
 use crate::ops::eca::Attention;
 use crate::train::sampling::Noise;
@@ -142,6 +143,8 @@ impl RunConfig {
     /// The random `tiny` encoder for a vocabulary of `vocab` ids.
     pub fn tiny_encoder(&self, vocab: usize) -> BertConfig {
         BertConfig {
+            family: Family::Bert,
+            pad_token_id: 0,
             vocab_size: vocab,
             hidden_size: self.tiny_hidden,
             num_hidden_layers: self.tiny_layers,
