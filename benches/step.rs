@@ -10,13 +10,13 @@ use docre::bench::{step_default_paths, StepBenchConfig, StepSetup};
 use docre::gpu::Gpu;
 
 fn step(c: &mut Criterion) {
-    let (data, rel2id, encoder) = step_default_paths();
+    let (data, encoder) = step_default_paths();
     if !data.exists() || !encoder.join("config.json").exists() {
         eprintln!("step: skipped, {} or {} is missing (set DOCRE_SHARED)", data.display(), encoder.display());
         return;
     }
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
-    let cfg = StepBenchConfig { data, docs: vec![8], rel2id, encoder, random_weights: true, stages: vec![1, 2], batches: vec![1], frozen: false, layers: 2, samples: 1 };
+    let cfg = StepBenchConfig { data, docs: vec![8], rel2id: None, encoder, random_weights: true, stages: vec![1, 2], batches: vec![1], frozen: false, layers: 2, samples: 1 };
     let setup = StepSetup::new(&gpu, &cfg).unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("step");
     for stage in [1, 2] {

@@ -66,7 +66,8 @@ enum Command {
         data: PathBuf,
         #[arg(long, value_enum, default_value = "docred")]
         format: Format,
-        /// rel2id.json of the relation inventory (DocRED meta; DocRED format only).
+        /// rel2id.json of the relation inventory (DocRED format only) [default: the built-in
+        /// DocRED inventory, 96 relations and Na].
         #[arg(long)]
         rel2id: Option<PathBuf>,
         /// tokenizer.json for word-piece length statistics.
@@ -152,8 +153,9 @@ enum Command {
         gold: PathBuf,
         #[arg(long)]
         pred: PathBuf,
+        /// rel2id.json [default: the built-in DocRED inventory].
         #[arg(long)]
-        rel2id: PathBuf,
+        rel2id: Option<PathBuf>,
         #[arg(long)]
         train_facts: Option<PathBuf>,
     },
@@ -215,7 +217,7 @@ enum BenchWhat {
         /// Document indices in --data; a batch of B takes the first B.
         #[arg(long, value_delimiter = ',', default_value = "8,276,0,1")]
         docs: Vec<usize>,
-        /// rel2id.json [default: ../shared/data/docred_meta/rel2id.json].
+        /// rel2id.json [default: the built-in DocRED inventory].
         #[arg(long)]
         rel2id: Option<PathBuf>,
         /// Encoder directory with config.json, tokenizer.json and model.safetensors
@@ -314,7 +316,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval { checkpoint, data, format, train_facts, json } => eval_cmd(&checkpoint, &data, format, train_facts.as_deref(), json.as_deref()),
         Command::Predict { checkpoint, data, format, out, zip } => predict_cmd(&checkpoint, &data, format, &out, zip),
-        Command::Score { gold, pred, rel2id, train_facts } => score_cmd(&gold, &pred, &rel2id, train_facts.as_deref()),
+        Command::Score { gold, pred, rel2id, train_facts } => score_cmd(&gold, &pred, rel2id.as_deref(), train_facts.as_deref()),
         Command::Plot { log, out } => {
             check_writable(&out, "--out")?;
             write_atomic(&out, workflow::plot::plot_svg(&log)?.as_bytes())?;
@@ -326,8 +328,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { what: BenchWhat::Kernels { json, samples, quick, only } } => bench_kernels(json.as_deref(), samples, quick, only.as_deref()),
         Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
         Command::Bench { what: BenchWhat::Step { data, docs, rel2id, encoder, random_weights, stages, batch, freeze_encoder, layers, samples, json } } => {
-            let (d, r, e) = bench::step_default_paths();
-            let cfg = bench::StepBenchConfig { data: data.unwrap_or(d), docs, rel2id: rel2id.unwrap_or(r), encoder: encoder.unwrap_or(e), random_weights, stages, batches: batch, frozen: freeze_encoder, layers, samples };
+            let (d, e) = bench::step_default_paths();
+            let cfg = bench::StepBenchConfig { data: data.unwrap_or(d), docs, rel2id, encoder: encoder.unwrap_or(e), random_weights, stages, batches: batch, frozen: freeze_encoder, layers, samples };
             bench_step(&cfg, json.as_deref())
         }
         Command::Bench { what: BenchWhat::Eca { n, width, samples, max_seconds, only, json } } => bench_eca(bench::EcaBenchConfig { ns: n, only, width, samples, max_seconds }, json.as_deref()),
@@ -660,7 +662,7 @@ fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: 
     let a = wf::write_output(out, "result.json", &json)?;
     if zip {
         let z = out.join("result.zip");
-        write_atomic(&z, &docre::fsutil::zip_one("result.json", json.as_bytes()))?;
+        write_atomic(&z, &docre::fsutil::zip_one("result.json", json.as_bytes())?)?;
         println!("wrote {}", z.display());
     }
     let b = wf::write_output(out, "predictions.txt", &wf::listing(&docs, &p.full, &rels))?;
@@ -668,8 +670,9 @@ fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: 
     Ok(())
 }
 
-fn score_cmd(gold: &Path, pred: &Path, rel2id: &Path, train: Option<&Path>) -> Result<()> {
-    let rels = Relations::load(rel2id, None)?;
+fn score_cmd(gold: &Path, pred: &Path, rel2id: Option<&Path>, train: Option<&Path>) -> Result<()> {
+    let rels = Format::Docred.relations(rel2id, None)?;
+    let inventory = rel2id.map_or("the built-in DocRED inventory".to_string(), |p| p.display().to_string());
     let docs = read_docred(gold, &rels)?;
     let text = std::fs::read_to_string(pred).map_err(|source| Error::Io { context: format!("cannot read {}", pred.display()), source })?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: malformed JSON: {e}", pred.display())))?;
@@ -680,7 +683,7 @@ fn score_cmd(gold: &Path, pred: &Path, rel2id: &Path, train: Option<&Path>) -> R
         let title = field("title")?.as_str().map(str::to_string).unwrap_or_else(|| p["title"].to_string());
         let idx = |k: &str| field(k).and_then(|x| x.as_u64().map(|v| v as usize).ok_or_else(|| Error::Input(format!("{}: prediction {i}: `{k}` is not an integer", pred.display()))));
         let code = field("r")?.as_str().unwrap_or_default().to_string();
-        let r = *rels.ids.get(&code).ok_or_else(|| Error::Input(format!("{}: prediction {i}: relation {code:?} is not in {}", pred.display(), rel2id.display())))?;
+        let r = *rels.ids.get(&code).ok_or_else(|| Error::Input(format!("{}: prediction {i}: relation {code:?} is not in {inventory}", pred.display())))?;
         preds.push((title, Fact { h: idx("h_idx")?, t: idx("t_idx")?, r }));
     }
     let tf = train.map(|t| read_docred(t, &rels).map(|d| facts_of(&d))).transpose()?;

@@ -262,3 +262,35 @@ fn cli_trains_several_seeds_and_summarizes_their_scores() {
     let _ = std::fs::remove_dir_all(&out_dir);
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn the_docred_relation_inventory_is_built_in() {
+    let rels = Relations::docred();
+    assert_eq!(rels.len(), 97);
+    assert_eq!((rels.codes[0].as_str(), rels.ids["P17"]), ("Na", rels.ids["P17"]));
+    assert_eq!(rels.name(rels.ids["P17"]), "country");
+    assert!((1..rels.len()).all(|r| rels.name(r) != rels.codes[r]), "every relation has a name");
+    // The same inventory as DocRED's meta files.
+    let meta = common::shared_dir().join("data/docred_meta");
+    if common::fixture_present(&meta.join("rel2id.json"), "built-in inventory") {
+        let files = Relations::load(&meta.join("rel2id.json"), Some(&meta.join("rel_info.json"))).unwrap();
+        assert_eq!(files.codes, rels.codes);
+        assert_eq!(files.names, rels.names);
+    }
+    // The demo's inventory: its documents' relations, named from it.
+    let demo = docre::workflow::demo::relations();
+    assert!(demo.len() > 10 && (1..demo.len()).all(|r| demo.name(r) != demo.codes[r]));
+
+    // Commands take DocRED data without --rel2id; an unknown relation is still named.
+    let good = tmp("builtin_good.json");
+    std::fs::write(&good, GOOD).unwrap();
+    let out = docre(&["check", "--data", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("of 96"), "{}", String::from_utf8_lossy(&out.stdout));
+    let bad = tmp("builtin_bad.json");
+    std::fs::write(&bad, GOOD.replace(r#""r": "P131""#, r#""r": "P9999""#)).unwrap();
+    let out = docre(&["check", "--data", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("P9999") && err.contains("builtin_bad.json") && err.contains("Doc A"), "{err}");
+}

@@ -302,6 +302,15 @@ fn checkpoints_load_with_prefix_and_f16_and_bad_ones_are_named() {
     let e = Bert::load(&gpu(), &missing).err().unwrap().to_string();
     assert!(e.contains("encoder.layer.1.attention.self.key.bias") && e.contains("[32]") && e.contains("missing"), "{e}");
 
+    // A NaN weight is refused at load, named with its tensor and first bad index.
+    let mut poisoned = params.clone();
+    let k = param_specs(&c).iter().position(|(n, _)| n == "encoder.layer.1.output.dense.weight").unwrap();
+    poisoned[k][5] = f64::NAN;
+    let nan = root.join("nan");
+    write_checkpoint(&nan, &c, &poisoned, |_, s| Some(s));
+    let e = Bert::load(&gpu(), &nan).err().expect("a NaN weight must be refused").to_string();
+    assert!(e.contains("encoder.layer.1.output.dense.weight") && e.contains("index 5") && e.contains("NaN"), "{e}");
+
     let shaped = root.join("shaped");
     write_checkpoint(&shaped, &c, &params, |n, s| Some(if n == "encoder.layer.0.intermediate.dense.weight" { vec![32, 64] } else { s }));
     let e = Bert::load(&gpu(), &shaped).err().unwrap().to_string();

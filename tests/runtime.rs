@@ -102,7 +102,9 @@ fn cli_info_reports_the_adapter() {
     for field in ["adapter", "backend", "device type", "storage binding", "timestamp queries"] {
         assert!(text.contains(field), "`docre info` lacks {field}: {text}");
     }
+    assert!(text.ends_with('\n'), "`docre info` does not end its last line: {text:?}");
     let out = docre_cmd().args(["info", "--json"]).output().unwrap();
+    assert!(out.stdout.ends_with(b"\n"), "`docre info --json` does not end its last line");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
 }

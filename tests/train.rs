@@ -250,3 +250,18 @@ fn encoder_store_recomputes_exactly_what_changed_and_cached_prediction_is_live_p
     assert_ne!(EncoderStore::open(&root, &s.model, other).unwrap().dir(), store2.dir());
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_checkpoint_with_a_nan_weight_is_refused_naming_the_tensor() {
+    let s = setup();
+    let g = gpu();
+    let dir = std::env::temp_dir().join(format!("docre-nan-{}", std::process::id()));
+    let t = s.model.heads.params.get("infer.head.classifier.weight");
+    let mut v = t.read_f32(&g).unwrap();
+    v[3] = f32::NAN;
+    t.write_f32(&g, &v).unwrap();
+    checkpoint::save(&dir, &s.model, &s.sidecar, None).unwrap();
+    let e = checkpoint::load(&g, &dir).err().expect("a NaN weight must be refused").to_string();
+    assert!(e.contains("infer.head.classifier.weight") && e.contains("index 3") && e.contains("model.safetensors"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

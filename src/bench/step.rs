@@ -30,7 +30,8 @@ pub struct StepBenchConfig {
     /// takes the first B.
     pub data: PathBuf,
     pub docs: Vec<usize>,
-    pub rel2id: PathBuf,
+    /// rel2id.json; None: the built-in DocRED inventory.
+    pub rel2id: Option<PathBuf>,
     /// Encoder directory (config.json, tokenizer.json, model.safetensors).
     pub encoder: PathBuf,
     /// Random weights of the directory's shapes instead of its checkpoint (same speed).
@@ -65,7 +66,10 @@ pub struct StepRow {
 }
 
 fn load(cfg: &StepBenchConfig, gpu: &Gpu) -> Result<(Bert, Vec<(String, Example)>, usize)> {
-    let rels = Relations::load(&cfg.rel2id, None)?;
+    let rels = match &cfg.rel2id {
+        Some(p) => Relations::load(p, None)?,
+        None => Relations::docred(),
+    };
     let docs = read_docred(&cfg.data, &rels)?;
     let tok = WordPieceTokenizer::load(&cfg.encoder.join("tokenizer.json"))?;
     let bert = if cfg.random_weights {
@@ -188,12 +192,9 @@ pub fn step_bench(gpu: &Gpu, cfg: &StepBenchConfig, mut row: impl FnMut(&StepRow
     Ok(rows)
 }
 
-/// `../shared` paths the benchmark uses by default (`DOCRE_SHARED` overrides the folder).
-pub fn default_paths() -> (PathBuf, PathBuf, PathBuf) {
+/// `../shared` paths the benchmark uses by default, data and encoder (`DOCRE_SHARED` overrides
+/// the folder).
+pub fn default_paths() -> (PathBuf, PathBuf) {
     let shared = std::env::var_os("DOCRE_SHARED").map(PathBuf::from).unwrap_or_else(|| Path::new("../shared").to_path_buf());
-    (
-        shared.join("data/redocred/dev_revised.json"),
-        shared.join("data/docred_meta/rel2id.json"),
-        shared.join("models/all-MiniLM-L6-v2"),
-    )
+    (shared.join("data/redocred/dev_revised.json"), shared.join("models/all-MiniLM-L6-v2"))
 }

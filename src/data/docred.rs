@@ -52,30 +52,58 @@ pub struct Relations {
     pub names: HashMap<String, String>,
 }
 
+/// DocRED's relation inventory (data/docred_meta: ATLOP's rel2id.json and the Wikidata names of
+/// rel_info.json), built in.
+const DOCRED_REL2ID: &str = include_str!("../../data/docred_meta/rel2id.json");
+const DOCRED_REL_INFO: &str = include_str!("../../data/docred_meta/rel_info.json");
+
 impl Relations {
-    /// Reads `rel2id.json` (code → id, NA = 0) and optionally `rel_info.json` (code → name).
+    /// Reads `rel2id.json` (code → id, NA = 0) and optionally `rel_info.json` (code → name);
+    /// codes `rel_info` does not name keep their built-in DocRED names.
     pub fn load(rel2id: &Path, rel_info: Option<&Path>) -> Result<Relations> {
-        let v = read_json(rel2id)?;
-        let map = v.as_object().ok_or_else(|| Error::Input(format!("{}: expected an object of relation code → id", rel2id.display())))?;
+        let mut r = Relations::from_json(&read_json(rel2id)?, &rel2id.display().to_string())?;
+        r.names = Relations::docred().names;
+        if let Some(p) = rel_info {
+            r.add_names_from(p)?;
+        }
+        Ok(r)
+    }
+
+    /// Names from a `rel_info.json` (code → name), over the ones already known.
+    pub fn add_names_from(&mut self, rel_info: &Path) -> Result<()> {
+        self.add_names(&read_json(rel_info)?, &rel_info.display().to_string())
+    }
+
+    /// DocRED's 96 relations plus `Na`, with their Wikidata names: the default inventory of the
+    /// DocRED format.
+    pub fn docred() -> Relations {
+        let parse = |text: &str| serde_json::from_str::<Value>(text).expect("the built-in inventory is valid JSON");
+        let mut r = Relations::from_json(&parse(DOCRED_REL2ID), "built-in rel2id.json").expect("the built-in rel2id is valid");
+        r.add_names(&parse(DOCRED_REL_INFO), "built-in rel_info.json").expect("the built-in rel_info is valid");
+        r
+    }
+
+    fn from_json(v: &Value, source: &str) -> Result<Relations> {
+        let map = v.as_object().ok_or_else(|| Error::Input(format!("{source}: expected an object of relation code → id")))?;
         let mut codes = vec![String::new(); map.len()];
         let mut ids = HashMap::new();
         for (code, id) in map {
-            let id = id.as_u64().map(|x| x as usize).filter(|&x| x < map.len()).ok_or_else(|| Error::Input(format!("{}: relation `{code}` has id {id}, not an integer below {}", rel2id.display(), map.len())))?;
+            let id = id.as_u64().map(|x| x as usize).filter(|&x| x < map.len()).ok_or_else(|| Error::Input(format!("{source}: relation `{code}` has id {id}, not an integer below {}", map.len())))?;
             if !codes[id].is_empty() {
-                return Err(Error::Input(format!("{}: id {id} is used twice", rel2id.display())));
+                return Err(Error::Input(format!("{source}: id {id} is used twice")));
             }
             codes[id] = code.clone();
             ids.insert(code.clone(), id);
         }
-        let mut names = HashMap::new();
-        if let Some(p) = rel_info {
-            if let Some(obj) = read_json(p)?.as_object() {
-                for (k, v) in obj {
-                    names.insert(k.clone(), v.as_str().unwrap_or(k).to_string());
-                }
-            }
+        Ok(Relations { codes, ids, names: HashMap::new() })
+    }
+
+    fn add_names(&mut self, v: &Value, source: &str) -> Result<()> {
+        let obj = v.as_object().ok_or_else(|| Error::Input(format!("{source}: expected an object of relation code → name")))?;
+        for (k, v) in obj {
+            self.names.insert(k.clone(), v.as_str().unwrap_or(k).to_string());
         }
-        Ok(Relations { codes, ids, names })
+        Ok(())
     }
 
     /// A two-class inventory for the biomedical sets (0 = no relation, 1 = the relation).

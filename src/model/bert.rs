@@ -215,9 +215,9 @@ impl Bert {
                 Family::Bert => "bert",
                 Family::Roberta => "roberta",
             };
-            let found = match file.f32(&name)? {
+            let found = match file.weights(&name)? {
                 Some(t) => Some(t),
-                None => file.f32(&format!("{prefix}.{name}"))?,
+                None => file.weights(&format!("{prefix}.{name}"))?,
             };
             let t = found.ok_or_else(|| Error::Input(format!("{}: tensor `{name}` (or `{prefix}.{name}`) is missing; expected shape {shape:?}", path.display())))?;
             if t.shape != shape {

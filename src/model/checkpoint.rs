@@ -129,7 +129,7 @@ pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
     let sidecar: Sidecar = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", side_path.display())))?;
     let file = TensorFile::open(&dir.join("model.safetensors"))?;
     let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-        let t = file.f32(name)?.ok_or_else(|| Error::Input(format!("{}: tensor `{name}` is missing", file.path().display())))?;
+        let t = file.weights(name)?.ok_or_else(|| Error::Input(format!("{}: tensor `{name}` is missing", file.path().display())))?;
         if t.shape != shape {
             return Err(Error::Input(format!("{}: tensor `{name}` has shape {:?}, expected {shape:?}", file.path().display(), t.shape)));
         }

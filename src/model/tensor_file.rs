@@ -65,6 +65,19 @@ impl TensorFile {
         Ok(Some(HostTensor { shape: view.shape().to_vec(), data }))
     }
 
+    /// Model weights: `f32`, refusing a tensor that holds a NaN or an infinity (a model with one
+    /// predicts nothing useful, silently), named with its first bad index.
+    pub fn weights(&self, name: &str) -> Result<Option<HostTensor>> {
+        let t = self.f32(name)?;
+        if let Some(t) = &t {
+            if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+                let bad = t.data.iter().filter(|v| !v.is_finite()).count();
+                return Err(Error::Input(format!("{}: tensor `{name}` {:?} holds a non-finite value ({}) at index {i} ({bad} in all); refusing unusable weights", self.path.display(), t.shape, t.data[i])));
+            }
+        }
+        Ok(t)
+    }
+
     /// An integer tensor (I32, I64 or U32 on disk) as i64; None if the name is absent.
     pub fn ints(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<i64>)>> {
         let st = self.parse()?;

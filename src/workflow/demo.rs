@@ -2,7 +2,6 @@
 //! (data/demo, MIT): a `tiny` random encoder (or `--encoder DIR`), stage 1 and stage 2 on four of
 //! them, base-only against full-model scores, predicted triples, and every output file.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::preset::{preset, RunConfig};
@@ -18,39 +17,18 @@ use crate::train::trainer::Model;
 
 const DOCS: &str = include_str!("../../data/demo/redocred_sample.json");
 
-/// Wikidata labels (CC0) of the relations in the bundled documents.
-const NAMES: &[(&str, &str)] = &[
-    ("P1056", "product or material produced"),
-    ("P127", "owned by"),
-    ("P131", "located in the administrative territorial entity"),
-    ("P136", "genre"),
-    ("P150", "contains administrative territorial entity"),
-    ("P155", "follows"),
-    ("P156", "followed by"),
-    ("P161", "cast member"),
-    ("P17", "country"),
-    ("P178", "developer"),
-    ("P205", "basin country"),
-    ("P206", "located in or next to body of water"),
-    ("P26", "spouse"),
-    ("P27", "country of citizenship"),
-    ("P361", "part of"),
-    ("P50", "author"),
-    ("P527", "has part"),
-    ("P569", "date of birth"),
-    ("P570", "date of death"),
-    ("P577", "publication date"),
-    ("P800", "notable work"),
-];
-
 /// Documents used for training in the demo (the rest are shown as unseen documents).
 pub const TRAIN_DOCS: usize = 4;
 
-/// The relations of the bundled documents (NA first).
+/// The relations of the bundled documents (Na first, then their codes in string order), named
+/// from the built-in DocRED inventory: a small classifier for a quick demo.
 pub fn relations() -> Relations {
-    let mut codes: Vec<String> = NAMES.iter().map(|(c, _)| c.to_string()).collect();
+    let docs: serde_json::Value = serde_json::from_str(DOCS).expect("the bundled documents are valid JSON");
+    let mut codes: Vec<String> = docs.as_array().into_iter().flatten().flat_map(|d| d["labels"].as_array().into_iter().flatten()).filter_map(|l| l["r"].as_str().map(str::to_string)).collect();
+    codes.sort();
+    codes.dedup();
     codes.insert(0, "Na".into());
-    Relations { ids: codes.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect(), names: NAMES.iter().map(|(c, n)| (c.to_string(), n.to_string())).collect::<HashMap<_, _>>(), codes }
+    Relations { ids: codes.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect(), names: Relations::docred().names, codes }
 }
 
 /// The six bundled Re-DocRED documents; the first `TRAIN_DOCS` are the demo's training set.

@@ -35,13 +35,20 @@ pub enum Format {
 }
 
 impl Format {
-    /// The relation inventory: rel2id (+ rel_info) for DocRED, [NA, relation] for the others.
+    /// The relation inventory: for DocRED the built-in one, or rel2id (+ rel_info) when given;
+    /// [NA, relation] for the others.
     pub fn relations(self, rel2id: Option<&Path>, rel_info: Option<&Path>) -> Result<Relations> {
         match self {
-            Format::Docred => {
-                let p = rel2id.ok_or_else(|| Error::Input("--rel2id is required for DocRED-format data (docred_meta/rel2id.json)".into()))?;
-                Relations::load(p, rel_info)
-            }
+            Format::Docred => match rel2id {
+                Some(p) => Relations::load(p, rel_info),
+                None => {
+                    let mut r = Relations::docred();
+                    if let Some(p) = rel_info {
+                        r.add_names_from(p)?;
+                    }
+                    Ok(r)
+                }
+            },
             Format::Cdr => Ok(Relations::binary("CID")),
             Format::Gda | Format::GdaJson => Ok(Relations::binary("GDA")),
         }
