@@ -14,6 +14,7 @@ use docre::model::docre::Heads;
 use docre::model::{Bert, BertConfig};
 use docre::train::encoder_cache::EncoderCache;
 use docre::train::trainer::Model;
+use docre::workflow::shard::{merge, shard_json, Shard};
 use docre::workflow::{self, preset::RunConfig, run as wf, run::Format};
 use docre::fsutil::{check_writable, write_atomic};
 use docre::{bench, Error, Result};
@@ -133,7 +134,8 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// Predict relations: result.json (CodaLab) and a readable listing.
+    /// Predict relations: result.json (CodaLab) and a readable listing. DocRED-format data may
+    /// be a JSON list or JSON Lines (one document per line).
     Predict {
         #[arg(long)]
         checkpoint: PathBuf,
@@ -144,6 +146,21 @@ enum Command {
         #[arg(long, default_value = "predictions")]
         out: PathBuf,
         /// Also write result.zip (result.json inside), ready to upload to CodaLab.
+        #[arg(long, conflicts_with = "shard")]
+        zip: bool,
+        /// Predict only the documents whose index ≡ K (mod N), into OUT/shard-K-of-N.json;
+        /// `docre merge` joins the N shards.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
+    },
+    /// Join `predict --shard` outputs into one result.json and listing, in document order.
+    Merge {
+        /// The shard files (OUT/shard-K-of-N.json), every K of one N exactly once.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        #[arg(long, default_value = "predictions")]
+        out: PathBuf,
+        /// Also write result.zip.
         #[arg(long)]
         zip: bool,
     },
@@ -315,7 +332,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Eval { checkpoint, data, format, train_facts, json } => eval_cmd(&checkpoint, &data, format, train_facts.as_deref(), json.as_deref()),
-        Command::Predict { checkpoint, data, format, out, zip } => predict_cmd(&checkpoint, &data, format, &out, zip),
+        Command::Predict { checkpoint, data, format, out, zip, shard } => predict_cmd(&checkpoint, &data, format, &out, zip, shard),
+        Command::Merge { shards, out, zip } => merge_cmd(&shards, &out, zip),
         Command::Score { gold, pred, rel2id, train_facts } => score_cmd(&gold, &pred, rel2id.as_deref(), train_facts.as_deref()),
         Command::Plot { log, out } => {
             check_writable(&out, "--out")?;
@@ -605,17 +623,25 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
 type Loaded = (Model, Relations, Vec<Document>, Vec<docre::data::features::Example>, Option<EncoderCache>);
 
 fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<Loaded> {
+    load_shard(checkpoint, data, format, None).map(|(l, _, _)| l)
+}
+
+/// `load_for_data` for the documents of `shard` (all without one): also their indices in the
+/// file and the file's document count.
+fn load_shard(checkpoint: &Path, data: &Path, format: Format, shard: Option<Shard>) -> Result<(Loaded, Vec<usize>, usize)> {
     let gpu = Gpu::new()?;
     let (model, side) = checkpoint::load(&gpu, checkpoint)?;
     let rels = side.relations();
-    let docs = format.read(data, &rels)?;
+    let all = format.read(data, &rels)?;
+    let total = all.len();
+    let (indices, docs): (Vec<usize>, Vec<Document>) = all.into_iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s.holds(*i))).unzip();
     let tok = side.tokenizer.load()?;
     let exs = wf::examples(&docs, &tok, rels.len(), model.encoder.config.max_ids())?;
     let cache = match side.frozen_encoder {
         true => Some(wf::frozen_outputs(&model, tok.fingerprint(), &exs, &data.display().to_string(), std::io::stderr().is_terminal())?),
         false => None,
     };
-    Ok((model, rels, docs, exs, cache))
+    Ok(((model, rels, docs, exs, cache), indices, total))
 }
 
 fn eval_cmd(checkpoints: &[PathBuf], data: &Path, format: Format, train: Option<&Path>, json: Option<&Path>) -> Result<()> {
@@ -653,10 +679,15 @@ fn eval_cmd(checkpoints: &[PathBuf], data: &Path, format: Format, train: Option<
     Ok(())
 }
 
-fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: bool) -> Result<()> {
+fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: bool, shard: Option<Shard>) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
-    let (model, rels, docs, exs, cache) = load_for_data(checkpoint, data, format)?;
+    let ((model, rels, docs, exs, cache), indices, total) = load_shard(checkpoint, data, format, shard)?;
     let p = docre::eval::predict::predict(&model, &exs, 4, cache.as_ref())?;
+    if let Some(s) = shard {
+        let path = wf::write_output(out, &s.file_name(), &shard_json(s, data, total, &indices, &docs, &p.full, &rels))?;
+        println!("shard {}/{}: {} facts over {} of {total} documents; wrote {}", s.k, s.n, p.full.iter().map(Vec::len).sum::<usize>(), docs.len(), path.display());
+        return Ok(());
+    }
     let titled = wf::titled(&docs, &p.full);
     let json = wf::result_json(&titled, &rels);
     let a = wf::write_output(out, "result.json", &json)?;
@@ -667,6 +698,20 @@ fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: 
     }
     let b = wf::write_output(out, "predictions.txt", &wf::listing(&docs, &p.full, &rels))?;
     println!("{} facts over {} documents; wrote {} and {}", titled.len(), docs.len(), a.display(), b.display());
+    Ok(())
+}
+
+fn merge_cmd(shards: &[PathBuf], out: &Path, zip: bool) -> Result<()> {
+    let (json, list) = merge(shards)?;
+    std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
+    let a = wf::write_output(out, "result.json", &json)?;
+    if zip {
+        let z = out.join("result.zip");
+        write_atomic(&z, &docre::fsutil::zip_one("result.json", json.as_bytes())?)?;
+        println!("wrote {}", z.display());
+    }
+    let b = wf::write_output(out, "predictions.txt", &list)?;
+    println!("merged {} shards; wrote {} and {}", shards.len(), a.display(), b.display());
     Ok(())
 }
 

@@ -294,3 +294,62 @@ fn the_docred_relation_inventory_is_built_in() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("P9999") && err.contains("builtin_bad.json") && err.contains("Doc A"), "{err}");
 }
+
+#[test]
+fn three_shards_merge_to_the_unsharded_prediction_and_json_lines_read_alike() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo/redocred_sample.json");
+    let root = tmp("shards");
+    let _ = std::fs::remove_dir_all(&root);
+    let (ck, s) = (root.join("run"), sample.to_str().unwrap());
+    let ok = |out: std::process::Output| {
+        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    // Enough stage-1 epochs that the model predicts facts (about 250 on these 6 documents).
+    ok(docre(&["train", "--preset", "tiny", "--train", s, "--stage1-epochs", "12", "--stage2-epochs", "0", "--out", ck.to_str().unwrap()]));
+    let last = ck.join("last");
+    let l = last.to_str().unwrap();
+    let whole = root.join("whole");
+    ok(docre(&["predict", "--checkpoint", l, "--data", s, "--out", whole.to_str().unwrap()]));
+    let parts = root.join("parts");
+    for k in 0..3 {
+        let out = ok(docre(&["predict", "--checkpoint", l, "--data", s, "--shard", &format!("{k}/3"), "--out", parts.to_str().unwrap()]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("shard {k}/3")));
+    }
+    let shard = |k: usize| parts.join(format!("shard-{k}-of-3.json")).to_str().unwrap().to_string();
+    let merged = root.join("merged");
+    ok(docre(&["merge", &shard(2), &shard(0), &shard(1), "--out", merged.to_str().unwrap()]));
+    for f in ["result.json", "predictions.txt"] {
+        let (a, b) = (std::fs::read_to_string(whole.join(f)).unwrap(), std::fs::read_to_string(merged.join(f)).unwrap());
+        assert_eq!(a, b, "{f}: merged shards differ from the unsharded prediction");
+    }
+    assert!(std::fs::read_to_string(whole.join("predictions.txt")).unwrap().matches("# ").count() == 6, "every document is listed");
+    let facts: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(whole.join("result.json")).unwrap()).unwrap();
+    assert!(!facts.is_empty(), "the model predicts no facts, so the merge of facts goes untested");
+
+    // Missing, duplicate and mismatched shards are refused, naming them.
+    let refused = |args: &[&str], needle: &str| {
+        let out = docre(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(needle), "{args:?}: {e}");
+    };
+    let m = merged.to_str().unwrap();
+    refused(&["merge", &shard(0), &shard(2), "--out", m], "1/3");
+    refused(&["merge", &shard(0), &shard(1), &shard(1), &shard(2), "--out", m], "given twice");
+    let other = root.join("other");
+    ok(docre(&["predict", "--checkpoint", l, "--data", s, "--shard", "0/2", "--out", other.to_str().unwrap()]));
+    refused(&["merge", &shard(0), other.join("shard-0-of-2.json").to_str().unwrap(), &shard(1), &shard(2), "--out", m], "different runs");
+
+    // JSON Lines: the same documents, one per line, predict the same.
+    let docs: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&sample).unwrap()).unwrap();
+    let jsonl = root.join("sample.jsonl");
+    std::fs::write(&jsonl, docs.iter().map(|d| d.to_string() + "\n").collect::<String>()).unwrap();
+    let lines = root.join("lines");
+    ok(docre(&["predict", "--checkpoint", l, "--data", jsonl.to_str().unwrap(), "--out", lines.to_str().unwrap()]));
+    assert_eq!(std::fs::read_to_string(lines.join("result.json")).unwrap(), std::fs::read_to_string(whole.join("result.json")).unwrap());
+    // A broken line is named.
+    std::fs::write(&jsonl, format!("{}\n{{\"title\": 1,\n", docs[0])).unwrap();
+    refused(&["predict", "--checkpoint", l, "--data", jsonl.to_str().unwrap(), "--out", lines.to_str().unwrap()], "line 2");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -140,8 +140,21 @@ pub fn read_docred(path: &Path, rels: &Relations) -> Result<Vec<Document>> {
     read_json_str(&text, &path.display().to_string(), rels)
 }
 
-/// `read_docred` on JSON text; `origin` names it in errors.
+/// `read_docred` on JSON text: a JSON list of documents, or JSON Lines (one document object per
+/// non-empty line, for corpora too large to hold as one list); `origin` names it in errors.
 pub fn read_json_str(text: &str, origin: &str, rels: &Relations) -> Result<Vec<Document>> {
+    if !text.trim_start().starts_with('[') {
+        let mut docs = Vec::new();
+        for (ln, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let d: Value = serde_json::from_str(line).map_err(|e| Error::Input(format!("{origin}: line {}: malformed JSON (a JSON Lines file holds one document object per line): {e}", ln + 1)))?;
+            let i = docs.len();
+            docs.push(parse_doc(&d, i, rels).map_err(|m| Error::Input(format!("{origin}: line {}: {m}", ln + 1)))?);
+        }
+        if docs.is_empty() {
+            return Err(Error::Input(format!("{origin}: no documents (expected a JSON list or JSON Lines)")));
+        }
+        return Ok(docs);
+    }
     let v: Value = serde_json::from_str(text).map_err(|e| Error::Input(format!("{origin}: malformed JSON: {e}")))?;
     let docs = v.as_array().ok_or_else(|| Error::Input(format!("{origin}: expected a JSON list of documents")))?;
     docs.iter().enumerate().map(|(i, d)| parse_doc(d, i, rels).map_err(|m| Error::Input(format!("{origin}: {m}")))).collect()

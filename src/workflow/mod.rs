@@ -5,3 +5,4 @@ pub mod demo;
 pub mod plot;
 pub mod preset;
 pub mod run;
+pub mod shard;
