@@ -306,7 +306,13 @@ fn three_shards_merge_to_the_unsharded_prediction_and_json_lines_read_alike() {
         out
     };
     // Enough stage-1 epochs that the model predicts facts (about 250 on these 6 documents).
-    ok(docre(&["train", "--preset", "tiny", "--train", s, "--stage1-epochs", "12", "--stage2-epochs", "0", "--out", ck.to_str().unwrap()]));
+    let out = ok(docre(&["train", "--preset", "tiny", "--train", s, "--stage1-epochs", "12", "--stage2-epochs", "0", "--out", ck.to_str().unwrap()]));
+    // Off a terminal, progress comes as plain lines (one per epoch here), not carriage returns.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\r'), "carriage returns in a non-terminal log: {err:?}");
+    let epochs: Vec<&str> = err.lines().filter(|l| l.starts_with("stage 1 epoch")).collect();
+    assert_eq!(epochs.len(), 12, "{err}");
+    assert!(epochs[11].contains("12/12") && epochs[11].contains("docs/s") && epochs[11].contains("loss") && epochs[11].contains("lr"), "{}", epochs[11]);
     let last = ck.join("last");
     let l = last.to_str().unwrap();
     let whole = root.join("whole");

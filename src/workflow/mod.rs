@@ -4,5 +4,6 @@
 pub mod demo;
 pub mod plot;
 pub mod preset;
+pub mod progress;
 pub mod run;
 pub mod shard;

@@ -17,6 +17,7 @@ use crate::gpu::Tensor;
 use crate::model::checkpoint::{self, Progress, Sidecar};
 use crate::model::docre::objective;
 use std::collections::HashMap;
+use super::progress::Progress as Bar;
 use crate::rng::Rng;
 use crate::train::encoder_cache::{default_root, EncoderCache, EncoderStore};
 use crate::train::trainer::{Batch, Model, Stage, Trainer};
@@ -137,15 +138,9 @@ pub fn listing(docs: &[Document], facts: &[Vec<Fact>], rels: &Relations) -> Stri
 pub fn frozen_outputs(model: &Model, tokenizer: [u8; 32], examples: &[Example], what: &str, progress: bool) -> Result<EncoderCache> {
     let started = Instant::now();
     let store = EncoderStore::open(&default_root(), model, tokenizer)?;
-    let n = examples.len();
-    let (cache, stats) = EncoderCache::build(model, examples, Some(&store), |i| {
-        if progress {
-            eprint!("\rfrozen encoder, {what}: {i}/{n} documents ({:.1} s)   ", started.elapsed().as_secs_f64());
-        }
-    })?;
-    if progress {
-        eprintln!();
-    }
+    let bar = Bar::new(examples.len() as u64, format!("frozen encoder, {what}:"), progress);
+    let (cache, stats) = EncoderCache::build(model, examples, Some(&store), |i| bar.update(i as u64, &format!("documents ({:.1} s)", started.elapsed().as_secs_f64())))?;
+    bar.finish(&format!("documents ({:.1} s)", started.elapsed().as_secs_f64()));
     eprintln!("frozen encoder, {what}: {} documents encoded, {} read from {}", stats.computed, stats.loaded, store.dir().display());
     Ok(cache)
 }
@@ -235,6 +230,8 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
             let bs = batches(train_examples, cfg.batch_size, max_attention, &mut rng);
             let mut docs_done = 0;
             let groups: Vec<&[Vec<usize>]> = bs.chunks(accum).collect();
+            let bar = Bar::new(groups.len() as u64, format!("stage {} epoch {epoch:>3}/{epochs} steps", stage_no(stage)), out.progress);
+            let mut last = String::new();
             for (bi, group) in groups.iter().enumerate() {
                 let owned: Vec<Batch> = group.iter().map(|b| Batch::new(&b.iter().map(|&i| (i, &train_examples[i])).collect::<Vec<_>>())).collect();
                 let refs: Vec<&Batch> = owned.iter().collect();
@@ -248,15 +245,11 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
                     rec[format!("loss_{n}")] = (*v).into();
                 }
                 log.write(rec)?;
-                if out.progress {
-                    let rate = docs_done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                    let done = (bi + 1) * 20 / groups.len();
-                    eprint!("\rstage {} epoch {epoch:>3}/{epochs} [{}{}] {:>3}/{} steps {rate:6.2} docs/s loss {total:9.4} lr {lr:.2e}   ", stage_no(stage), "#".repeat(done), ".".repeat(20 - done), bi + 1, groups.len());
-                }
+                let rate = docs_done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                last = format!("{rate:6.2} docs/s loss {total:9.4} lr {lr:.2e}");
+                bar.update(bi as u64 + 1, &last);
             }
-            if out.progress {
-                eprintln!();
-            }
+            bar.finish(&last);
             sidecar.progress = Some(Progress { stage: stage_no(stage), epoch, global_step: global, stage_step: trainer.step, rng: rng.state() });
             let (docs, exs) = match &out.dev {
                 Some((d, e)) => (d.as_slice(), e.as_slice()),
