@@ -70,7 +70,9 @@ fn expect_error(json: &str, needles: &[&str]) {
 #[test]
 fn bad_input_errors_name_file_document_and_field() {
     expect_error("[{", &["malformed JSON"]);
-    expect_error(r#"{"title": "x"}"#, &["list of documents"]);
+    // Not a list: read as JSON Lines, one document per line.
+    expect_error(r#"{"title": "x"}"#, &["line 1", "\"x\"", "`sents` is missing"]);
+    expect_error("{\"title\":\n \"x\"}", &["line 1", "malformed JSON", "one document object per line"]);
     expect_error(&GOOD.replace(r#""sents":"#, r#""sentences":"#), &["Doc A", "`sents` is missing"]);
     expect_error(&GOOD.replace(r#""pos": [3, 4]"#, r#""pos": [3, 9]"#), &["document 0", "Doc A", "vertexSet[1][0]", "[3, 9]", "sentence 0"]);
     expect_error(&GOOD.replace(r#""sent_id": 1, "type": "MISC""#, r#""sent_id": 7, "type": "MISC""#), &["vertexSet[2][0]", "sent_id 7"]);
