@@ -12,7 +12,7 @@ use docre::eval::{score, train_facts as facts_of};
 use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
 use docre::model::docre::Heads;
 use docre::model::{Bert, BertConfig};
-use docre::train::encoder_cache::EncoderCache;
+use docre::train::encoder_cache::{default_root, EncoderCache, EncoderStore};
 use docre::train::trainer::Model;
 use docre::workflow::shard::{merge, shard_json, Shard};
 use docre::workflow::{self, preset::RunConfig, run as wf, run::Format};
@@ -638,7 +638,10 @@ fn load_shard(checkpoint: &Path, data: &Path, format: Format, shard: Option<Shar
     let tok = side.tokenizer.load()?;
     let exs = wf::examples(&docs, &tok, rels.len(), model.encoder.config.max_ids())?;
     let cache = match side.frozen_encoder {
-        true => Some(wf::frozen_outputs(&model, tok.fingerprint(), &exs, &data.display().to_string(), std::io::stderr().is_terminal())?),
+        true => {
+            let store = EncoderStore::open(&default_root(), &model, tok.fingerprint())?;
+            Some(wf::frozen_outputs(&model, &store, &exs, &data.display().to_string(), std::io::stderr().is_terminal())?)
+        }
         false => None,
     };
     Ok(((model, rels, docs, exs, cache), indices, total))

@@ -143,11 +143,7 @@ pub fn read_gda_json(path: &Path) -> Result<Vec<Document>> {
             .map(|s| s.as_array().map(|w| w.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect()))
             .collect::<Option<_>>()
             .ok_or_else(|| at("`sents` must hold lists of words".into()))?;
-        let offsets: Vec<usize> = sents.iter().scan(0, |acc, s| {
-            let o = *acc;
-            *acc += s.len();
-            Some(o)
-        }).collect();
+        let offsets = super::sentence_offsets(&sents);
         let mut entities = Vec::new();
         for (e, ent) in d["vertexSet"].as_array().ok_or_else(|| at("`vertexSet` must be a list".into()))?.iter().enumerate() {
             let mut ms = Vec::new();

@@ -6,3 +6,15 @@ pub mod features;
 pub mod tokenizer;
 
 pub use tokenizer::{MarkedDocument, Mention, WordPieceTokenizer};
+
+/// Document-level offset of each sentence's first word.
+pub(crate) fn sentence_offsets(sents: &[Vec<String>]) -> Vec<usize> {
+    sents
+        .iter()
+        .scan(0, |acc, s| {
+            let o = *acc;
+            *acc += s.len();
+            Some(o)
+        })
+        .collect()
+}

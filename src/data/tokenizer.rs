@@ -147,11 +147,7 @@ impl WordPieceTokenizer {
     /// word spans [start, end), ATLOP's CDR/GDA rule): a `*` before and after each span, so
     /// spans sharing a word give several.
     pub fn encode_marked(&self, sentences: &[Vec<String>], mentions: &[Mention], spans: Option<&[(usize, usize)]>) -> Result<MarkedDocument> {
-        let offsets: Vec<usize> = sentences.iter().scan(0, |acc, s| {
-            let o = *acc;
-            *acc += s.len();
-            Some(o)
-        }).collect();
+        let offsets = super::sentence_offsets(sentences);
         let words: usize = sentences.iter().map(Vec::len).sum();
         let (mut before, mut after) = (vec![0usize; words], vec![0usize; words]);
         match spans {

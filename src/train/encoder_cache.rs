@@ -101,16 +101,12 @@ impl EncoderStore {
         if bytes.len() != 4 * (nh + nr) {
             return None;
         }
-        let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
         Some(Entry { hidden: v[..nh].to_vec(), rows: v[nh..].to_vec() })
     }
 
     fn put(&self, ex: &Example, e: &Entry) -> Result<()> {
-        let mut bytes = Vec::with_capacity(4 * (e.hidden.len() + e.rows.len()));
-        for v in e.hidden.iter().chain(&e.rows) {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        write_atomic(&self.path(ex), &bytes)
+        write_atomic(&self.path(ex), &[bytemuck::cast_slice::<f32, u8>(&e.hidden), bytemuck::cast_slice(&e.rows)].concat())
     }
 }
 

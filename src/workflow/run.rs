@@ -133,13 +133,12 @@ pub fn listing(docs: &[Document], facts: &[Vec<Fact>], rels: &Relations) -> Stri
     s
 }
 
-/// The frozen encoder's outputs for `examples`, through the disk store under `default_root()`
-/// (computed where missing); `what` names the documents in the progress line and the log.
-pub fn frozen_outputs(model: &Model, tokenizer: [u8; 32], examples: &[Example], what: &str, progress: bool) -> Result<EncoderCache> {
+/// The frozen encoder's outputs for `examples`, through `store` (computed where missing); `what`
+/// names the documents in the progress line and the log.
+pub fn frozen_outputs(model: &Model, store: &EncoderStore, examples: &[Example], what: &str, progress: bool) -> Result<EncoderCache> {
     let started = Instant::now();
-    let store = EncoderStore::open(&default_root(), model, tokenizer)?;
     let bar = Bar::new(examples.len() as u64, format!("frozen encoder, {what}:"), progress);
-    let (cache, stats) = EncoderCache::build(model, examples, Some(&store), |i| bar.update(i as u64, &format!("documents ({:.1} s)", started.elapsed().as_secs_f64())))?;
+    let (cache, stats) = EncoderCache::build(model, examples, Some(store), |i| bar.update(i as u64, &format!("documents ({:.1} s)", started.elapsed().as_secs_f64())))?;
     bar.finish(&format!("documents ({:.1} s)", started.elapsed().as_secs_f64()));
     eprintln!("frozen encoder, {what}: {} documents encoded, {} read from {}", stats.computed, stats.loaded, store.dir().display());
     Ok(cache)
@@ -200,8 +199,10 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
     let mut epochs_run = 0;
     let started = Instant::now();
     let (cache, dev_cache) = if cfg.freeze_encoder {
-        let c = frozen_outputs(model, out.tokenizer, train_examples, "training documents", out.progress)?;
-        let d = out.dev.as_ref().map(|(_, e)| frozen_outputs(model, out.tokenizer, e, "dev documents", out.progress)).transpose()?;
+        // Opening the store reads the encoder's weights back to hash them: once per run.
+        let store = EncoderStore::open(&default_root(), model, out.tokenizer)?;
+        let c = frozen_outputs(model, &store, train_examples, "training documents", out.progress)?;
+        let d = out.dev.as_ref().map(|(_, e)| frozen_outputs(model, &store, e, "dev documents", out.progress)).transpose()?;
         log.write(serde_json::json!({"step": 0, "encoder_cache_seconds": started.elapsed().as_secs_f64(), "documents": train_examples.len()}))?;
         (Some(c), d)
     } else {
