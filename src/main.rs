@@ -51,7 +51,7 @@ enum Command {
     },
     /// Train a tiny model on bundled Re-DocRED documents and show everything it produces.
     Demo {
-        /// Output directory (checkpoints, metrics.jsonl, curves.svg, result.json).
+        /// Output directory (checkpoints, metrics.jsonl, curves.png, result.json).
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
         /// A real BERT-family checkpoint directory instead of the tiny random encoder.
@@ -176,9 +176,16 @@ enum Command {
         #[arg(long)]
         train_facts: Option<PathBuf>,
     },
-    /// Draw loss and dev F1 against steps from a metrics.jsonl log (SVG).
+    /// Draw training curves (loss per stage, learning rate, dev F1 / Ign F1) from a metrics.jsonl
+    /// log, or with --eca the ECA-vs-dense benchmark; PNG or SVG by the extension of --out.
     Plot {
-        log: PathBuf,
+        /// A run's metrics.jsonl.
+        #[arg(required_unless_present = "eca", conflicts_with = "eca")]
+        log: Option<PathBuf>,
+        /// The JSON of `docre bench eca --json` instead of a training log.
+        #[arg(long)]
+        eca: Option<PathBuf>,
+        /// curves.png, curves.svg, ...
         #[arg(long)]
         out: PathBuf,
     },
@@ -223,6 +230,9 @@ enum BenchWhat {
         /// Also write the rows as a JSON list to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Also draw the rows (as `docre plot --eca` does), PNG or SVG by extension.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// One whole training step on real Re-DocRED documents (encoder, heads, losses, both
     /// backward passes, clipping, AdamW), stage 1 and 2: wall time, GPU time per phase, peak
@@ -335,9 +345,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict { checkpoint, data, format, out, zip, shard } => predict_cmd(&checkpoint, &data, format, &out, zip, shard),
         Command::Merge { shards, out, zip } => merge_cmd(&shards, &out, zip),
         Command::Score { gold, pred, rel2id, train_facts } => score_cmd(&gold, &pred, rel2id.as_deref(), train_facts.as_deref()),
-        Command::Plot { log, out } => {
+        Command::Plot { log, eca, out } => {
             check_writable(&out, "--out")?;
-            write_atomic(&out, workflow::plot::plot_svg(&log)?.as_bytes())?;
+            match (log, eca) {
+                (_, Some(eca)) => workflow::plot::eca_benchmark_file(&eca, &out)?,
+                (Some(log), None) => workflow::plot::training_curves(&log, &out)?,
+                (None, None) => unreachable!("clap requires a log or --eca"),
+            }
             println!("wrote {}", out.display());
             Ok(())
         }
@@ -350,7 +364,7 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = bench::StepBenchConfig { data: data.unwrap_or(d), docs, rel2id, encoder: encoder.unwrap_or(e), random_weights, stages, batches: batch, frozen: freeze_encoder, layers, samples };
             bench_step(&cfg, json.as_deref())
         }
-        Command::Bench { what: BenchWhat::Eca { n, width, samples, max_seconds, only, json } } => bench_eca(bench::EcaBenchConfig { ns: n, only, width, samples, max_seconds }, json.as_deref()),
+        Command::Bench { what: BenchWhat::Eca { n, width, samples, max_seconds, only, json, plot } } => bench_eca(bench::EcaBenchConfig { ns: n, only, width, samples, max_seconds }, json.as_deref(), plot.as_deref()),
     }
 }
 
@@ -491,9 +505,13 @@ fn bench_step(cfg: &bench::StepBenchConfig, json: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn bench_eca(cfg: bench::EcaBenchConfig, json: Option<&Path>) -> Result<()> {
+fn bench_eca(cfg: bench::EcaBenchConfig, json: Option<&Path>, plot: Option<&Path>) -> Result<()> {
     if let Some(path) = json {
         check_writable(path, "--json")?;
+    }
+    if let Some(path) = plot {
+        check_writable(path, "--plot")?;
+        workflow::plot::Format::of(path)?;
     }
     let gpu = Gpu::new()?;
     println!("adapter: {} ({}), timing: {}", gpu.report().name, gpu.report().backend, GpuTimer::new(&gpu).method());
@@ -509,6 +527,10 @@ fn bench_eca(cfg: bench::EcaBenchConfig, json: Option<&Path>) -> Result<()> {
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&rows).expect("rows serialize");
         write_atomic(path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = plot {
+        workflow::plot::eca_benchmark(&rows, path)?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -15,7 +15,7 @@ use crate::ops::eca::{attention_backward, attention_forward, Attention, PairInde
 use super::filled;
 
 /// How one side of a comparison went.
-#[derive(serde::Serialize, Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     Measured { seconds: f64, peak_extra_bytes: u64 },
@@ -26,9 +26,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn seconds(&self) -> Option<f64> {
+    pub fn seconds(&self) -> Option<f64> {
         match self {
             Outcome::Measured { seconds, .. } => Some(*seconds),
+            _ => None,
+        }
+    }
+    pub fn peak_mib(&self) -> Option<f64> {
+        match self {
+            Outcome::Measured { peak_extra_bytes, .. } => Some(*peak_extra_bytes as f64 / (1 << 20) as f64),
             _ => None,
         }
     }
@@ -43,14 +49,14 @@ impl Outcome {
     /// Table cell for extra memory.
     pub fn memory_cell(&self) -> String {
         match self {
-            Outcome::Measured { peak_extra_bytes, .. } => format!("{:.2}", *peak_extra_bytes as f64 / (1 << 20) as f64),
+            Outcome::Measured { .. } => format!("{:.2}", self.peak_mib().unwrap_or_default()),
             Outcome::Failed { reason } => reason.clone(),
             Outcome::OverBudget { .. } => "-".into(),
         }
     }
 }
 
-#[derive(serde::Serialize, Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct EcaRow {
     pub n: usize,
     pub pairs: usize,

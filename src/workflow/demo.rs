@@ -102,7 +102,7 @@ pub fn run(out_dir: &Path, encoder: Option<&Path>, cfg: Option<RunConfig>) -> Re
     let titled_full = titled(train_docs, &preds.full);
     write_output(out_dir, "result.json", &result_json(&titled_full, &rels))?;
     write_output(out_dir, "predictions.txt", &listing(train_docs, &preds.full, &rels))?;
-    write_output(out_dir, "curves.svg", &super::plot::plot_svg(&out_dir.join("metrics.jsonl"))?)?;
-    println!("wrote {}/{{best,last}}/ (checkpoints), metrics.jsonl, curves.svg, result.json, predictions.txt in {:.0} s", out_dir.display(), t0.elapsed().as_secs_f64());
+    super::plot::training_curves(&out_dir.join("metrics.jsonl"), &out_dir.join("curves.png"))?;
+    println!("wrote {}/{{best,last}}/ (checkpoints), metrics.jsonl, curves.png, result.json, predictions.txt in {:.0} s", out_dir.display(), t0.elapsed().as_secs_f64());
     Ok(())
 }
