@@ -9,7 +9,7 @@ use docre::gpu::{Gpu, GpuTimer};
 use docre::data::docred::{read_docred, Document, Fact, Relations};
 use docre::data::WordPieceTokenizer;
 use docre::eval::{score, train_facts as facts_of};
-use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
+use docre::model::checkpoint::{self, Sidecar};
 use docre::model::docre::Heads;
 use docre::model::{Bert, BertConfig};
 use docre::train::encoder_cache::{default_root, EncoderCache, EncoderStore};
@@ -54,7 +54,8 @@ enum Command {
         /// Output directory (checkpoints, metrics.jsonl, curves.png, result.json).
         #[arg(long, default_value = "demo-out")]
         out: PathBuf,
-        /// A real BERT-family checkpoint directory instead of the tiny random encoder.
+        /// A real BERT-family encoder instead of the tiny random one: a folder (config.json,
+        /// model.safetensors, tokenizer.json) or a hub id (`bert-base-cased`, `org/name@revision`).
         #[arg(long)]
         encoder: Option<PathBuf>,
         /// TOML file overriding the `tiny` preset.
@@ -93,7 +94,8 @@ enum Command {
         /// TOML file on top of the preset (flags win over both).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// BERT-family checkpoint directory (config.json, model.safetensors, tokenizer.json).
+        /// BERT-family encoder: a folder (config.json, model.safetensors, tokenizer.json) or a
+        /// Hugging Face hub id (`bert-base-cased`, `org/name@revision`), fetched into the hub cache.
         #[arg(long)]
         encoder: Option<PathBuf>,
         #[arg(long, default_value = "run")]
@@ -247,7 +249,7 @@ enum BenchWhat {
         /// rel2id.json [default: the built-in DocRED inventory].
         #[arg(long)]
         rel2id: Option<PathBuf>,
-        /// Encoder directory with config.json, tokenizer.json and model.safetensors
+        /// Encoder folder with config.json, tokenizer.json and model.safetensors, or a hub id
         /// [default: ../shared/models/all-MiniLM-L6-v2].
         #[arg(long)]
         encoder: Option<PathBuf>,
@@ -275,8 +277,8 @@ enum BenchWhat {
     },
     /// The whole encoder, batch 1: forward and forward+backward tokens/s and peak GPU memory.
     Encoder {
-        /// Checkpoint directory (config.json + model.safetensors). Default: random weights with
-        /// the shapes of all-MiniLM-L6-v2, which run exactly as fast.
+        /// Encoder folder (config.json + model.safetensors) or hub id. Default: random weights
+        /// with the shapes of all-MiniLM-L6-v2, which run exactly as fast.
         #[arg(long)]
         encoder: Option<PathBuf>,
         /// Document lengths in tokens (above 512 the two-window scheme runs).
@@ -361,7 +363,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
         Command::Bench { what: BenchWhat::Step { data, docs, rel2id, encoder, random_weights, stages, batch, freeze_encoder, layers, samples, json } } => {
             let (d, e) = bench::step_default_paths();
-            let cfg = bench::StepBenchConfig { data: data.unwrap_or(d), docs, rel2id, encoder: encoder.unwrap_or(e), random_weights, stages, batches: batch, frozen: freeze_encoder, layers, samples };
+            let cfg = bench::StepBenchConfig { data: data.unwrap_or(d), docs, rel2id, encoder: docre::model::hub::locate(&encoder.unwrap_or(e))?.dir, random_weights, stages, batches: batch, frozen: freeze_encoder, layers, samples };
             bench_step(&cfg, json.as_deref())
         }
         Command::Bench { what: BenchWhat::Eca { n, width, samples, max_seconds, only, json, plot } } => bench_eca(bench::EcaBenchConfig { ns: n, only, width, samples, max_seconds }, json.as_deref(), plot.as_deref()),
@@ -458,7 +460,7 @@ fn bench_encoder(encoder: Option<&Path>, lengths: &[usize], samples: usize, json
     }
     let gpu = Gpu::new()?;
     let (bert, source) = match encoder {
-        Some(dir) => (Bert::load(&gpu, dir)?, dir.display().to_string()),
+        Some(spec) => (Bert::load(&gpu, &docre::model::hub::locate(spec)?.dir)?, spec.display().to_string()),
         None => (Bert::random(&gpu, BertConfig::minilm_l6(), 0)?, "random weights, all-MiniLM-L6-v2 shapes".to_string()),
     };
     let c = &bert.config;
@@ -608,17 +610,7 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         println!("wrote {}/last (and best, when a dev file was given), metrics.jsonl", out.display());
         return Ok(());
     }
-    let (encoder, tok, source) = match &cfg.encoder {
-        Some(dir) => {
-            let tp = dir.join("tokenizer.json");
-            (Bert::load(&gpu, dir)?, WordPieceTokenizer::load(&tp)?, TokenizerSource::Hf { path: tp })
-        }
-        None => {
-            let tok = WordPieceTokenizer::word_level(train_docs.iter().flat_map(|d| d.sents.iter().flatten().map(String::as_str)));
-            let words = tok.word_list().expect("word-level");
-            (Bert::random(&gpu, cfg.tiny_encoder(tok.vocab_size()), cfg.seed)?, tok, TokenizerSource::Words { words })
-        }
-    };
+    let (encoder, tok, source, encoder_hub) = wf::start_encoder(&gpu, cfg, train_docs.iter().flat_map(|d| d.sents.iter().flatten().map(String::as_str)))?;
     let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
     let heads = Heads::random(&gpu, hc.clone(), cfg.seed)?;
     let model = Model { gpu, encoder, heads };
@@ -632,7 +624,7 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         }
         None => None,
     };
-    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None, frozen_encoder: cfg.freeze_encoder };
+    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None, frozen_encoder: cfg.freeze_encoder, encoder_hub };
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
     write_atomic(&out.join("config.toml"), toml::to_string(cfg).expect("config serializes").as_bytes())?;
     wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, tokenizer: tok.fingerprint(), progress: true, stop_after_epochs: None }, None)?;

@@ -61,6 +61,9 @@ pub struct Sidecar {
     /// read its outputs from the encoder cache (`train::encoder_cache`).
     #[serde(default)]
     pub frozen_encoder: bool,
+    /// The hub repository, revision and commit of an encoder named by id (`--encoder ID`).
+    #[serde(default)]
+    pub encoder_hub: Option<crate::model::hub::HubRef>,
 }
 
 /// Training position at an epoch boundary: enough to continue bit for bit.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod docre;
 pub mod head_dropout;
 pub mod heads_reference;
+pub mod hub;
 pub mod inference;
 pub mod params;
 pub mod reference;

@@ -5,14 +5,12 @@
 use std::path::Path;
 
 use super::preset::{preset, RunConfig};
-use super::run::{evaluate, examples, listing, result_json, titled, train, write_output, RunOutputs};
+use super::run::{evaluate, examples, listing, result_json, start_encoder, titled, train, write_output, RunOutputs};
 use crate::data::docred::{read_json_str, Document, Relations};
-use crate::data::WordPieceTokenizer;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::checkpoint::{Sidecar, TokenizerSource};
+use crate::model::checkpoint::Sidecar;
 use crate::model::docre::Heads;
-use crate::model::Bert;
 use crate::train::trainer::Model;
 
 const DOCS: &str = include_str!("../../data/demo/redocred_sample.json");
@@ -44,19 +42,7 @@ pub fn run(out_dir: &Path, encoder: Option<&Path>, cfg: Option<RunConfig>) -> Re
     let docs = documents(&rels)?;
     let mut cfg = cfg.unwrap_or(preset("tiny")?);
     cfg.encoder = encoder.map(Path::to_path_buf);
-    let (encoder, tokenizer, source) = match &cfg.encoder {
-        Some(dir) => {
-            let tok_path = dir.join("tokenizer.json");
-            (Bert::load(&gpu, dir)?, WordPieceTokenizer::load(&tok_path)?, TokenizerSource::Hf { path: tok_path })
-        }
-        None => {
-            let words: Vec<&str> = docs.iter().flat_map(|d| d.sents.iter().flatten().map(String::as_str)).collect();
-            let tok = WordPieceTokenizer::word_level(words);
-            let bert = Bert::random(&gpu, cfg.tiny_encoder(tok.vocab_size()), cfg.seed)?;
-            let words = tok.word_list().expect("word-level");
-            (bert, tok, TokenizerSource::Words { words })
-        }
-    };
+    let (encoder, tokenizer, source, encoder_hub) = start_encoder(&gpu, &cfg, docs.iter().flat_map(|d| d.sents.iter().flatten().map(String::as_str)))?;
     let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
     let heads = Heads::random(&gpu, hc.clone(), cfg.seed)?;
     println!(
@@ -86,6 +72,7 @@ pub fn run(out_dir: &Path, encoder: Option<&Path>, cfg: Option<RunConfig>) -> Re
         note: format!("docre demo, preset {}", cfg.preset),
         progress: None,
         frozen_encoder: cfg.freeze_encoder,
+        encoder_hub,
     };
     let outputs = RunOutputs { dir: out_dir.to_path_buf(), dev: Some((train_docs.to_vec(), train_ex.to_vec())), tokenizer: tokenizer.fingerprint(), progress: true, stop_after_epochs: None };
     train(&model, &mut sidecar, &cfg, train_ex, &outputs, None)?;

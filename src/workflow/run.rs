@@ -14,13 +14,36 @@ use crate::eval::predict::{predict, Predictions};
 use crate::eval::{score, Scores};
 use crate::fsutil::write_atomic;
 use crate::gpu::Tensor;
-use crate::model::checkpoint::{self, Progress, Sidecar};
+use crate::gpu::Gpu;
+use crate::model::checkpoint::{self, Progress, Sidecar, TokenizerSource};
+use crate::model::hub::{self, HubRef};
+use crate::model::Bert;
 use crate::model::docre::objective;
 use std::collections::HashMap;
 use super::progress::Progress as Bar;
 use crate::rng::Rng;
 use crate::train::encoder_cache::{default_root, EncoderCache, EncoderStore};
 use crate::train::trainer::{Batch, Model, Stage, Trainer};
+
+/// The encoder a run starts from: a pretrained one (folder or hub id, see `model::hub`) with its
+/// tokenizer, or a random `tiny` one over a word-level vocabulary of `words`.
+pub fn start_encoder<'a>(gpu: &Gpu, cfg: &RunConfig, words: impl Iterator<Item = &'a str>) -> Result<(Bert, WordPieceTokenizer, TokenizerSource, Option<HubRef>)> {
+    match &cfg.encoder {
+        Some(spec) => {
+            let found = hub::locate(spec)?;
+            if let Some(h) = &found.hub {
+                println!("encoder {}@{} (commit {}) from {}", h.id, h.revision, h.commit, found.dir.display());
+            }
+            let tp = found.dir.join("tokenizer.json");
+            Ok((Bert::load(gpu, &found.dir)?, WordPieceTokenizer::load(&tp)?, TokenizerSource::Hf { path: tp }, found.hub))
+        }
+        None => {
+            let tok = WordPieceTokenizer::word_level(words);
+            let words = tok.word_list().expect("word-level");
+            Ok((Bert::random(gpu, cfg.tiny_encoder(tok.vocab_size()), cfg.seed)?, tok, TokenizerSource::Words { words }, None))
+        }
+    }
+}
 
 /// Input formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
