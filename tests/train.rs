@@ -150,6 +150,34 @@ fn resumed_run_repeats_the_uninterrupted_losses_bit_for_bit() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// `best/` is what eval and predict load, and they report the full model: once stage 2 runs it
+/// must select by the full model's score alone, even when every stage-2 score is below the base
+/// module's best in stage 1 (here stage 2 learns nothing: its learning rates are 0).
+#[test]
+fn stage_two_keeps_its_own_best_below_stage_one_scores() {
+    let dir = std::env::temp_dir().join(format!("docre-best-{}", std::process::id()));
+    let mut s = setup();
+    let mut cfg = s.cfg.clone();
+    cfg.stage1_epochs = 3;
+    cfg.stage2_epochs = 2;
+    cfg.stage2.head_lr = 0.0;
+    cfg.stage2.encoder_lr = 0.0;
+    let out = RunOutputs { dir: dir.clone(), dev: Some((s.docs.clone(), s.exs.clone())), tokenizer: s.tokenizer, progress: false, stop_after_epochs: None };
+    train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
+    let dev: Vec<(u64, f64)> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| Some((v["stage"].as_u64()?, if v["stage"] == 1 { v.get("dev_base_f1")?.as_f64()? } else { v.get("dev_ign_f1")?.as_f64()? })))
+        .collect();
+    let best_of = |stage| dev.iter().filter(|d| d.0 == stage).map(|d| d.1).fold(f64::NEG_INFINITY, f64::max);
+    assert!(best_of(1) >= best_of(2), "the premise: stage 1's base module scores at least stage 2's full model ({dev:?})");
+    let side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("best/checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(side["progress"]["stage"], 2, "best/ is a stage-1 checkpoint: {dev:?}");
+    assert_eq!(side["best_score"].as_f64().unwrap(), best_of(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn accumulated_step_uses_the_mean_gradient() {
     // The same batch twice, encoder frozen and head dropout off (each accumulated batch draws its

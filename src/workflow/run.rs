@@ -198,8 +198,10 @@ pub fn evaluate(model: &Model, docs: &[Document], examples: &[Example], batch: u
     Ok((base, full, p))
 }
 
-/// Trains stage 1 then stage 2 as configured, logging every step; keeps `best/` (by dev Ign F1,
-/// or train F1 without dev data) and `last/` checkpoints under `out.dir`.
+/// Trains stage 1 then stage 2 as configured, logging every step; keeps `best/` and `last/`
+/// checkpoints under `out.dir`. Stage 1 keeps the best base module by its dev Ign F1; stage 2,
+/// when it runs, selects afresh by the full model's dev Ign F1 (DocRE-II's two runs each keep
+/// their own best), so `best/` always holds a trained inference module then.
 ///
 /// With `resume` (the `last/` checkpoint's progress and optimizer moments, the model already
 /// loaded from it), training continues after the saved epoch and produces the same losses, bit
@@ -248,6 +250,10 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
                 trainer.set_moments(moments.clone());
             }
             resume = None;
+        }
+        if stage == Stage::Two && first_epoch == 1 {
+            // A stage-1 score is the base module's; the full model must not have to beat it.
+            sidecar.best_score = None;
         }
         for epoch in first_epoch..=epochs {
             let t0 = Instant::now();
