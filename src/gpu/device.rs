@@ -120,16 +120,17 @@ impl Gpu {
             desc
         };
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
-        // lavapipe has twice enumerated nothing in one process of a long test run, and found
-        // itself again right after; a fresh instance a moment later tells a transient failure
-        // from a machine without a driver.
+        // lavapipe has now and then enumerated nothing, in a long test run and once for a
+        // whole second at the start of a CI lane, and found itself again later; fresh instances
+        // over about 7 s, backing off, tell a transient failure from a machine without a driver.
         let mut instance = wgpu::Instance::new(descriptor());
         let mut adapters = instance.enumerate_adapters(backends).await;
-        for _ in 0..2 {
+        for wait_ms in [500, 1000, 2000, 4000] {
             if !adapters.is_empty() {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            eprintln!("docre: no graphics adapter enumerated; asking again in {:.1} s", wait_ms as f64 / 1e3);
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms));
             instance = wgpu::Instance::new(descriptor());
             adapters = instance.enumerate_adapters(backends).await;
         }
