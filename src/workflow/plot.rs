@@ -47,12 +47,11 @@ trait Picture {
 }
 
 /// Renders `picture` in memory and writes it atomically, so a failed plot leaves no file.
-fn render<P: Picture>(picture: &P, out: &Path) -> Result<()> {
+fn render<P: Picture>(picture: &P, format: Format, out: &Path) -> Result<()> {
     static FONT_ONCE: Once = Once::new();
     FONT_ONCE.call_once(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).unwrap_or_else(|_| panic!("the embedded DejaVu Sans is a valid font"));
     });
-    let format = Format::of(out)?;
     let fail = |e: Box<dyn std::error::Error>| Error::Input(format!("cannot draw {}: {e}", out.display()));
     let (w, h) = P::SIZE;
     let bytes = match format {
@@ -158,24 +157,24 @@ impl Picture for Curves {
         // Loss spans orders of magnitude between the stages, hence log scale (a step with a zero
         // loss, which a log axis cannot place, is left out).
         let (lo, hi) = span(self.loss.iter().flatten().map(|p| p.1).filter(|&l| l > 0.0));
-        let mut ch = ChartBuilder::on(&panels[0]).caption("training loss", ("sans-serif", 20)).margin(10).x_label_area_size(35).y_label_area_size(70).build_cartesian_2d(x.clone(), (lo..hi).log_scale())?;
+        let mut ch = panel(&panels[0], "training loss").build_cartesian_2d(x.clone(), (lo..hi).log_scale())?;
         mesh(&mut ch.configure_mesh(), "loss (log)").y_labels(8).y_label_formatter(&|v| tick(*v)).draw()?;
         for (stage, points) in self.loss.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
             let color = STAGE_COLORS[stage];
             ch.draw_series(LineSeries::new(points.iter().copied().filter(|p| p.1 > 0.0), color.stroke_width(1)))?.label(format!("stage {}", stage + 1)).legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
         }
-        ch.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+        legend(&mut ch, SeriesLabelPosition::MiddleRight)?;
 
         let (lo, hi) = span(self.lr.iter().flatten().map(|p| p.1).chain(std::iter::once(0.0)));
-        let mut ch = ChartBuilder::on(&panels[1]).caption("learning rate (heads)", ("sans-serif", 20)).margin(10).x_label_area_size(35).y_label_area_size(70).build_cartesian_2d(x.clone(), lo..hi)?;
+        let mut ch = panel(&panels[1], "learning rate (heads)").build_cartesian_2d(x.clone(), lo..hi)?;
         mesh(&mut ch.configure_mesh(), "lr").y_label_formatter(&|v| format!("{v:.1e}")).draw()?;
         for (stage, points) in self.lr.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
             let color = STAGE_COLORS[stage];
             ch.draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?.label(format!("stage {}", stage + 1)).legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
         }
-        ch.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+        legend(&mut ch, SeriesLabelPosition::MiddleRight)?;
 
-        let mut ch = ChartBuilder::on(&panels[2]).caption("dev scores", ("sans-serif", 20)).margin(10).x_label_area_size(35).y_label_area_size(70).build_cartesian_2d(x, 0.0..1.0)?;
+        let mut ch = panel(&panels[2], "dev scores").build_cartesian_2d(x, 0.0..1.0)?;
         mesh(&mut ch.configure_mesh(), "F1").draw()?;
         for (i, (name, points)) in self.dev.iter().enumerate() {
             // Drawn thinner each time: on data without Ign pairs (CDR) Ign F1 equals F1.
@@ -184,10 +183,26 @@ impl Picture for Curves {
             ch.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
         if !self.dev.is_empty() {
-            ch.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+            legend(&mut ch, SeriesLabelPosition::MiddleRight)?;
         }
         Ok(())
     }
+}
+
+/// A titled chart area with room for both axes' labels: every panel of both pictures.
+fn panel<'a, 'b, DB: DrawingBackend>(area: &'a DrawingArea<DB, Shift>, title: &str) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(area);
+    builder.caption(title, ("sans-serif", 20)).margin(10).x_label_area_size(35).y_label_area_size(70);
+    builder
+}
+
+/// The series' legend, boxed on a translucent white ground.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(ch: &mut ChartContext<'a, DB, CT>, position: SeriesLabelPosition) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    ch.configure_series_labels().position(position).border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    Ok(())
 }
 
 /// A log axis' tick: as many decimals as its magnitude needs.
@@ -207,8 +222,8 @@ fn mesh<'a, 'b, DB: DrawingBackend, Y: Ranged>(m: &'b mut MeshStyle<'a, 'b, Rang
 
 /// Training curves of a `metrics.jsonl` log: loss per stage, learning rate, dev F1 / Ign F1.
 pub fn training_curves(log: &Path, out: &Path) -> Result<()> {
-    Format::of(out)?;
-    render(&read_curves(log)?, out)
+    let format = Format::of(out)?;
+    render(&read_curves(log)?, format, out)
 }
 
 /// One benchmark case's two compared series of (N, value) points.
@@ -256,12 +271,7 @@ where
     ns.sort_by(f64::total_cmp);
     ns.dedup();
     let (y0, y1) = span(all().map(|p| p.1));
-    let mut ch = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(70)
-        .build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale().with_key_points(ns), (y0 * 0.8..y1 * 1.25).log_scale())?;
+    let mut ch = panel(area, title).build_cartesian_2d((x0 * 0.9..x1 * 1.1).log_scale().with_key_points(ns), (y0 * 0.8..y1 * 1.25).log_scale())?;
     ch.configure_mesh().light_line_style(WHITE.mix(0.0)).x_desc("entities N (log)").y_desc(y_desc).x_label_formatter(&|v| format!("{v:.0}")).y_label_formatter(&|v| tick(*v)).draw()?;
     for (i, (case, first, second)) in series.iter().enumerate() {
         let color = CASE_COLORS[i % CASE_COLORS.len()];
@@ -276,7 +286,7 @@ where
             ch.draw_series(second.iter().map(|&(x, y)| Rectangle::new([(x * 0.985, y * 0.97), (x * 1.015, y * 1.03)], color.filled())))?;
         }
     }
-    ch.configure_series_labels().position(SeriesLabelPosition::UpperLeft).border_style(BLACK).background_style(WHITE.mix(0.8)).label_font(("sans-serif", 12)).draw()?;
+    legend(&mut ch, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }
 
@@ -301,8 +311,8 @@ impl Picture for EcaPicture {
 /// The ECA-vs-dense picture of `bench eca` rows: time against N (log-log) for the core and the
 /// layer, peak memory, and the FLOP ratio beside the measured speedup.
 pub fn eca_benchmark(rows: &[EcaRow], out: &Path) -> Result<()> {
-    Format::of(out)?;
-    render(&EcaPicture::new(rows)?, out)
+    let format = Format::of(out)?;
+    render(&EcaPicture::new(rows)?, format, out)
 }
 
 /// As [`eca_benchmark`], from the JSON `docre bench eca --json` wrote.
