@@ -10,7 +10,7 @@ use docre::data::docred::{read_docred, Document, Fact, Relations};
 use docre::data::WordPieceTokenizer;
 use docre::eval::{score, train_facts as facts_of};
 use docre::model::checkpoint::{self, Sidecar};
-use docre::model::docre::Heads;
+use docre::model::heads::Heads;
 use docre::model::{Bert, BertConfig};
 use docre::train::encoder_cache::{default_root, EncoderCache, EncoderStore};
 use docre::train::trainer::Model;
@@ -363,7 +363,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
         Command::Bench { what: BenchWhat::Step { data, docs, rel2id, encoder, random_weights, stages, batch, freeze_encoder, layers, samples, json } } => {
             let (d, e) = bench::step_default_paths();
-            let cfg = bench::StepBenchConfig { data: data.unwrap_or(d), docs, rel2id, encoder: docre::model::hub::locate(&encoder.unwrap_or(e))?.dir, random_weights, stages, batches: batch, frozen: freeze_encoder, layers, samples };
+            let cfg = bench::StepBenchConfig { data: data.unwrap_or(d), docs, rel2id, encoder: docre::model::encoder::hub::locate(&encoder.unwrap_or(e))?.dir, random_weights, stages, batches: batch, frozen: freeze_encoder, layers, samples };
             bench_step(&cfg, json.as_deref())
         }
         Command::Bench { what: BenchWhat::Eca { n, width, samples, max_seconds, only, json, plot } } => bench_eca(bench::EcaBenchConfig { ns: n, only, width, samples, max_seconds }, json.as_deref(), plot.as_deref()),
@@ -460,7 +460,7 @@ fn bench_encoder(encoder: Option<&Path>, lengths: &[usize], samples: usize, json
     }
     let gpu = Gpu::new()?;
     let (bert, source) = match encoder {
-        Some(spec) => (Bert::load(&gpu, &docre::model::hub::locate(spec)?.dir)?, spec.display().to_string()),
+        Some(spec) => (Bert::load(&gpu, &docre::model::encoder::hub::locate(spec)?.dir)?, spec.display().to_string()),
         None => (Bert::random(&gpu, BertConfig::minilm_l6(), 0)?, "random weights, all-MiniLM-L6-v2 shapes".to_string()),
     };
     let c = &bert.config;

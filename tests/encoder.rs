@@ -7,8 +7,8 @@ mod common;
 
 use common::{assert_close, download, gpu, upload, Rng};
 use docre::gpu::Recorder;
-use docre::model::bert::param_specs;
-use docre::model::reference::encoder_forward;
+use docre::model::encoder::bert::param_specs;
+use docre::model::encoder::reference::encoder_forward;
 use docre::model::config::Family;
 use docre::model::{Bert, BertConfig, Pass, TokenBatch};
 

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use common::{download, fixture_present, gpu, shared_dir, upload};
 use docre::data::{Mention, WordPieceTokenizer};
 use docre::gpu::Recorder;
-use docre::model::batch::{HeadBatch, HeadInput};
-use docre::model::docre::{BranchLabels, HeadConfig, Heads, Stage2Input, TestOutput};
-use docre::model::params::ParamSet;
-use docre::model::tensor_file::TensorFile;
+use docre::model::heads::batch::{HeadBatch, HeadInput};
+use docre::model::config::{HeadConfig, TestOutput};
+use docre::model::heads::{BranchLabels, Heads, Stage2Input};
+use docre::model::heads::params::ParamSet;
+use docre::model::checkpoint::tensor_file::TensorFile;
 use docre::model::{Bert, Pass, TokenBatch};
 use docre::ops::eca::Attention;
 

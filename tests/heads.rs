@@ -1,5 +1,5 @@
 //! The whole head stack (base module, inference module, predictor, both objectives, test loop)
-//! on tiny random dimensions against the f64 CPU reference (src/model/heads_reference.rs):
+//! on tiny random dimensions against the f64 CPU reference (src/model/heads/reference.rs):
 //! outputs and losses directly, every parameter's gradient and the encoder-output gradients
 //! against central finite differences of the reference losses. Covered: ECA with the gated fusion
 //! and no dropout (the golden fixtures' setting); `dense` + `no_fusion` with head dropout and
@@ -11,11 +11,12 @@ use std::collections::HashMap;
 
 use common::{download, gpu, upload, Rng};
 use docre::gpu::Recorder;
-use docre::model::base::BaseNeeds;
-use docre::model::batch::{HeadBatch, HeadInput};
-use docre::model::docre::{is_buffer, HeadConfig, Heads, Stage2Input, TestOutput};
+use docre::model::heads::base::BaseNeeds;
+use docre::model::heads::batch::{HeadBatch, HeadInput};
+use docre::model::config::{HeadConfig, TestOutput};
+use docre::model::heads::{is_buffer, Heads, Stage2Input};
 use docre::train::sampling::Noise;
-use docre::model::heads_reference as href;
+use docre::model::heads::reference as href;
 use docre::ops::eca::Attention;
 use docre::ops::reference as r;
 
@@ -274,7 +275,7 @@ fn run(v: Variant, seed: u64) {
             assert_eq!(download(&g, a), download(&g, reused.grads.get(id).unwrap()), "{name}: gradient with the reused bilinear output");
         }
     }
-    let sq = |s: &docre::model::docre::Step| -> Vec<Vec<f64>> { s.grads.norm_sq().iter().map(|t| download(&g, t)).collect() };
+    let sq = |s: &docre::model::heads::Step| -> Vec<Vec<f64>> { s.grads.norm_sq().iter().map(|t| download(&g, t)).collect() };
     assert_eq!(sq(&lean), sq(&reused), "squared norms with the reused bilinear output");
     let mut rec = Recorder::new(&g);
     let wrong = docre::gpu::Tensor::zeros(&g, "wrong", &[hb.pairs + 1, heads.config.emb]).unwrap();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use docre::model::hub::{locate_with, HubEnv, FILES};
+use docre::model::encoder::hub::{locate_with, HubEnv, FILES};
 use sha2::Digest;
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";

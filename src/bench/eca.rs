@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuTimer, Recorder, Tensor};
-use crate::model::docre::{HeadConfig, Heads, TestOutput};
-use crate::model::inference::{layer_backward, layer_forward};
-use crate::model::params::Grads;
+use crate::model::config::{HeadConfig, TestOutput};
+use crate::model::heads::Heads;
+use crate::model::heads::inference::{layer_backward, layer_forward};
+use crate::model::heads::params::Grads;
 use crate::ops::eca::{attention_backward, attention_forward, Attention, PairIndex};
 
 use super::filled;

@@ -15,7 +15,7 @@ use crate::data::features::{featurize, Example};
 use crate::data::WordPieceTokenizer;
 use crate::error::{Error, Result};
 use crate::gpu::{profile, Gpu};
-use crate::model::docre::Heads;
+use crate::model::heads::Heads;
 use crate::model::{Bert, BertConfig};
 use crate::rng::Rng;
 use crate::train::encoder_cache::EncoderCache;

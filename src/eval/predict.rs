@@ -5,7 +5,7 @@ use crate::data::docred::Fact;
 use crate::data::features::Example;
 use crate::error::Result;
 use crate::gpu::Recorder;
-use crate::model::batch::HeadBatch;
+use crate::model::heads::batch::HeadBatch;
 use crate::model::Pass;
 use crate::train::encoder_cache::EncoderCache;
 use crate::train::trainer::{Batch, Model};

@@ -6,7 +6,7 @@
 use super::harness::{ensure, Check, Checked};
 use crate::data::WordPieceTokenizer;
 use crate::gpu::Gpu;
-use crate::model::docre::Heads;
+use crate::model::heads::Heads;
 use crate::model::Bert;
 use crate::train::trainer::{Batch, Model, Stage, Trainer};
 use crate::workflow::demo::{documents, relations, TRAIN_DOCS};

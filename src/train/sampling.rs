@@ -2,7 +2,7 @@
 //! gold labels, or the paper's noise on the base module's predictions, as a pure function of the
 //! gold labels and a seeded RNG.
 
-use crate::model::docre::{BranchLabels, Stage2Input};
+use crate::model::heads::{BranchLabels, Stage2Input};
 use crate::rng::Rng;
 
 /// Where stage 2's relation input comes from (SPEC 0.1 `noise`).

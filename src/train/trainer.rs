@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use crate::data::features::Example;
 use crate::error::{Error, Result};
 use crate::gpu::{profile, Gpu, Recorder, Tensor};
-use crate::model::batch::{HeadBatch, HeadInput};
-use crate::model::base::BaseNeeds;
-use crate::model::docre::{is_buffer, objective, Heads, Stage2Input};
+use crate::model::heads::batch::{HeadBatch, HeadInput};
+use crate::model::heads::base::BaseNeeds;
+use crate::model::heads::{is_buffer, objective, Heads, Stage2Input};
 use crate::model::{Bert, Pass, TokenBatch};
 use crate::train::encoder_cache::EncoderCache;
 use crate::ops::adamw::{adamw_step, AdamW};
@@ -216,7 +216,7 @@ impl Trainer {
     /// the encoder is frozen).
     /// With `norm_only`, gradients of frozen parameters that only feed the clipping norm may
     /// come back as squared norms (`Grads::norm_sq`) instead of tensors.
-    fn gradients(&mut self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>, norm_only: bool) -> Result<(crate::model::docre::Step, Option<Vec<Tensor>>)> {
+    fn gradients(&mut self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>, norm_only: bool) -> Result<(crate::model::heads::Step, Option<Vec<Tensor>>)> {
         let g = model.gpu.clone();
         let mut rec = Recorder::new(&g);
         let heads_n = model.encoder.config.num_attention_heads;

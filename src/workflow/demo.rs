@@ -10,7 +10,7 @@ use crate::data::docred::{read_json_str, Document, Relations};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::checkpoint::Sidecar;
-use crate::model::docre::Heads;
+use crate::model::heads::Heads;
 use crate::train::trainer::Model;
 
 const DOCS: &str = include_str!("../../data/demo/redocred_sample.json");

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::model::docre::{HeadConfig, TestOutput};
+use crate::model::config::{HeadConfig, TestOutput};
 use crate::model::config::Family;
 use crate::model::BertConfig;
 use crate::ops::eca::Attention;

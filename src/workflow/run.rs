@@ -16,16 +16,16 @@ use crate::fsutil::write_atomic;
 use crate::gpu::Tensor;
 use crate::gpu::Gpu;
 use crate::model::checkpoint::{self, Progress, Sidecar, TokenizerSource};
-use crate::model::hub::{self, HubRef};
+use crate::model::encoder::hub::{self, HubRef};
 use crate::model::Bert;
-use crate::model::docre::objective;
+use crate::model::heads::objective;
 use std::collections::HashMap;
 use super::progress::Progress as Bar;
 use crate::rng::Rng;
 use crate::train::encoder_cache::{default_root, EncoderCache, EncoderStore};
 use crate::train::trainer::{Batch, Model, Stage, Trainer};
 
-/// The encoder a run starts from: a pretrained one (folder or hub id, see `model::hub`) with its
+/// The encoder a run starts from: a pretrained one (folder or hub id, see `model::encoder::hub`) with its
 /// tokenizer, or a random `tiny` one over a word-level vocabulary of `words`.
 pub fn start_encoder<'a>(gpu: &Gpu, cfg: &RunConfig, words: impl Iterator<Item = &'a str>) -> Result<(Bert, WordPieceTokenizer, TokenizerSource, Option<HubRef>)> {
     match &cfg.encoder {

@@ -3,8 +3,8 @@
 //! SimSiam predictor. Grids live as pair lists [P, D]; the ECA kernels read grid lines through
 //! the batch's cell map.
 
-use super::docre::HeadConfig;
-use super::head_dropout::{self as hd, HeadDropout};
+use crate::model::config::HeadConfig;
+use super::dropout::{self as hd, HeadDropout};
 use super::params::{Grads, ParamSet};
 use crate::error::Result;
 use crate::gpu::{DType, Recorder, Tensor};

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use super::config::{BertConfig, Family};
-use super::tensor_file::TensorFile;
+use crate::model::checkpoint::tensor_file::TensorFile;
+use crate::model::config::{BertConfig, Family};
 use super::windows::{WindowPlan, Windows};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Recorder, Tensor};

@@ -9,12 +9,14 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-use super::bert::param_specs as encoder_specs;
-use super::config::BertConfig;
-use super::docre::{HeadConfig, Heads};
-use super::params::ParamSet;
-use super::tensor_file::TensorFile;
-use super::Bert;
+pub mod tensor_file;
+
+use self::tensor_file::TensorFile;
+use super::config::{BertConfig, HeadConfig};
+use super::encoder::bert::param_specs as encoder_specs;
+use super::encoder::Bert;
+use super::heads::params::ParamSet;
+use super::heads::{self, Heads};
 use crate::data::docred::Relations;
 use crate::data::WordPieceTokenizer;
 use crate::error::{Error, Result};
@@ -63,7 +65,7 @@ pub struct Sidecar {
     pub frozen_encoder: bool,
     /// The hub repository, revision and commit of an encoder named by id (`--encoder ID`).
     #[serde(default)]
-    pub encoder_hub: Option<crate::model::hub::HubRef>,
+    pub encoder_hub: Option<crate::model::encoder::hub::HubRef>,
 }
 
 /// Training position at an epoch boundary: enough to continue bit for bit.
@@ -140,7 +142,7 @@ pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
     };
     let enc: Vec<Vec<f32>> = encoder_specs(&sidecar.encoder).iter().map(|(n, s)| get(&format!("encoder.{n}"), s)).collect::<Result<_>>()?;
     let encoder = Bert::from_host(gpu, sidecar.encoder.clone(), &enc)?;
-    let heads: Vec<(String, Vec<usize>, Vec<f32>)> = super::docre::param_specs(&sidecar.heads).into_iter().map(|(n, s)| Ok((n.clone(), s.clone(), get(&n, &s)?))).collect::<Result<_>>()?;
+    let heads: Vec<(String, Vec<usize>, Vec<f32>)> = heads::param_specs(&sidecar.heads).into_iter().map(|(n, s)| Ok((n.clone(), s.clone(), get(&n, &s)?))).collect::<Result<_>>()?;
     let heads = Heads::new(sidecar.heads.clone(), ParamSet::new(gpu, heads)?)?;
     Ok((Model { gpu: gpu.clone(), encoder, heads }, sidecar))
 }

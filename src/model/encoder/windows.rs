@@ -135,7 +135,7 @@ impl WindowPlan {
     }
 }
 
-static SHADER: Shader = Shader { name: "windows", source: include_str!("../../shaders/windows.wgsl") };
+static SHADER: Shader = Shader { name: "windows", source: include_str!("../../../shaders/windows.wgsl") };
 static MERGE_HIDDEN: Kernel = Kernel { shader: &SHADER, entry: "merge_hidden", bindings: &[Access::Read, Access::Read, Access::Write] };
 static SPLIT_HIDDEN: Kernel = Kernel { shader: &SHADER, entry: "split_hidden", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write] };
 static MERGE_ATTENTION: Kernel = Kernel {

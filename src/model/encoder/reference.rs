@@ -4,7 +4,7 @@
 //! `ops::reference` version.
 
 use super::bert::{dropout_seed, layer_param, slot, TokenBatch};
-use super::config::BertConfig;
+use crate::model::config::BertConfig;
 use super::windows::WindowPlan;
 use crate::error::Result;
 use crate::ops::elementwise::Activation;

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use super::batch::HeadInput;
-use super::docre::{BranchLabels, HeadConfig, Stage2Input};
-use super::head_dropout::{self as hd, HeadDropout};
+use super::{BranchLabels, Stage2Input};
+use crate::model::config::HeadConfig;
+use super::dropout::{self as hd, HeadDropout};
 use crate::ops::elementwise::Activation;
 use crate::ops::reference as r;
 

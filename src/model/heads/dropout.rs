@@ -1,14 +1,14 @@
 //! Dropout in DocRE-II's heads (SPEC 2.5, 3.1–3.4), p = `HeadConfig::head_dropout` in training
 //! and off in evaluation. Every use draws its own counter-based mask from the pass seed and a
 //! site number, so the backward regenerates it and the CPU reference
-//! (`heads_reference`) reproduces it exactly.
+//! (`heads::reference`) reproduces it exactly.
 //!
 //! Sites: the base classifier's input (0) and the reduced feature grid F⁰ (1) per step; then
 //! each inference-module call (`HeadDropout::call`) numbers its own: per layer l, 7·l + combine
 //! (0), feature-unit probabilities (1) and output (2), relation-unit probabilities (3) and
 //! output (4), feature FFN (5), relation FFN (6); the head's projection is 7·N_I.
 
-use super::bert::dropout_seed;
+use crate::model::encoder::bert::dropout_seed;
 use crate::error::Result;
 use crate::gpu::{Recorder, Tensor};
 use crate::ops::dropout::{dropout, DropoutRng, Site};

@@ -1,92 +1,25 @@
-//! DocRE-II's heads as one model: configuration, parameter list (SPEC 0.3), the stage-1 and
-//! stage-2 objectives with their backward passes, and the test-time K-iteration loop.
+//! DocRE-II's heads as one model: parameter list (SPEC 0.3), the stage-1 and stage-2
+//! objectives with their backward passes, and the test-time K-iteration loop. The base and
+//! inference modules, their batch layout, dropout masks and f64 CPU reference live beside it.
 
-use super::base::{self, BaseNeeds, BaseOut, BaseTape};
-use super::batch::HeadBatch;
-use super::head_dropout::{self as hd, HeadDropout};
-use super::inference::{self, ModuleOut};
-use super::params::{Grads, ParamSet};
+pub mod base;
+pub mod batch;
+pub mod dropout;
+pub mod inference;
+pub mod params;
+pub mod reference;
+
+use self::base::{BaseNeeds, BaseOut, BaseTape};
+use self::batch::HeadBatch;
+use self::dropout::{self as hd, HeadDropout};
+use self::inference::ModuleOut;
+use self::params::{Grads, ParamSet};
+use super::config::{HeadConfig, TestOutput};
 use crate::error::{Error, Result};
 use crate::gpu::{profile, Gpu, Recorder, Tensor};
-use crate::ops::eca::Attention;
 use crate::ops::elementwise::{accumulate, add};
 use crate::ops::loss::{atloss_backward, atloss_sum, corrupt_labels, cosine_backward, cosine_sum, get_label};
 use crate::ops::matmul::{linear, linear_backward, matmul};
-
-/// How the test loop turns iterations into the final logits (SPEC 3.5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TestOutput {
-    /// Base logits plus every iteration's inference logits (the code's behaviour).
-    Sum,
-    /// The last iteration's inference logits alone (the paper's P^(K)).
-    Last,
-}
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct HeadConfig {
-    /// Encoder hidden size d.
-    pub hidden: usize,
-    /// Pair feature size E (the grouped bilinear's width) and its block size.
-    pub emb: usize,
-    pub block: usize,
-    /// Relation classes C, class 0 being the threshold / NA class.
-    pub classes: usize,
-    /// Inference-module width D, its layers N_I, ECA heads and FFN inner width.
-    pub width: usize,
-    pub layers: usize,
-    pub eca_heads: usize,
-    pub ffn_inner: usize,
-    /// Test-time iterations K and the decision rule's top-k.
-    pub iterations: usize,
-    pub top_k: usize,
-    pub attention: Attention,
-    /// The gated fusion sub-layer (false: M̃ = F̃ + R̃, the paper's "w/o fusion").
-    pub fusion: bool,
-    pub test_output: TestOutput,
-    pub ln_eps: f64,
-    pub bn_eps: f64,
-    pub bn_momentum: f64,
-    /// Dropout probability everywhere DocRE-II's heads have dropout (`head_dropout`), in
-    /// training only.
-    #[serde(default = "default_head_dropout")]
-    pub head_dropout: f64,
-    /// The SimSiam term in stage 2 (false: the paper's "w/o contrastive loss", which also skips
-    /// the predictor and the swapped passes).
-    #[serde(default = "default_true")]
-    pub contrastive: bool,
-}
-
-fn default_head_dropout() -> f64 {
-    0.1
-}
-
-fn default_true() -> bool {
-    true
-}
-
-impl HeadConfig {
-    /// Checks the sizes that the kernels rely on.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Input(format!("head config: {m}")));
-        if self.block == 0 || self.emb % self.block != 0 {
-            return bad(format!("emb {} is not a multiple of block {}", self.emb, self.block));
-        }
-        if self.eca_heads != 4 {
-            return bad(format!("ECA has exactly 4 heads (one per grid line), not {}", self.eca_heads));
-        }
-        if self.width % self.eca_heads != 0 || self.width / self.eca_heads > 512 {
-            return bad(format!("width {} must split into 4 heads of at most 512", self.width));
-        }
-        if self.classes < 2 || self.top_k == 0 || self.layers == 0 {
-            return bad(format!("classes {} (≥ 2), top_k {} (≥ 1) and layers {} (≥ 1) are out of range", self.classes, self.top_k, self.layers));
-        }
-        if !(0.0..1.0).contains(&self.head_dropout) {
-            return bad(format!("head_dropout {} is outside [0, 1)", self.head_dropout));
-        }
-        Ok(())
-    }
-}
 
 /// Every head parameter's SPEC 0.3 name and shape, in checkpoint order.
 pub fn param_specs(c: &HeadConfig) -> Vec<(String, Vec<usize>)> {
@@ -284,7 +217,7 @@ impl Heads {
     /// The heads' dropout in a training step with seed `seed` (the encoder's masks come from the
     /// same seed, at other sites); None when `head_dropout` is 0.
     pub fn dropout(&self, seed: u64) -> Option<HeadDropout> {
-        HeadDropout::training(self.config.head_dropout, super::bert::dropout_seed(seed, 1 << 30))
+        HeadDropout::training(self.config.head_dropout, crate::model::encoder::bert::dropout_seed(seed, 1 << 30))
     }
 
     /// One evaluation pass of the inference module with relation labels Ŷ [P, C].

@@ -3,8 +3,8 @@
 //! LayerNorm → base logits; and its backward down to the encoder outputs X and A.
 
 use super::batch::HeadBatch;
-use super::docre::HeadConfig;
-use super::head_dropout::{self as hd, HeadDropout};
+use crate::model::config::HeadConfig;
+use super::dropout::{self as hd, HeadDropout};
 use super::params::{Grads, ParamSet};
 use crate::error::Result;
 use crate::gpu::{DType, Recorder, Tensor};
