@@ -11,7 +11,7 @@ const STAGE2: [u8; 3] = [255, 127, 14];
 const GREEN: [u8; 3] = [44, 160, 44];
 
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("docre-plot-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-plot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     let _ = std::fs::remove_file(&p);
