@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::model::config::{HeadConfig, TestOutput};
-use crate::model::config::Family;
-use crate::model::BertConfig;
+use crate::model::config::{BertConfig, Family, HeadConfig, TestOutput};
 use crate::ops::eca::Attention;
 use crate::train::sampling::Noise;
 use crate::train::trainer::Hyper;
@@ -170,5 +168,28 @@ fn merge(into: &mut toml::Table, k: String, v: toml::Value) {
         (_, v) => {
             into.insert(k, v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The configurations the README's commands use must keep loading as the presets change.
+    #[test]
+    fn documented_configs_load_and_validate() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&docs).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let cfg = RunConfig::from_toml(&path, "docred").unwrap_or_else(|e| panic!("{e}"));
+                cfg.head_config(384, 2).validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no configurations in {}", docs.display());
+        let small = RunConfig::from_toml(&docs.join("cdr-small.toml"), "docred").unwrap();
+        assert_eq!((small.emb, small.block, small.width, small.top_k, small.stage1_epochs), (Some(128), 32, 256, 1, 10));
     }
 }
