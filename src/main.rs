@@ -1,7 +1,6 @@
 //! The `docre` command line.
 
 use std::path::{Path, PathBuf};
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -654,7 +653,7 @@ fn load_shard(checkpoint: &Path, data: &Path, format: Format, shard: Option<Shar
     let cache = match side.frozen_encoder {
         true => {
             let store = EncoderStore::open(&default_root(), &model, tok.fingerprint())?;
-            Some(wf::frozen_outputs(&model, &store, &exs, &data.display().to_string(), std::io::stderr().is_terminal())?)
+            Some(wf::frozen_outputs(&model, &store, &exs, &data.display().to_string(), true)?)
         }
         false => None,
     };

@@ -252,6 +252,8 @@ fn cli_trains_several_seeds_and_summarizes_their_scores() {
     // A frozen-encoder checkpoint's documents come from the encoder cache that training filled.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("0 documents encoded, 1 read from"), "{stderr}");
+    // Progress goes to logs as plain lines when stderr is not a terminal, as in training.
+    assert!(stderr.contains(": 1/1 documents ("), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let f1s: Vec<f64> = v["checkpoints"].as_array().unwrap().iter().map(|c| c["full"]["f1"].as_f64().unwrap()).collect();
     assert_eq!(f1s.len(), 2);
