@@ -11,7 +11,7 @@ use docre::data::features::featurize;
 use docre::data::WordPieceTokenizer;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-data-{}", std::process::id()));
+    let d = common::scratch("data");
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }

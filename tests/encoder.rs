@@ -287,7 +287,7 @@ fn checkpoints_load_with_prefix_and_f16_and_bad_ones_are_named() {
     let c = tiny_config();
     // Values rounded to f16, so the loaded model must equal the from_host one exactly.
     let params: Vec<Vec<f64>> = tiny_params(&c, 21).iter().map(|p| p.iter().map(|&x| half::f16::from_f64(x).to_f64()).collect()).collect();
-    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-ckpt-{}", std::process::id()));
+    let root = common::scratch("ckpt");
     let good = root.join("good");
     write_checkpoint(&good, &c, &params, |_, s| Some(s));
     let loaded = Bert::load(&gpu(), &good).unwrap();

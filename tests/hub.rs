@@ -109,7 +109,7 @@ fn repos(src: &Path) -> HashMap<String, HashMap<String, Vec<u8>>> {
 }
 
 fn fresh_cache(name: &str) -> PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-hub-{}-{name}", std::process::id()));
+    let dir = common::scratch(&format!("hub-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }

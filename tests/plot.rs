@@ -1,6 +1,8 @@
 //! Plots: training curves and the ECA-vs-dense picture, decoded back from PNG (size, ink, the
 //! series colours) and read back from SVG; bad outputs and logs are refused without a file.
 
+mod common;
+
 use std::path::PathBuf;
 
 use docre::bench::{EcaRow, Outcome};
@@ -11,7 +13,7 @@ const STAGE2: [u8; 3] = [255, 127, 14];
 const GREEN: [u8; 3] = [44, 160, 44];
 
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-plot-{}", std::process::id()));
+    let dir = common::scratch("plot");
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     let _ = std::fs::remove_file(&p);

@@ -90,7 +90,7 @@ fn non_finite_loss_stops_with_the_step_named() {
 #[test]
 fn tiny_model_overfits_four_documents_and_round_trips() {
     let mut s = setup();
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-train-{}", std::process::id()));
+    let dir = common::scratch("train");
     let dev = Some((s.docs.clone(), s.exs.clone()));
     let out = RunOutputs { dir: dir.clone(), dev, tokenizer: s.tokenizer, progress: false, stop_after_epochs: None };
     let mut cfg = s.cfg.clone();
@@ -122,7 +122,7 @@ fn losses(dir: &std::path::Path) -> Vec<(u64, f64)> {
 
 #[test]
 fn resumed_run_repeats_the_uninterrupted_losses_bit_for_bit() {
-    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-resume-{}", std::process::id()));
+    let base = common::scratch("resume");
     let mut cfg = preset("tiny").unwrap();
     cfg.stage1_epochs = 2;
     cfg.stage2_epochs = 2;
@@ -155,7 +155,7 @@ fn resumed_run_repeats_the_uninterrupted_losses_bit_for_bit() {
 /// module's best in stage 1 (here stage 2 learns nothing: its learning rates are 0).
 #[test]
 fn stage_two_keeps_its_own_best_below_stage_one_scores() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-best-{}", std::process::id()));
+    let dir = common::scratch("best");
     let mut s = setup();
     let mut cfg = s.cfg.clone();
     cfg.stage1_epochs = 3;
@@ -237,7 +237,7 @@ fn stage2_on_the_encoder_cache_reuses_the_base_bilinear_output_bit_for_bit() {
 fn encoder_store_recomputes_exactly_what_changed_and_cached_prediction_is_live_prediction() {
     let s = setup();
     let g = gpu();
-    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-encoder-store-{}", std::process::id()));
+    let root = common::scratch("encoder-store");
     let _ = std::fs::remove_dir_all(&root);
     let store = EncoderStore::open(&root, &s.model, s.tokenizer).unwrap();
     let n = s.exs.len();
@@ -283,7 +283,7 @@ fn encoder_store_recomputes_exactly_what_changed_and_cached_prediction_is_live_p
 fn a_checkpoint_with_a_nan_weight_is_refused_naming_the_tensor() {
     let s = setup();
     let g = gpu();
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-nan-{}", std::process::id()));
+    let dir = common::scratch("nan");
     let t = s.model.heads.params.get("infer.head.classifier.weight");
     let mut v = t.read_f32(&g).unwrap();
     v[3] = f32::NAN;

@@ -6,5 +6,5 @@ pub mod config;
 pub mod encoder;
 pub mod heads;
 
-pub use config::{BertConfig, HeadConfig};
+pub use config::BertConfig;
 pub use encoder::{Bert, EncoderOutput, Pass, Tape, TokenBatch};

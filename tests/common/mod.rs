@@ -20,6 +20,12 @@ pub fn gpu() -> Gpu {
     .clone()
 }
 
+/// A per-process scratch path under cargo's per-target tmp dir (`target/tmp`), so test files
+/// never pile up in the system's /tmp.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("docre-{name}-{}", std::process::id()))
+}
+
 /// SplitMix64: small, seeded, good enough for test inputs.
 pub struct Rng(u64);
 

@@ -3,11 +3,11 @@
 //! LayerNorm → base logits; and its backward down to the encoder outputs X and A.
 
 use super::batch::HeadBatch;
-use crate::model::config::HeadConfig;
 use super::dropout::{self as hd, HeadDropout};
 use super::params::{Grads, ParamSet};
 use crate::error::Result;
 use crate::gpu::{DType, Recorder, Tensor};
+use crate::model::config::HeadConfig;
 use crate::ops::elementwise::{accumulate, activation, activation_backward, fill, Activation};
 use crate::ops::embedding::{gather_rows, scatter_add_rows, RowScatter};
 use crate::ops::layernorm::{layernorm, layernorm_backward};

@@ -3,11 +3,11 @@
 //! SimSiam predictor. Grids live as pair lists [P, D]; the ECA kernels read grid lines through
 //! the batch's cell map.
 
-use crate::model::config::HeadConfig;
 use super::dropout::{self as hd, HeadDropout};
 use super::params::{Grads, ParamSet};
 use crate::error::Result;
 use crate::gpu::{DType, Recorder, Tensor};
+use crate::model::config::HeadConfig;
 use crate::ops::eca::{attention_backward, attention_forward, PairIndex};
 use crate::ops::elementwise::{accumulate, activation, activation_backward, add, add_scaled, mul, Activation};
 use crate::ops::layernorm::{layernorm, layernorm_backward};

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use super::batch::HeadInput;
+use super::dropout::{self as hd, HeadDropout};
 use super::{BranchLabels, Stage2Input};
 use crate::model::config::HeadConfig;
-use super::dropout::{self as hd, HeadDropout};
 use crate::ops::elementwise::Activation;
 use crate::ops::reference as r;
 
