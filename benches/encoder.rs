@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion};
 
 mod common;
 use docre::bench::encoder_cases;
@@ -21,18 +21,8 @@ fn encoder(c: &mut Criterion) {
     .unwrap_or_else(|e| panic!("{e}"));
     let bert = Arc::new(bert);
     let mut group = c.benchmark_group("encoder");
-    for case in encoder_cases(&gpu, &bert, &[128, 512]).unwrap_or_else(|e| panic!("{e}")) {
-        group.throughput(Throughput::Elements(case.work as u64));
-        case.time(&gpu, &timer, 1).unwrap_or_else(|e| panic!("{e}"));
-        let name = format!("{} {}", case.kernel, case.shape);
-        let repeat = common::repeat(&name);
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let s = case.time(&gpu, &timer, repeat * iters as usize).unwrap_or_else(|e| panic!("{e}"));
-                std::time::Duration::from_secs_f64(s)
-            })
-        });
-    }
+    let cases = encoder_cases(&gpu, &bert, &[128, 512]).unwrap_or_else(|e| panic!("{e}"));
+    common::bench_cases(&mut group, &gpu, &timer, cases);
     group.finish();
 }
 

@@ -8,10 +8,16 @@
 //!   unchanged code on this machine differ by up to about 20 % per case.
 //! * `DOCRE_BENCH_SLOWDOWN="<case name>"` runs that case twice per iteration, a deliberate 2x
 //!   slowdown to check that a comparison flags it.
+//!
+//! Each bench includes this module as its own copy, and not every bench uses every helper.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
-use criterion::Criterion;
+use criterion::{BenchmarkGroup, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use docre::bench::{Case, Unit};
+use docre::gpu::{Gpu, GpuTimer};
 
 pub const NOISE: f64 = 0.30;
 
@@ -31,5 +37,25 @@ pub fn repeat(name: &str) -> usize {
     match std::env::var("DOCRE_BENCH_SLOWDOWN") {
         Ok(v) if v == name => 2,
         _ => 1,
+    }
+}
+
+/// Registers each case in `group`, timed by GPU timestamps: one untimed run first (pipeline
+/// creation and first-touch allocation stay out of the samples), then `repeat` runs per iteration.
+pub fn bench_cases(group: &mut BenchmarkGroup<'_, WallTime>, gpu: &Gpu, timer: &GpuTimer, cases: Vec<Case>) {
+    for case in cases {
+        group.throughput(match case.unit {
+            Unit::Flop | Unit::Tokens => Throughput::Elements(case.work as u64),
+            Unit::Bytes => Throughput::Bytes(case.work as u64),
+        });
+        case.time(gpu, timer, 1).unwrap_or_else(|e| panic!("{e}"));
+        let name = format!("{} {}", case.kernel, case.shape);
+        let repeat = repeat(&name);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let s = case.time(gpu, timer, repeat * iters as usize).unwrap_or_else(|e| panic!("{e}"));
+                Duration::from_secs_f64(s)
+            })
+        });
     }
 }
