@@ -141,6 +141,12 @@ fn resumed_run_repeats_the_uninterrupted_losses_bit_for_bit() {
     let (model, mut side) = checkpoint::load(&gpu(), &last).unwrap();
     let progress = side.progress.clone().expect("the checkpoint records its progress");
     assert_eq!((progress.stage, progress.epoch), (2, 1));
+    // A process killed inside the next epoch has logged steps past its checkpoint and may have
+    // torn its last line; the resumed run must log those steps once.
+    use std::io::Write;
+    let mut log = std::fs::OpenOptions::new().append(true).open(parts.join("metrics.jsonl")).unwrap();
+    write!(log, "{}\n{{\"stage\":2,\"ep", serde_json::json!({"stage": 2, "epoch": 2, "step": progress.global_step + 1, "loss": 1.0})).unwrap();
+    drop(log);
     let moments = checkpoint::load_moments(&gpu(), &last).unwrap().unwrap();
     let out = RunOutputs { dir: parts.clone(), dev: None, tokenizer: setup().tokenizer, progress: false, stop_after_epochs: None };
     train(&model, &mut side, &cfg, &s.exs, &out, Some((progress, moments))).unwrap();

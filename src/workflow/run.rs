@@ -190,6 +190,23 @@ impl Log {
     }
 }
 
+/// Keeps the records of `log` up to `step`, the resumed checkpoint's: an interrupted process
+/// logged steps past its last checkpoint (and may have torn its last line), and the resumed run
+/// logs those steps again.
+fn drop_records_after(log: &Path, step: u64) -> Result<()> {
+    let text = match std::fs::read_to_string(log) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(Error::Io { context: format!("cannot read {}", log.display()), source }),
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    write_atomic(log, kept.as_bytes())
+}
+
 /// Scores of the base module and the full model on `docs` (`cache`: as for `predict`).
 pub fn evaluate(model: &Model, docs: &[Document], examples: &[Example], batch: usize, train_facts: Option<&std::collections::HashSet<(String, String, usize)>>, cache: Option<&EncoderCache>) -> Result<(Scores, Scores, Predictions)> {
     let p = predict(model, examples, batch, cache)?;
@@ -209,6 +226,9 @@ pub fn evaluate(model: &Model, docs: &[Document], examples: &[Example], batch: u
 pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_examples: &[Example], out: &RunOutputs, resume: Option<(Progress, HashMap<String, (Tensor, Tensor)>)>) -> Result<()> {
     std::fs::create_dir_all(&out.dir).map_err(|source| Error::Io { context: format!("cannot create {}", out.dir.display()), source })?;
     let log_path = out.dir.join("metrics.jsonl");
+    if let Some((p, _)) = &resume {
+        drop_records_after(&log_path, p.global_step)?;
+    }
     let file = std::fs::OpenOptions::new().create(true).write(true).append(resume.is_some()).truncate(resume.is_none()).open(&log_path);
     let mut log = Log(file.map_err(|source| Error::Io { context: format!("cannot open {}", log_path.display()), source })?);
     let mut rng = Rng::new(resume.as_ref().map(|r| r.0.rng).unwrap_or(cfg.seed));
