@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use criterion::{BenchmarkGroup, Criterion, Throughput};
 use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput};
 use docre::bench::{Case, Unit};
 use docre::gpu::{Gpu, GpuTimer};
 
