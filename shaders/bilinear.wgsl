@@ -3,8 +3,6 @@
 // The host prepends this operand header to the matmul bodies (matmul.wgsl, and
 // matmul_subgroup.wgsl on CPU adapters with subgroups): the bodies only call a_at, b_at,
 // store and batch_bases and read p.m, p.n, p.k, so each body's tiling serves all four modes.
-// On CPU adapters with subgroups the module also holds matmul_subgroup_vec4 with its vec4
-// operands from bilinear_vec4.wgsl, which the host runs where the block is a multiple of 4.
 //
 // K = p.blk (a runtime value, so that one pipeline per mode serves every block size), E = features, O = outputs, G = E / K groups, EK = E*K.
 // zs, zo [P, E]; w [O, EK] with input index g*K*K + i*K + j; dy [P, O].

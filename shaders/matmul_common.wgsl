@@ -3,18 +3,17 @@
 // Layout: every operand is a strided view into a flat f32 buffer. Batch index z = b1*nb2 + b2
 // selects A at a_off + b1*a_s1 + b2*a_s2, and likewise for B and C, which expresses plain
 // batches as well as per-head slices of [B, L, H, dh] activations without copies.
-// op(A)(m, k) = A[m*lda + k], or A[k*lda + m] when TRANS_A; op(B)(k, n) = B[k*ldb + n], or
-// B[n*ldb + k] when TRANS_B. C(m, n) = C[m*ldc + n]. flags: bit 0 adds bias[n], bit 1 adds
-// the existing C (accumulation, e.g. weight gradients over several batches).
+// op(A)(m, k) = A[m*lda + k], or A[k*lda + m] when flags bit 2 (A transposed); op(B)(k, n) =
+// B[k*ldb + n], or B[n*ldb + k] when flags bit 3. C(m, n) = C[m*ldc + n]. flags bit 0 adds
+// bias[n], bit 1 adds the existing C (accumulation, e.g. weight gradients over several batches).
+// Transposes are immediates, not override constants, so one pipeline per body serves every
+// layout: a CPU driver compiles each pipeline on first use, for seconds.
 // Bindings: a (read), b (read), bias (read; any buffer when unused), c (rw).
 //
-// This common part is prepended to matmul.wgsl and to matmul_subgroup.wgsl (+ matmul_vec4_operands.wgsl
-// + matmul_subgroup_vec4.wgsl). Entry points, chosen
+// This common part is prepended to matmul.wgsl and to matmul_subgroup.wgsl. Entry points, chosen
 // per adapter kind by the host:
 //   matmul_subgroup (CPU adapters with subgroups of SG = 4..64 lanes) one subgroup per
-//                                64 x 8·SG tile; grid (ceil(N/(8·SG)), ceil(M/64), batch).
-//   matmul_subgroup_vec4         the same with k stepped by 4 and 16-byte loads, where k and
-//                                the operands' rows are 4-element aligned (ops::matmul::vec4_fits).
+//                                64 x 4·SG tile, k by 4; grid (ceil(N/(4·SG)), ceil(M/64), batch).
 //   matmul_reg   (other CPU adapters) workgroup WX x WY, each invocation an RM x RN block;
 //                                grid (ceil(N/(WX*RN)), ceil(M/(WY*RM)), batch).
 //   matmul_tiled (GPUs)          workgroup (BN/4) x (BM/4), BM x BN tile staged through
@@ -32,9 +31,6 @@ struct Mm {
 }
 var<immediate> p: Mm;
 
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
@@ -47,14 +43,24 @@ fn batch_bases(z: u32) -> vec3<u32> {
     return vec3<u32>(p.a_off + b1 * p.a_s1 + b2 * p.a_s2, p.b_off + b1 * p.b_s1 + b2 * p.b_s2, p.c_off + b1 * p.c_s1 + b2 * p.c_s2);
 }
 
+// (row stride, column stride) of op(A) and op(B): computed from immediates only, which CPU
+// drivers keep as scalars.
+fn a_strides() -> vec2<u32> {
+    return select(vec2<u32>(p.lda, 1u), vec2<u32>(1u, p.lda), (p.flags & 4u) != 0u);
+}
+
+fn b_strides() -> vec2<u32> {
+    return select(vec2<u32>(p.ldb, 1u), vec2<u32>(1u, p.ldb), (p.flags & 8u) != 0u);
+}
+
 fn a_at(base: u32, m: u32, k: u32) -> f32 {
-    if (TRANS_A) { return a[base + k * p.lda + m]; }
-    return a[base + m * p.lda + k];
+    let s = a_strides();
+    return a[base + m * s.x + k * s.y];
 }
 
 fn b_at(base: u32, k: u32, n: u32) -> f32 {
-    if (TRANS_B) { return b[base + n * p.ldb + k]; }
-    return b[base + k * p.ldb + n];
+    let s = b_strides();
+    return b[base + k * s.x + n * s.y];
 }
 
 fn store(cbase: u32, m: u32, n: u32, v: f32) {

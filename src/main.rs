@@ -194,7 +194,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// matmul (256³ to 1024³ and BERT-layer shapes), softmax and layernorm.
+    /// This adapter's roofline from probe kernels: FMA throughput (GFLOP/s) and streaming read
+    /// and copy bandwidth (GB/s).
+    Peak {
+        /// Also write the measurements as a JSON list to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Timed runs per probe (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+    },
+    /// matmul (256³ to 1024³ and BERT-layer shapes), softmax, layernorm and the bilinear layer,
+    /// each with its share of the adapter's peak (the probes of `bench peak` run first).
     Kernels {
         /// Also write the measurements as a JSON list to this file.
         #[arg(long)]
@@ -358,6 +369,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Info { json } => info(json),
         Command::Selftest { only, json } => selftest(only.as_deref(), json.as_deref()),
+        Command::Bench { what: BenchWhat::Peak { json, samples } } => bench_peak(json.as_deref(), samples),
         Command::Bench { what: BenchWhat::Kernels { json, samples, quick, only } } => bench_kernels(json.as_deref(), samples, quick, only.as_deref()),
         Command::Bench { what: BenchWhat::Encoder { encoder, lengths, samples, json } } => bench_encoder(encoder.as_deref(), &lengths, samples, json.as_deref()),
         Command::Bench { what: BenchWhat::Step { data, docs, rel2id, encoder, random_weights, stages, batch, freeze_encoder, layers, samples, json } } => {
@@ -446,8 +458,19 @@ fn bench_kernels(json: Option<&Path>, samples: usize, quick: bool, only: Option<
         check_writable(path, "--json")?;
     }
     let gpu = Gpu::new()?;
+    let timer = GpuTimer::new(&gpu);
+    let (_, peak) = bench::measure_peak(&gpu, &timer, samples)?;
+    println!("peak (bench peak): {:.2} GFLOP/s FMA, {:.2} GB/s streaming; share = rate / that peak", peak.gflops, peak.gbps);
     let cases = bench::kernel_cases(&gpu, quick)?.into_iter().filter(|c| only.is_none_or(|o| c.kernel.contains(o))).collect();
-    print_table(&gpu, cases, samples, json, false)
+    print_table(&gpu, cases, samples, json, false, Some(peak))
+}
+
+fn bench_peak(json: Option<&Path>, samples: usize) -> Result<()> {
+    if let Some(path) = json {
+        check_writable(path, "--json")?;
+    }
+    let gpu = Gpu::new()?;
+    print_table(&gpu, bench::peak_cases(&gpu)?, samples, json, false, None)
 }
 
 fn bench_encoder(encoder: Option<&Path>, lengths: &[usize], samples: usize, json: Option<&Path>) -> Result<()> {
@@ -476,7 +499,7 @@ fn bench_encoder(encoder: Option<&Path>, lengths: &[usize], samples: usize, json
         weights as f64 / (1 << 20) as f64
     );
     let cases = bench::encoder_cases(&gpu, &std::sync::Arc::new(bert), lengths)?;
-    print_table(&gpu, cases, samples, json, true)
+    print_table(&gpu, cases, samples, json, true, None)
 }
 
 fn bench_step(cfg: &bench::StepBenchConfig, json: Option<&Path>) -> Result<()> {
@@ -538,16 +561,20 @@ fn bench_eca(cfg: bench::EcaBenchConfig, json: Option<&Path>, plot: Option<&Path
 }
 
 /// Measures `cases` and prints one row each (and the JSON list with `--json`).
-fn print_table(gpu: &Gpu, cases: Vec<bench::Case>, samples: usize, json: Option<&Path>, memory: bool) -> Result<()> {
+/// With `peak`, each row also gets its share of it.
+fn print_table(gpu: &Gpu, cases: Vec<bench::Case>, samples: usize, json: Option<&Path>, memory: bool, peak: Option<bench::Peak>) -> Result<()> {
     let timer = GpuTimer::new(gpu);
     println!("adapter: {} ({}), timing: {}", gpu.report().name, gpu.report().backend, timer.method());
     let mem_col = if memory { format!(" {:>14}", "peak MiB") } else { String::new() };
-    println!("{:<20} {:<22} {:>12}{mem_col}  rate", "case", "shape", "ms");
+    let share_col = if peak.is_some() { format!(" {:>6}", "share") } else { String::new() };
+    println!("{:<20} {:<22} {:>12}{mem_col}{share_col}  rate", "case", "shape", "ms");
     let mut rows = Vec::new();
     for case in cases {
-        let m = case.measure(gpu, &timer, samples)?;
+        let mut m = case.measure(gpu, &timer, samples)?;
+        m.peak_share = peak.and_then(|p| p.share(&m));
         let mem = if memory { format!(" {:>14.1}", m.peak_bytes as f64 / (1 << 20) as f64) } else { String::new() };
-        println!("{:<20} {:<22} {:>12.3}{mem}  {}", m.kernel, m.shape, m.seconds * 1e3, m.rate());
+        let share = if peak.is_some() { format!(" {:>6}", m.peak_share.map_or("-".to_string(), |s| format!("{:.0}%", 100.0 * s))) } else { String::new() };
+        println!("{:<20} {:<22} {:>12.3}{mem}{share}  {}", m.kernel, m.shape, m.seconds * 1e3, m.rate());
         rows.push(m);
     }
     if let Some(path) = json {

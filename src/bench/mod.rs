@@ -4,11 +4,13 @@
 mod eca;
 mod encoder;
 mod kernels;
+mod peak;
 mod step;
 
 pub use eca::{eca_vs_dense, EcaBenchConfig, EcaRow, EcaSetup, Outcome, CASES as ECA_CASES};
 pub use encoder::encoder_cases;
 pub use kernels::kernel_cases;
+pub use peak::{measure_peak, peak_cases, Peak};
 pub use step::{default_paths as step_default_paths, step_bench, StepBenchConfig, StepCase, StepRow, StepSetup, PHASES as STEP_PHASES};
 
 use crate::error::Result;
@@ -39,13 +41,20 @@ pub enum Unit {
 pub struct Measurement {
     pub kernel: String,
     pub shape: String,
+    /// Median of the timed runs.
     pub seconds: f64,
+    /// Fastest and slowest timed run.
+    pub seconds_min: f64,
+    pub seconds_max: f64,
     pub gflops: Option<f64>,
     pub gbps: Option<f64>,
     pub tokens_per_s: Option<f64>,
     /// Most bytes of GPU tensors one run holds at once on top of what existed before it
     /// (weights and the case's inputs are not counted).
     pub peak_bytes: u64,
+    /// Rate as a fraction of this adapter's measured peak (`docre bench peak`): FLOP rate
+    /// against the FMA probe, bytes against the best streaming probe; set by `bench kernels`.
+    pub peak_share: Option<f64>,
 }
 
 impl Measurement {
@@ -89,6 +98,7 @@ impl Case {
         let mut t: Vec<f64> = (0..samples.max(1)).map(|_| self.time(gpu, timer, 1)).collect::<Result<_>>()?;
         t.sort_by(|a, b| a.total_cmp(b));
         let seconds = t[t.len() / 2];
+        let (seconds_min, seconds_max) = (t[0], t[t.len() - 1]);
         gpu.reset_memory_peak();
         let before = gpu.memory_in_use().0;
         self.time(gpu, timer, 1)?;
@@ -99,10 +109,13 @@ impl Case {
             kernel: self.kernel.to_string(),
             shape: self.shape.clone(),
             seconds,
+            seconds_min,
+            seconds_max,
             gflops: flop.map(|f| f / seconds / 1e9),
             gbps: (self.unit == Unit::Bytes).then_some(per_s / 1e9),
             tokens_per_s: (self.unit == Unit::Tokens).then_some(per_s),
             peak_bytes,
+            peak_share: None,
         })
     }
 }

@@ -41,6 +41,11 @@ const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 pub struct Cached {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// "shader/entry K=v ...": the profile's name for this pipeline.
+    pub label: String,
+    /// Set by the first dispatch: CPU drivers (lavapipe) compile a pipeline's machine code only
+    /// when it first runs, so the profile reports that dispatch beside the creation time.
+    pub used: std::sync::atomic::AtomicBool,
 }
 
 type Key = (&'static str, &'static str, Vec<(&'static str, u64)>);
@@ -100,6 +105,7 @@ impl Gpu {
         if let Some(p) = self.0.pipelines.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
+        let started = std::time::Instant::now();
         let module = self.module(kernel.shader)?;
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings
@@ -141,7 +147,12 @@ impl Gpu {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Shader(format!("{}::{}", kernel.shader.name, kernel.entry), e.to_string()));
         }
-        let c = Arc::new(Cached { pipeline, layout });
+        let mut label = format!("{}/{}", kernel.shader.name, kernel.entry);
+        for (k, v) in constants {
+            label += &format!(" {k}={v}");
+        }
+        super::profile::pipeline_created(&label, started.elapsed().as_secs_f64());
+        let c = Arc::new(Cached { pipeline, layout, label, used: std::sync::atomic::AtomicBool::new(false) });
         self.0.pipelines.pipelines.lock().unwrap().insert(key, c.clone());
         let spec = PipelineSpec {
             shader: kernel.shader.name.to_string(),

@@ -7,6 +7,10 @@
 //! with `phase` on its thread ("encoder forward", "optimizer", ...). Launchers that know their
 //! arithmetic attach it with `Recorder::work` so the table can show GFLOP/s or GB/s.
 //!
+//! Pipelines: the host time to create each one (shader module included the first time), and the
+//! time of its first dispatch, where CPU drivers such as lavapipe compile the machine code (they
+//! defer it to first use, and keep it in Mesa's disk cache for later processes).
+//!
 //! Profiling serializes the device (a readback per flush), so its times add up to less than a
 //! normal run's wall time: use it to see where a step goes, and the benchmarks to time it.
 
@@ -49,6 +53,14 @@ impl Row {
     }
 }
 
+/// Creation and first use of one pipeline.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineRow {
+    pub create_seconds: f64,
+    /// The first dispatch's time (None until it ran while profiling).
+    pub first_dispatch_seconds: Option<f64>,
+}
+
 /// What profiling has measured since the last `take`.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
@@ -56,6 +68,8 @@ pub struct Table {
     pub kernels: HashMap<String, Row>,
     /// By phase, in the order phases first ran.
     pub phases: Vec<(String, Row)>,
+    /// By pipeline label ("shader/entry K=v ..."), in creation order.
+    pub pipelines: Vec<(String, PipelineRow)>,
 }
 
 impl Table {
@@ -70,7 +84,23 @@ impl Table {
         &mut self.phases[i].1
     }
 
+    fn pipeline_mut(&mut self, label: &str) -> &mut PipelineRow {
+        let i = match self.pipelines.iter().position(|(p, _)| p == label) {
+            Some(i) => i,
+            None => {
+                self.pipelines.push((label.to_string(), PipelineRow::default()));
+                self.pipelines.len() - 1
+            }
+        };
+        &mut self.pipelines[i].1
+    }
+
     fn absorb(&mut self, other: &Table) {
+        for (label, r) in &other.pipelines {
+            let mine = self.pipeline_mut(label);
+            mine.create_seconds += r.create_seconds;
+            mine.first_dispatch_seconds = mine.first_dispatch_seconds.or(r.first_dispatch_seconds);
+        }
         for (k, r) in &other.kernels {
             self.kernels.entry(k.clone()).or_default().absorb(r);
         }
@@ -114,6 +144,23 @@ impl Table {
                 out += &format!("{:<44} {:>8} {:>11.2} {:>6.1}%\n", name, r.calls, r.seconds * 1e3, 100.0 * r.seconds / total);
             }
         }
+        if !self.pipelines.is_empty() {
+            out += &self.render_pipelines();
+        }
+        out
+    }
+
+    /// Pipelines in creation order: host creation time and first dispatch (where CPU drivers
+    /// compile), with totals.
+    pub fn render_pipelines(&self) -> String {
+        let mut out = format!("\n{:<64} {:>10} {:>15}\n", "pipeline", "create ms", "1st dispatch ms");
+        for (label, r) in &self.pipelines {
+            let first = r.first_dispatch_seconds.map_or("-".to_string(), |s| format!("{:.1}", s * 1e3));
+            out += &format!("{:<64} {:>10.1} {:>15}\n", label, r.create_seconds * 1e3, first);
+        }
+        let create: f64 = self.pipelines.iter().map(|(_, r)| r.create_seconds).sum();
+        let first: f64 = self.pipelines.iter().filter_map(|(_, r)| r.first_dispatch_seconds).sum();
+        out += &format!("{:<64} {:>10.1} {:>15.1}\n", format!("all {} pipelines", self.pipelines.len()), create * 1e3, first * 1e3);
         out
     }
 }
@@ -152,11 +199,24 @@ pub(crate) fn current_phase() -> &'static str {
     PHASE.with(|p| p.get())
 }
 
-/// Add measured dispatches: (kernel name, phase, seconds, work).
-pub(crate) fn record(samples: impl IntoIterator<Item = (String, &'static str, f64, Work)>) {
+/// A pipeline was created in `seconds` of host time (kept while profiling).
+pub(crate) fn pipeline_created(label: &str, seconds: f64) {
+    if !enabled() {
+        return;
+    }
+    let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    guard.get_or_insert_with(Table::default).pipeline_mut(label).create_seconds += seconds;
+}
+
+/// Add measured dispatches: (kernel name, phase, seconds, work, the pipeline's label if this was
+/// its first dispatch).
+pub(crate) fn record(samples: impl IntoIterator<Item = (String, &'static str, f64, Work, Option<String>)>) {
     let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let table = guard.get_or_insert_with(Table::default);
-    for (kernel, phase, seconds, work) in samples {
+    for (kernel, phase, seconds, work, first) in samples {
+        if let Some(label) = first {
+            table.pipeline_mut(&label).first_dispatch_seconds = Some(seconds);
+        }
         let one = Row { calls: 1, seconds, flops: work.flops, bytes: work.bytes };
         table.kernels.entry(kernel).or_default().absorb(&one);
         table.phase_mut(phase).absorb(&one);

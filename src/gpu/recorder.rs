@@ -54,8 +54,9 @@ struct Probe {
     /// None where the adapter has no timestamp queries: dispatches are then timed one by one
     /// around a device wait.
     queries: Option<(wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer)>,
-    /// (kernel, phase, work, seconds when already measured).
-    samples: Vec<(String, &'static str, Work, Option<f64>)>,
+    /// (kernel, phase, work, seconds when already measured, the pipeline's label when this is
+    /// its first dispatch).
+    samples: Vec<(String, &'static str, Work, Option<f64>, Option<String>)>,
 }
 
 impl Recorder {
@@ -186,7 +187,8 @@ impl Recorder {
         } else {
             None
         };
-        probe.samples.push((format!("{}/{}", kernel.shader.name, kernel.entry), profile::current_phase(), Work::default(), seconds));
+        let first = !cached.used.swap(true, std::sync::atomic::Ordering::Relaxed);
+        probe.samples.push((format!("{}/{}", kernel.shader.name, kernel.entry), profile::current_phase(), Work::default(), seconds, first.then(|| cached.label.clone())));
         let full = probe.samples.len() >= PROFILE_FLUSH_EVERY;
         self.probe = Some(probe);
         if full {
@@ -309,9 +311,9 @@ impl Probe {
             None => None,
         };
         let period = gpu.queue().get_timestamp_period() as f64 * 1e-9;
-        profile::record(samples.into_iter().enumerate().map(|(i, (kernel, phase, work, seconds))| {
+        profile::record(samples.into_iter().enumerate().map(|(i, (kernel, phase, work, seconds, first))| {
             let s = seconds.unwrap_or_else(|| ticks.as_ref().map_or(0.0, |t| t[2 * i + 1].saturating_sub(t[2 * i]) as f64 * period));
-            (kernel, phase, s, work)
+            (kernel, phase, s, work, first)
         }));
     }
 }

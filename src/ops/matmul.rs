@@ -7,21 +7,22 @@ use crate::gpu::profile::Work;
 use crate::gpu::{Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
 static SHADER: Shader = Shader { name: "matmul", source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul.wgsl")) };
-// Separate module: it only compiles on devices with subgroup operations.
+// Separate modules: they only compile on devices with subgroup operations. The subgroup body
+// with 16-byte operand loads, one pipeline per layout (TRANS_A, TRANS_B) ...
 static SUBGROUP_SHADER: Shader = Shader {
     name: "matmul_subgroup",
-    source: concat!(
-        include_str!("../../shaders/matmul_common.wgsl"),
-        include_str!("../../shaders/matmul_subgroup.wgsl"),
-        include_str!("../../shaders/matmul_vec4_operands.wgsl"),
-        include_str!("../../shaders/matmul_subgroup_vec4.wgsl")
-    ),
+    source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_operands_vec4.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
+};
+// ... and with scalar loads, one pipeline for every layout and alignment.
+static STRIDED_SHADER: Shader = Shader {
+    name: "matmul_subgroup_strided",
+    source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_operands_scalar.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
 };
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Write];
 static REG: Kernel = Kernel { shader: &SHADER, entry: "matmul_reg", bindings: BINDINGS };
 static TILED: Kernel = Kernel { shader: &SHADER, entry: "matmul_tiled", bindings: BINDINGS };
 static SUBGROUP: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "matmul_subgroup", bindings: BINDINGS };
-static SUBGROUP_VEC4: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "matmul_subgroup_vec4", bindings: BINDINGS };
+static STRIDED: Kernel = Kernel { shader: &STRIDED_SHADER, entry: "matmul_subgroup", bindings: BINDINGS };
 
 /// Which matmul entry point runs. `Auto` picks by adapter kind; tests name one explicitly so
 /// both are checked on every device.
@@ -32,18 +33,21 @@ pub enum MatmulKernel {
     Register,
     /// Workgroup-memory tiles: what GPUs run fastest.
     Tiled,
-    /// One subgroup per workgroup sharing loaded A values by shuffles (CPU adapters with subgroups).
+    /// One subgroup per workgroup sharing loaded A values by shuffles, k by 4 (CPU adapters
+    /// with subgroups): 16-byte loads where the operands are 4-aligned (`vec4_fits`), else the
+    /// scalar loads of `SubgroupStrided`.
     Subgroup,
-    /// `Subgroup` with k stepped by 4 and 16-byte loads, where the operands are aligned for it
-    /// (`vec4_fits`); `Auto` takes it whenever they are.
-    SubgroupVec4,
+    /// The subgroup body with scalar operand loads, whatever the alignment (one pipeline for
+    /// every layout); tests name it to check it on aligned shapes too.
+    SubgroupStrided,
 }
 
-/// Whether `g` suits matmul_subgroup_vec4: k a multiple of 4, and every vec4 the kernel loads
-/// starting on a multiple of 4 elements.
-pub fn vec4_fits(g: &Gemm) -> bool {
+/// Whether `g` on tensors of `a_len` and `b_len` elements suits the subgroup body's 16-byte
+/// loads: every vec4 the kernel loads starts on a multiple of 4 elements, and each operand's
+/// binding holds whole vec4s (a vec4 view cannot reach a partial one). Any k works.
+pub fn vec4_fits(g: &Gemm, a_len: usize, b_len: usize) -> bool {
     let aligned = |v: &View| v.ld % 4 == 0 && v.offset % 4 == 0 && v.s1 % 4 == 0 && v.s2 % 4 == 0;
-    g.k % 4 == 0 && (g.a.trans || aligned(&g.a)) && aligned(&g.b) && (g.b.trans || g.n % 4 == 0)
+    a_len % 4 == 0 && b_len % 4 == 0 && (g.a.trans || aligned(&g.a)) && aligned(&g.b) && (g.b.trans || g.n % 4 == 0)
 }
 
 /// A strided matrix view inside a flat buffer: element (r, c) of batch (b1, b2) is at
@@ -138,52 +142,35 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
     }
     let has_bias = bias.is_some();
     let body = body(rec.gpu(), kernel)?;
-    // A contraction whose only misfit for the vec4 body is k % 4 runs its first k - k % 4 there
-    // and the last few k on the scalar body (the weight gradients contract over P pairs, which
-    // is rarely a multiple of 4).
-    let vec4 = match body.kernel {
-        MatmulKernel::Subgroup => kernel == MatmulKernel::Auto && vec4_fits(&Gemm { k: g.k - g.k % 4, ..*g }),
-        MatmulKernel::SubgroupVec4 if !vec4_fits(g) => return shape_err("gemm", format!("the vec4 subgroup matmul needs k % 4 == 0 and 4-element aligned rows: {g:?}")),
-        MatmulKernel::SubgroupVec4 => true,
-        _ => false,
-    };
     let bias = bias.unwrap_or(a);
     let buffers = [a, b, bias, c];
-    let [ta, tb] = trans_consts(g);
-    let mut consts = vec![ta, tb];
-    consts.extend(body.constants.iter().copied());
     let groups = body.groups(g.m, g.n, g.batch1 * g.batch2);
-    let scalar = match body.kernel {
-        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => &SUBGROUP,
+    let mut consts = body.constants.clone();
+    let entry = match body.kernel {
+        MatmulKernel::Subgroup if vec4_fits(g, a.numel(), b.numel()) => {
+            consts.extend([("TRANS_A", g.a.trans as u32 as f64), ("TRANS_B", g.b.trans as u32 as f64)]);
+            &SUBGROUP
+        }
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided => &STRIDED,
         MatmulKernel::Register => &REG,
         _ => &TILED,
     };
-    // Long contractions run as several dispatches that accumulate into C (see K_PER_DISPATCH).
-    for (k0, kc, on_vec4) in k_pieces(g.k, vec4) {
+    // Long contractions run as several dispatches that accumulate into C (see K_PER_DISPATCH);
+    // the pieces start at multiples of 4096, which keeps 4-aligned views aligned.
+    for (k0, kc) in k_chunks(g.k) {
         let step = |v: View, along_rows: bool| View { offset: v.offset + k0 * if v.trans == along_rows { 1 } else { v.ld }, ..v };
         let part = Gemm { k: kc, a: step(g.a, false), b: step(g.b, true), accumulate: g.accumulate || k0 > 0, ..*g };
-        rec.dispatch(if on_vec4 { &SUBGROUP_VEC4 } else { scalar }, &consts, &buffers, &imm(&part, has_bias && k0 == 0), groups)?;
+        rec.dispatch(entry, &consts, &buffers, &imm(&part, has_bias && k0 == 0), groups)?;
         rec.work(Work::flops(2.0 * (g.m * g.n * kc * g.batch1 * g.batch2) as f64));
     }
     Ok(())
 }
 
 /// (first k, length) of each dispatch of a contraction over `k`: pieces of K_PER_DISPATCH, and
-/// one empty piece when k = 0 (the dispatch still writes bias and accumulation).
-fn k_chunks(k: usize) -> impl Iterator<Item = (usize, usize)> {
+/// one empty piece when k = 0 (the dispatch still writes bias and accumulation). Shared by the
+/// GEMM and the bilinear layer.
+pub(crate) fn k_chunks(k: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..k.max(1)).step_by(K_PER_DISPATCH).map(move |k0| (k0, K_PER_DISPATCH.min(k - k0)))
-}
-
-/// `k_chunks` with the body of each piece: where `vec4`, the pieces of k - k % 4 run on the vec4
-/// subgroup body (true) and the last k % 4 on the scalar one (false); otherwise, or below k = 4,
-/// every piece is scalar. Shared by the GEMM and the bilinear layer.
-pub(crate) fn k_pieces(k: usize, vec4: bool) -> Vec<(usize, usize, bool)> {
-    let main = if vec4 { k - k % 4 } else { 0 };
-    if main == 0 {
-        return k_chunks(k).map(|(k0, kc)| (k0, kc, false)).collect();
-    }
-    let tail = (main < k).then_some((main, k - main, false));
-    k_chunks(main).map(|(k0, kc)| (k0, kc, true)).chain(tail).collect()
 }
 
 /// Longest contraction one matmul dispatch runs. llvmpipe (lavapipe, and Mesa's GL on the CPU)
@@ -196,7 +183,7 @@ pub(crate) const K_PER_DISPATCH: usize = 4096;
 /// subgroup bodies (matmul_reg's WY*RM x WX*RN, matmul_tiled's BM x BN; the generated subgroup
 /// kernels cover TILE x SUBGROUP_COLS_PER_LANE*SG).
 pub(crate) const TILE: usize = 64;
-const SUBGROUP_COLS_PER_LANE: usize = 8;
+const SUBGROUP_COLS_PER_LANE: usize = 4;
 
 /// Subgroup widths the generated subgroup kernels are written for (powers of two: every row of
 /// the 64-row tile is one lane's value, and a lane loads at most 16 of them).
@@ -243,14 +230,14 @@ pub(crate) fn body(gpu: &Gpu, kernel: MatmulKernel) -> Result<Body> {
     let kernel = match kernel {
         MatmulKernel::Auto if gpu.kind() == AdapterKind::Cpu => if sg.is_some() { MatmulKernel::Subgroup } else { MatmulKernel::Register },
         MatmulKernel::Auto => MatmulKernel::Tiled,
-        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 if sg.is_none() => {
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided if sg.is_none() => {
             return shape_err("gemm", format!("the subgroup matmul needs subgroups of 4 to 64 lanes (a power of two); this adapter has {:?}", subgroup_size(gpu)?));
         }
         k => k,
     };
     let (constants, tile_n) = match kernel {
         MatmulKernel::Register => (vec![("WX", 8.0), ("WY", 8.0)], TILE),
-        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => {
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided => {
             let sg = sg.expect("checked above");
             (vec![("SG", sg as f64)], SUBGROUP_COLS_PER_LANE * sg as usize)
         }
@@ -259,13 +246,9 @@ pub(crate) fn body(gpu: &Gpu, kernel: MatmulKernel) -> Result<Body> {
     Ok(Body { kernel, constants, tile_n })
 }
 
-fn trans_consts(g: &Gemm) -> [(&'static str, f64); 2] {
-    [("TRANS_A", g.a.trans as u32 as f64), ("TRANS_B", g.b.trans as u32 as f64)]
-}
-
 /// The shader's `Mm` immediates for `g`.
 fn imm(g: &Gemm, has_bias: bool) -> Imm {
-    let flags = has_bias as usize | ((g.accumulate as usize) << 1);
+    let flags = has_bias as usize | ((g.accumulate as usize) << 1) | ((g.a.trans as usize) << 2) | ((g.b.trans as usize) << 3);
     Imm::new()
         .u(g.m).u(g.n).u(g.k).u(g.batch2)
         .u(g.a.ld).u(g.b.ld).u(g.c.ld).u(flags)

@@ -71,7 +71,7 @@ pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
     let sg = matmul::subgroup_size(gpu)?;
     let body = matmul::body(gpu, M::Auto)?;
     let mm = match body.kernel {
-        M::Subgroup | M::SubgroupVec4 => format!("subgroup, {} lanes (subgroup-vec4 where k and rows are 4-aligned)", sg.unwrap_or(0)),
+        M::Subgroup | M::SubgroupStrided => format!("subgroup, {} lanes, k by 4 (16-byte loads where rows are 4-aligned)", sg.unwrap_or(0)),
         M::Register => "register".into(),
         _ => "tiled".into(),
     };
@@ -84,7 +84,7 @@ pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
     let eca = if per_group > 1 { format!("subgroup, {} lanes ({} features per lane at dh = 64)", 64 / per_group, eca_consts.iter().find(|c| c.0 == "FPL").map_or(0.0, |c| c.1)) } else { "workgroup".into() };
     Ok(vec![
         ("matmul", mm.clone()),
-        ("bilinear", format!("{}{}, operands formed on the fly", mm.split(" (").next().unwrap_or_default(), if mm.starts_with("subgroup") { " (subgroup-vec4 where the block is a multiple of 4)" } else { "" })),
+        ("bilinear", format!("{}, operands formed on the fly", mm)),
         ("softmax", format!("{} ({} with a column count not a multiple of 4)", rows(sm), rows(sm_odd))),
         ("layernorm", format!("{} ({} with a column count not a multiple of 4)", rows(ln), rows(ln_odd))),
         ("eca", eca),

@@ -15,21 +15,21 @@ static ENTITY_GRAD: Kernel = Kernel { shader: &SHADER, entry: "entity_attention_
 
 // The bilinear layer is the matmul bodies with operands formed on the fly (shaders/bilinear.wgsl).
 static BILINEAR_SHADER: Shader = Shader { name: "bilinear", source: concat!(include_str!("../../shaders/bilinear.wgsl"), include_str!("../../shaders/matmul.wgsl")) };
-// Separate module: it only compiles on devices with subgroup operations.
+// Separate modules: they only compile on devices with subgroup operations. The subgroup body
+// with 16-byte operand loads where the block is a multiple of 4, else with scalar ones.
 static BILINEAR_SUBGROUP_SHADER: Shader = Shader {
     name: "bilinear_subgroup",
-    source: concat!(
-        include_str!("../../shaders/bilinear.wgsl"),
-        include_str!("../../shaders/matmul_subgroup.wgsl"),
-        include_str!("../../shaders/bilinear_vec4.wgsl"),
-        include_str!("../../shaders/matmul_subgroup_vec4.wgsl")
-    ),
+    source: concat!(include_str!("../../shaders/bilinear.wgsl"), include_str!("../../shaders/bilinear_vec4.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
+};
+static BILINEAR_STRIDED_SHADER: Shader = Shader {
+    name: "bilinear_subgroup_strided",
+    source: concat!(include_str!("../../shaders/bilinear.wgsl"), include_str!("../../shaders/matmul_operands_scalar.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
 };
 const BILINEAR_BINDINGS: &[Access] = &[R, R, R, R, W];
 static BILINEAR_REG: Kernel = Kernel { shader: &BILINEAR_SHADER, entry: "matmul_reg", bindings: BILINEAR_BINDINGS };
 static BILINEAR_TILED: Kernel = Kernel { shader: &BILINEAR_SHADER, entry: "matmul_tiled", bindings: BILINEAR_BINDINGS };
 static BILINEAR_SUBGROUP: Kernel = Kernel { shader: &BILINEAR_SUBGROUP_SHADER, entry: "matmul_subgroup", bindings: BILINEAR_BINDINGS };
-static BILINEAR_SUBGROUP_VEC4: Kernel = Kernel { shader: &BILINEAR_SUBGROUP_SHADER, entry: "matmul_subgroup_vec4", bindings: BILINEAR_BINDINGS };
+static BILINEAR_STRIDED: Kernel = Kernel { shader: &BILINEAR_STRIDED_SHADER, entry: "matmul_subgroup", bindings: BILINEAR_BINDINGS };
 
 
 /// Pair → (global head entity, global tail entity, document), and each entity's pairs, uploaded
@@ -113,22 +113,12 @@ fn bilinear_dims(zs: &Tensor, zo: &Tensor, w: &Tensor, block: usize) -> Result<(
 #[allow(clippy::too_many_arguments)]
 fn bilinear_gemm(rec: &mut Recorder, kernel: MatmulKernel, mode: u32, [m, n, k, batch]: [usize; 4], (e, o, block): (usize, usize, usize), inputs: [&Tensor; 4], out: &Tensor) -> Result<()> {
     let body = matmul::body(rec.gpu(), kernel)?;
-    // The vec4 body steps k by 4 inside one block, so it takes K % 4 == 0, and it reads x0..x2
-    // through vec4 views, which cannot reach a buffer's last elements unless it holds whole
-    // vec4s. Mode 1 contracts over P, whose last P % 4 run on the scalar body (as does all of a
-    // k below 4).
+    // The vec4 operands step k by 4 inside one block, so they take K % 4 == 0, and read x0..x2
+    // through vec4 views, which cannot reach a buffer's last elements unless it holds whole vec4s.
     let fits = block % 4 == 0 && inputs[..3].iter().all(|t| t.numel() % 4 == 0);
-    let vec4 = match body.kernel {
-        MatmulKernel::Subgroup => kernel == MatmulKernel::Auto && fits,
-        MatmulKernel::SubgroupVec4 if !fits => {
-            let sizes: Vec<usize> = inputs[..3].iter().map(|t| t.numel()).collect();
-            return shape_err("bilinear", format!("the vec4 subgroup body needs a block size and operand sizes that are multiples of 4, not block {block} and sizes {sizes:?}"));
-        }
-        MatmulKernel::SubgroupVec4 => true,
-        _ => false,
-    };
-    let scalar = match body.kernel {
-        MatmulKernel::Subgroup | MatmulKernel::SubgroupVec4 => &BILINEAR_SUBGROUP,
+    let entry = match body.kernel {
+        MatmulKernel::Subgroup if fits => &BILINEAR_SUBGROUP,
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided => &BILINEAR_STRIDED,
         MatmulKernel::Register => &BILINEAR_REG,
         _ => &BILINEAR_TILED,
     };
@@ -136,9 +126,9 @@ fn bilinear_gemm(rec: &mut Recorder, kernel: MatmulKernel, mode: u32, [m, n, k, 
     consts.extend(body.constants.iter().copied());
     let groups = body.groups(m, n, batch);
     let [x0, x1, x2, x3] = inputs;
-    for (k0, kc, on_vec4) in matmul::k_pieces(k, vec4) {
+    for (k0, kc) in matmul::k_chunks(k) {
         let imm = Imm::new().u(m).u(n).u(kc).u(e).u(o).u(k0).u(block).f(1.0 / block as f32).f(1.0 / (block * block) as f32);
-        rec.dispatch(if on_vec4 { &BILINEAR_SUBGROUP_VEC4 } else { scalar }, &consts, &[x0, x1, x2, x3, out], &imm, groups)?;
+        rec.dispatch(entry, &consts, &[x0, x1, x2, x3, out], &imm, groups)?;
         rec.work(Work::flops(2.0 * (m * n * kc * batch) as f64));
     }
     Ok(())

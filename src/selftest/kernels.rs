@@ -25,10 +25,9 @@ pub(super) fn checks() -> Vec<Check> {
         v.push(Check::new("matmul", name, move |g| matmul_all_transposes(g, k)));
         v.push(Check::new("matmul", format!("{name}, batched head slices"), move |g| matmul_batched_head_slices(g, k)));
         v.push(Check::new("matmul", format!("{name}, k > 4096"), move |g| matmul_long_contraction(g, k)));
+        v.push(Check::new("matmul", format!("{name}, k % 4 tails and unaligned views"), move |g| matmul_k_tails_and_unaligned_views(g, k)));
         v.push(Check::new("bilinear", name, move |g| bilinear_forward_and_backward(g, k)));
     }
-    v.push(Check::new("matmul", "subgroup-vec4", matmul_vec4_subgroup));
-    v.push(Check::new("bilinear", "subgroup-vec4", move |g| bilinear_forward_and_backward(g, MatmulKernel::SubgroupVec4)));
     v.push(Check::new("matmul", "auto: linear layers and gradients", matmul_backward_and_linear));
     for (name, k) in [("workgroup", RowKernel::Workgroup), ("subgroup", RowKernel::Subgroup), ("rows", RowKernel::Rows)] {
         v.push(Check::new("softmax", name, move |g| softmax_masked_forward_and_backward(g, k)));
@@ -51,12 +50,13 @@ pub(super) fn checks() -> Vec<Check> {
     v
 }
 
-const MATMUL_BODIES: [(&str, MatmulKernel); 3] = [("register", MatmulKernel::Register), ("tiled", MatmulKernel::Tiled), ("subgroup", MatmulKernel::Subgroup)];
+const MATMUL_BODIES: [(&str, MatmulKernel); 4] =
+    [("register", MatmulKernel::Register), ("tiled", MatmulKernel::Tiled), ("subgroup", MatmulKernel::Subgroup), ("subgroup-strided", MatmulKernel::SubgroupStrided)];
 
 // f32 products summed over k ≤ 129 terms of magnitude ≤ 1.
 const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
 
-// The last two exceed one tile of every kernel (64 x 64 for the tiled kernel, 64 x 8·SG for the
+// The last two exceed one tile of every kernel (64 x 64 for the tiled kernel, 64 x 4·SG for the
 // subgroup kernel with SG ≤ 16).
 const MATMUL_SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131)];
 
@@ -94,28 +94,21 @@ fn matmul_long_contraction(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     Ok(())
 }
 
-/// The vec4 subgroup matmul on shapes it accepts (k, and n without Bᵀ, multiples of 4), every
-/// transpose, bias and accumulation, its split with the scalar body for a k % 4 tail, batched
-/// head slices with aligned strides; and its refusal of an unaligned shape.
-fn matmul_vec4_subgroup(gpu: &Gpu) -> Checked {
-    matmul_available(gpu, MatmulKernel::SubgroupVec4)?;
+/// Contractions of every length modulo 4 (the subgroup body steps k by 4 and zeroes the k past
+/// the end), across a K_PER_DISPATCH boundary too, and per-head slices of a [L, H*dh]
+/// activation whose offsets and strides are not multiples of 4 (odd dh), on one body.
+fn matmul_k_tails_and_unaligned_views(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
+    matmul_available(gpu, kernel)?;
     let mut rng = Rng::new(9);
-    for &(m, k, n) in &[(1usize, 4usize, 4usize), (7, 36, 12), (70, 132, 68), (130, 8, 20), (3, 8200, 8)] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let (got, want) = dense_gemm(gpu, &mut rng, MatmulKernel::SubgroupVec4, (m, k, n), (ta, tb))?;
+    for &(m, k, n) in &[(5usize, 1usize, 6usize), (9, 2, 7), (70, 3, 68), (7, 6, 12), (66, 343, 70), (3, 4101, 9)] {
+        for (ta, tb) in [(false, false), (true, true)] {
+            let (got, want) = dense_gemm(gpu, &mut rng, kernel, (m, k, n), (ta, tb))?;
             let tol = if k > 1000 { 1e-3 } else { 1e-4 };
-            close(&format!("matmul SubgroupVec4 {m}x{k}x{n} ta={ta} tb={tb}"), &got, &want, tol, 1e-4)?;
+            close(&format!("matmul {kernel:?} {m}x{k}x{n} ta={ta} tb={tb}"), &got, &want, tol, 1e-4)?;
         }
     }
-    // Auto runs an otherwise aligned contraction with k % 4 != 0 (a weight gradient over P
-    // pairs) on this body for k - k % 4 and on the scalar body for the rest, across a
-    // K_PER_DISPATCH boundary too.
-    for &(m, k, n) in &[(70usize, 343usize, 68usize), (3, 4101, 8)] {
-        let (got, want) = dense_gemm(gpu, &mut rng, MatmulKernel::Auto, (m, k, n), (true, false))?;
-        close(&format!("matmul Auto (vec4 + scalar tail) {m}x{k}x{n} ta=true"), &got, &want, if k > 1000 { 1e-3 } else { 1e-4 }, 1e-4)?;
-    }
-    // Heads of a [L, H*dh] activation: per-head slices at offsets h*dh, scores Q Kᵀ.
-    let (l, h, dh) = (20usize, 3usize, 8usize);
+    // Scores Q Kᵀ per head: slices at offsets h*dh with dh = 7.
+    let (l, h, dh) = (20usize, 3usize, 7usize);
     let (q, kk) = (rng.vec(l * h * dh), rng.vec(l * h * dh));
     let s = upload(gpu, "s", &[h, l, l], &vec![0.0; h * l * l])?;
     let g = Gemm {
@@ -126,7 +119,7 @@ fn matmul_vec4_subgroup(gpu: &Gpu) -> Checked {
         alpha: 1.0, accumulate: false,
     };
     let mut rec = Recorder::new(gpu);
-    gemm(&mut rec, MatmulKernel::SubgroupVec4, &g, &upload(gpu, "q", &[l, h * dh], &q)?, &upload(gpu, "k", &[l, h * dh], &kk)?, None, &s)?;
+    gemm(&mut rec, kernel, &g, &upload(gpu, "q", &[l, h * dh], &q)?, &upload(gpu, "k", &[l, h * dh], &kk)?, None, &s)?;
     rec.finish()?;
     let mut want = Vec::new();
     for hh in 0..h {
@@ -136,10 +129,7 @@ fn matmul_vec4_subgroup(gpu: &Gpu) -> Checked {
             }
         }
     }
-    close("matmul SubgroupVec4 head slices", &download(gpu, &s)?, &want, 1e-5, 1e-4)?;
-    let odd = Gemm { m: 2, n: 3, k: 5, batch1: 1, batch2: 1, a: View::dense(2, 5, false), b: View::dense(5, 3, false), c: View::dense(2, 3, false), alpha: 1.0, accumulate: false };
-    let t = upload(gpu, "t", &[16], &[0.0; 16])?;
-    ensure(gemm(&mut Recorder::new(gpu), MatmulKernel::SubgroupVec4, &odd, &t, &t, None, &t).is_err(), || "k = 5 must be refused by the vec4 kernel".into())
+    close(&format!("matmul {kernel:?} head slices, dh = {dh}"), &download(gpu, &s)?, &want, 1e-5, 1e-4)
 }
 
 fn matmul_all_transposes(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
@@ -573,10 +563,9 @@ fn pair_context_forward_and_backward(gpu: &Gpu) -> Checked {
     Ok(())
 }
 
-/// The bilinear layer on one matmul body; the last three shapes exceed one 64 x 64 tile in every
-/// mode (P, O, E*K and, per group, K = 64). The vec4 body takes blocks and operands (P·O
-/// included) that are multiples of 4, and must refuse the others; it runs a P % 4 tail of the
-/// weight gradient, and all of it below P = 4, on the scalar body.
+/// The bilinear layer on one matmul body; the larger shapes exceed one 64 x 64 tile in every
+/// mode (P, O, E*K and, per group, K = 64), and P, blocks and sizes of every residue modulo 4
+/// exercise the subgroup body's k tails (the weight gradient contracts over P).
 fn bilinear_forward_and_backward(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     matmul_available(gpu, kernel)?;
     let mut rng = Rng::new(32);
@@ -584,12 +573,6 @@ fn bilinear_forward_and_backward(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
         let (zs, zo, w, b, dy) = (rng.vec(p * e), rng.vec(p * e), rng.vec(o * e * block), rng.vec(o), rng.vec(p * o));
         let mut rec = Recorder::new(gpu);
         let (zst, zot, wt) = (upload(gpu, "zs", &[p, e], &zs)?, upload(gpu, "zo", &[p, e], &zo)?, upload(gpu, "w", &[o, e * block], &w)?);
-        if kernel == MatmulKernel::SubgroupVec4 && (block % 4 != 0 || p * o % 4 != 0) {
-            let dyt = upload(gpu, "dy", &[p, o], &dy)?;
-            let refused = bilinear_backward_using(&mut rec, kernel, &zst, &zot, &wt, &dyt, block).is_err();
-            ensure(refused, || format!("the vec4 bilinear must refuse block {block} with P·O = {}", p * o))?;
-            continue;
-        }
         let y = bilinear_using(&mut rec, kernel, &zst, &zot, &wt, &upload(gpu, "b", &[o], &b)?, block)?;
         let (dzs, dzo, dw, db) = bilinear_backward_using(&mut rec, kernel, &zst, &zot, &wt, &upload(gpu, "dy", &[p, o], &dy)?, block)?;
         rec.finish()?;
