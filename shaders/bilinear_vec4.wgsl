@@ -10,7 +10,7 @@
 //   mode 1  A(o, k..) = dy[k..k+3, o]                          B(k.., n..)   = zs[k+t, gK+i] * zo[k+t, gK+j..j+3]
 //   mode 2  A(p, k..) = dy[p, o] * zo[p, gK+j..j+3]            B(k.., i..)   = w[o, gKK + i'K + j..j+3]ᵀ
 //   mode 3  A(p, k..) = dy[p, o] * zs[p, gK+i..i+3]            B(k.., j..)   = w[o, gKK + (i+t)K + j..j+3]
-// Dispatch as the subgroup body: grid (ceil(n/(4*SG)), ceil(m/64), 1 or G).
+// Dispatch as the subgroup body: grid (ceil(n/(4*SG)), ceil(m/32), 1 or G).
 
 @group(0) @binding(0) var<storage, read> x0v: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> x1v: array<vec4<f32>>;

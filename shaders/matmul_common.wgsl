@@ -13,7 +13,7 @@
 // This common part is prepended to matmul.wgsl and to matmul_subgroup.wgsl. Entry points, chosen
 // per adapter kind by the host:
 //   matmul_subgroup (CPU adapters with subgroups of SG = 4..64 lanes) one subgroup per
-//                                64 x 4·SG tile, k by 4; grid (ceil(N/(4·SG)), ceil(M/64), batch).
+//                                32 x 4·SG tile, k by 4; grid (ceil(N/(4·SG)), ceil(M/32), batch).
 //   matmul_reg   (other CPU adapters) workgroup WX x WY, each invocation an RM x RN block;
 //                                grid (ceil(N/(WX*RN)), ceil(M/(WY*RM)), batch).
 //   matmul_tiled (GPUs)          workgroup (BN/4) x (BM/4), BM x BN tile staged through

@@ -11,7 +11,7 @@ which grows with the block. Edit ROWS / COLS4 and re-run: python3 tools/gen_matm
 """
 import sys
 
-ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 64   # rows of C per subgroup
+ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 32   # rows of C per subgroup
 COLS4 = int(sys.argv[2]) if len(sys.argv) > 2 else 1   # vec4 column groups per lane
 SG_MIN = 4                                              # narrowest subgroup supported
 LOADS = ROWS // SG_MIN                                  # most A loads per lane and k step

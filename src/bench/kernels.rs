@@ -1,9 +1,11 @@
 //! The kernel set: matmuls (square and all-MiniLM-L6-v2 layer shapes), softmax and layernorm
-//! (forward and backward), and the base module's fused grouped bilinear layer.
+//! (forward and backward), the FFN's element-wise passes, and the base module's fused grouped
+//! bilinear layer.
 
 use super::{filled, Case, Unit};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::ops::elementwise::{self as ew, Activation};
 use crate::ops::{layernorm, matmul, pair, softmax};
 
 fn matmul_case(gpu: &Gpu, name: &'static str, m: usize, k: usize, n: usize, trans_b: bool) -> Result<Case> {
@@ -92,6 +94,24 @@ pub fn kernel_cases(gpu: &Gpu, quick: bool) -> Result<Vec<Case>> {
             unit: Unit::Bytes,
             flop: None,
             run: Box::new(move |rec| layernorm::layernorm_backward(rec, &x, &g, &stats, &dy).map(|_| ())),
+        });
+    }
+    {
+        // The element-wise passes of the FFN at 512 tokens: residual add, GELU and its backward.
+        let n = t * f;
+        let x = filled(gpu, "x", &[t, f], 17)?;
+        let y = filled(gpu, "y", &[t, f], 18)?;
+        let (x2, y2, x3) = (x.clone(), y.clone(), x.clone());
+        let bytes = (n * 4) as f64;
+        cases.push(Case { kernel: "add", shape: format!("{t}x{f}"), work: 3.0 * bytes, unit: Unit::Bytes, flop: None, run: Box::new(move |rec| ew::add(rec, &x, &y).map(|_| ())) });
+        cases.push(Case { kernel: "gelu", shape: format!("{t}x{f}"), work: 2.0 * bytes, unit: Unit::Bytes, flop: None, run: Box::new(move |rec| ew::activation(rec, Activation::Gelu, &x2).map(|_| ())) });
+        cases.push(Case {
+            kernel: "gelu bwd",
+            shape: format!("{t}x{f}"),
+            work: 3.0 * bytes,
+            unit: Unit::Bytes,
+            flop: None,
+            run: Box::new(move |rec| ew::activation_backward(rec, Activation::Gelu, &x3, &y2).map(|_| ())),
         });
     }
     // The base module's grouped bilinear layer at emb 384, block 64: a 19-entity document

@@ -179,16 +179,17 @@ pub(crate) fn k_chunks(k: usize) -> impl Iterator<Item = (usize, usize)> {
 /// costs one extra dispatch per 4096 of k.
 pub(crate) const K_PER_DISPATCH: usize = 4096;
 
-/// Rows of C that one workgroup of every matmul body computes, and its columns except in the
-/// subgroup bodies (matmul_reg's WY*RM x WX*RN, matmul_tiled's BM x BN; the generated subgroup
-/// kernels cover TILE x SUBGROUP_COLS_PER_LANE*SG).
-pub(crate) const TILE: usize = 64;
+/// Rows and columns of C that one workgroup of matmul_reg (WY*RM x WX*RN) and matmul_tiled
+/// (BM x BN) computes; the generated subgroup body covers SUBGROUP_ROWS x SUBGROUP_COLS_PER_LANE*SG
+/// (tools/gen_matmul_subgroup.py's ROWS and COLS4).
+const TILE: usize = 64;
+const SUBGROUP_ROWS: usize = 32;
 const SUBGROUP_COLS_PER_LANE: usize = 4;
 
 /// Subgroup widths the generated subgroup kernels are written for (powers of two: every row of
-/// the 64-row tile is one lane's value, and a lane loads at most 16 of them).
+/// the tile is one lane's value, and a lane loads at most SUBGROUP_ROWS / 4 of them).
 pub(crate) fn subgroup_width_supported(sg: u32) -> bool {
-    sg.is_power_of_two() && (4..=64).contains(&sg)
+    sg.is_power_of_two() && (4..=SUBGROUP_ROWS as u32).contains(&sg)
 }
 
 /// A matmul body resolved for this adapter: which kernel, its override constants, and the
@@ -196,13 +197,14 @@ pub(crate) fn subgroup_width_supported(sg: u32) -> bool {
 pub(crate) struct Body {
     pub kernel: MatmulKernel,
     pub constants: Vec<(&'static str, f64)>,
+    tile_m: usize,
     tile_n: usize,
 }
 
 impl Body {
     /// Workgroups over (n, m, batch) for an m x n result.
     pub fn groups(&self, m: usize, n: usize, batch: usize) -> [u32; 3] {
-        [n.div_ceil(self.tile_n) as u32, m.div_ceil(TILE) as u32, batch as u32]
+        [n.div_ceil(self.tile_n) as u32, m.div_ceil(self.tile_m) as u32, batch as u32]
     }
 }
 
@@ -235,15 +237,15 @@ pub(crate) fn body(gpu: &Gpu, kernel: MatmulKernel) -> Result<Body> {
         }
         k => k,
     };
-    let (constants, tile_n) = match kernel {
-        MatmulKernel::Register => (vec![("WX", 8.0), ("WY", 8.0)], TILE),
+    let (constants, tile_m, tile_n) = match kernel {
+        MatmulKernel::Register => (vec![("WX", 8.0), ("WY", 8.0)], TILE, TILE),
         MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided => {
             let sg = sg.expect("checked above");
-            (vec![("SG", sg as f64)], SUBGROUP_COLS_PER_LANE * sg as usize)
+            (vec![("SG", sg as f64)], SUBGROUP_ROWS, SUBGROUP_COLS_PER_LANE * sg as usize)
         }
-        MatmulKernel::Tiled | MatmulKernel::Auto => (vec![("BM", TILE as f64), ("BN", TILE as f64), ("BK", 16.0)], TILE),
+        MatmulKernel::Tiled | MatmulKernel::Auto => (vec![("BM", TILE as f64), ("BN", TILE as f64), ("BK", 16.0)], TILE, TILE),
     };
-    Ok(Body { kernel, constants, tile_n })
+    Ok(Body { kernel, constants, tile_m, tile_n })
 }
 
 /// The shader's `Mm` immediates for `g`.

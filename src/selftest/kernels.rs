@@ -56,7 +56,7 @@ const MATMUL_BODIES: [(&str, MatmulKernel); 4] =
 // f32 products summed over k ≤ 129 terms of magnitude ≤ 1.
 const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
 
-// The last two exceed one tile of every kernel (64 x 64 for the tiled kernel, 64 x 4·SG for the
+// The last two exceed one tile of every kernel (64 x 64 for the tiled kernel, 32 x 4·SG for the
 // subgroup kernel with SG ≤ 16).
 const MATMUL_SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131)];
 
