@@ -27,7 +27,11 @@
 //   (0.9 s), 128 x 4 - / 17 (39 s). In `docre bench kernels --quick`, two alternated rounds, 32 x 4
 //   ran every GEMM and the bilinear layer in 0.87-1.02x the time of 64 x 4 (unchanged softmax:
 //   0.87, the noise), and `docre selftest --only bilinear` with an empty shader cache took 43 s
-//   against 109 s. 32 x 4 it is.
+//   against 109 s. Against 64 x 8, the tile before, in two alternated rounds of the whole
+//   `docre bench kernels` (README, "At the CPU driver's limit"): 1.36-1.59x the time on the
+//   square GEMMs, 0.92-1.16x on the BERT-layer shapes, 1.08-1.28x on the bilinear layer, so the
+//   single-run figures above understate 64 x 8; in the model (encoder, stage-2 step) the two
+//   are at parity, and the first run is 4x shorter. 32 x 4 it is, for now.
 // * 16-byte loads matter: the same body on scalar loads (matmul_operands_scalar.wgsl) ran at
 //   0.55-0.8x, and choosing between the two with a branch on an immediate inside the loop at
 //   0.5x, so each layout the model uses (TRANS_A, TRANS_B) is a pipeline of its own and the
