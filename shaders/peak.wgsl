@@ -45,6 +45,8 @@ fn fma_probe(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     var c1 = c0 + 1.0;
     var c2 = c0 + 2.0;
     var c3 = c0 + 3.0;
+    // Spelled out: a straight-line body keeps the chains in registers on CPU drivers, with the
+    // loop's own cost spread over 64 FMAs.
     for (var i = 0u; i < p.iters; i++) {
         c0 = fma(c0, m, a); c1 = fma(c1, m, a); c2 = fma(c2, m, a); c3 = fma(c3, m, a);
         c0 = fma(c0, m, a); c1 = fma(c1, m, a); c2 = fma(c2, m, a); c3 = fma(c3, m, a);

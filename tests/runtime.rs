@@ -129,3 +129,40 @@ fn cli_bench_json_to_a_missing_directory_is_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent-dir/k.json") && err.contains("--json"), "{err}");
 }
+
+#[test]
+fn cli_bench_peak_writes_three_positive_probes() {
+    gpu();
+    let path = common::scratch("peak.json");
+    let out = docre_cmd().args(["bench", "peak", "--samples", "1", "--json"]).arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
+    assert_eq!(names, ["peak fma", "peak stream read", "peak stream copy"]);
+    assert!(rows[0]["gflops"].as_f64().unwrap() > 0.0, "{rows:?}");
+    for r in &rows[1..] {
+        assert!(r["gbps"].as_f64().unwrap() > 0.0, "{rows:?}");
+        assert!(r["seconds_min"].as_f64().unwrap() <= r["seconds"].as_f64().unwrap(), "{rows:?}");
+    }
+}
+
+/// With profiling on, a fresh device's pipelines are listed with their creation time and their
+/// first dispatch (where CPU drivers compile), and the table prints them.
+#[test]
+fn profile_lists_pipeline_creation_and_first_dispatch() {
+    use docre::gpu::profile;
+    let gpu = gpu();
+    let (result, table) = profile::measured(|| {
+        let mut rec = Recorder::new(&gpu);
+        let a = upload(&gpu, "a", &[3, 5], &Rng::new(1).vec(15));
+        let c = matmul(&mut rec, &a, &a, false, true)?;
+        rec.finish()?;
+        c.read_f32(&gpu)
+    });
+    result.unwrap();
+    let (label, row) = table.pipelines.iter().find(|(l, _)| l.starts_with("matmul")).unwrap_or_else(|| panic!("no matmul pipeline in {:?}", table.pipelines));
+    assert!(row.create_seconds > 0.0, "{label}: {row:?}");
+    assert!(row.first_dispatch_seconds.is_some(), "{label}: {row:?}");
+    let text = table.render();
+    assert!(text.contains("1st dispatch ms") && text.contains(label.as_str()), "{text}");
+}

@@ -107,3 +107,22 @@ pub fn measure_peak(gpu: &Gpu, timer: &GpuTimer, samples: usize) -> Result<(Vec<
     let peak = Peak::from_rows(&rows);
     Ok((rows, peak))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(gflops: Option<f64>, gbps: Option<f64>, seconds: f64, seconds_min: f64) -> Measurement {
+        Measurement { kernel: "k".into(), shape: String::new(), seconds, seconds_min, seconds_max: seconds, gflops, gbps, tokens_per_s: None, peak_bytes: 0, peak_share: None }
+    }
+
+    #[test]
+    fn peak_is_the_fastest_run_of_the_best_probe_and_shares_divide_by_it() {
+        // FMA probe: 10 GFLOP/s at the median, whose fastest run took half as long.
+        let peak = Peak::from_rows(&[row(Some(10.0), None, 2.0, 1.0), row(None, Some(3.0), 1.0, 1.0), row(None, Some(4.0), 1.0, 0.5)]);
+        assert_eq!((peak.gflops, peak.gbps), (20.0, 8.0));
+        assert_eq!(peak.share(&row(Some(5.0), None, 1.0, 1.0)), Some(0.25));
+        assert_eq!(peak.share(&row(None, Some(2.0), 1.0, 1.0)), Some(0.25));
+        assert_eq!(peak.share(&row(None, None, 1.0, 1.0)), None);
+    }
+}

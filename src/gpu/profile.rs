@@ -61,6 +61,18 @@ pub struct PipelineRow {
     pub first_dispatch_seconds: Option<f64>,
 }
 
+/// The value under `key` in an insertion-ordered list, added as the default when missing.
+fn entry<'a, T: Default>(list: &'a mut Vec<(String, T)>, key: &str) -> &'a mut T {
+    let i = match list.iter().position(|(k, _)| k == key) {
+        Some(i) => i,
+        None => {
+            list.push((key.to_string(), T::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[i].1
+}
+
 /// What profiling has measured since the last `take`.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
@@ -74,25 +86,11 @@ pub struct Table {
 
 impl Table {
     fn phase_mut(&mut self, phase: &str) -> &mut Row {
-        let i = match self.phases.iter().position(|(p, _)| p == phase) {
-            Some(i) => i,
-            None => {
-                self.phases.push((phase.to_string(), Row::default()));
-                self.phases.len() - 1
-            }
-        };
-        &mut self.phases[i].1
+        entry(&mut self.phases, phase)
     }
 
     fn pipeline_mut(&mut self, label: &str) -> &mut PipelineRow {
-        let i = match self.pipelines.iter().position(|(p, _)| p == label) {
-            Some(i) => i,
-            None => {
-                self.pipelines.push((label.to_string(), PipelineRow::default()));
-                self.pipelines.len() - 1
-            }
-        };
-        &mut self.pipelines[i].1
+        entry(&mut self.pipelines, label)
     }
 
     fn absorb(&mut self, other: &Table) {
