@@ -84,7 +84,10 @@ pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
     let eca = if per_group > 1 { format!("subgroup, {} lanes ({} features per lane at dh = 64)", 64 / per_group, eca_consts.iter().find(|c| c.0 == "FPL").map_or(0.0, |c| c.1)) } else { "workgroup".into() };
     Ok(vec![
         ("matmul", mm.clone()),
-        ("bilinear", format!("{}, operands formed on the fly", mm)),
+        ("bilinear", match body.kernel {
+            M::Subgroup | M::SubgroupStrided => format!("subgroup, {} lanes, k by 4 (16-byte loads where the block is a multiple of 4), operands formed on the fly", sg.unwrap_or(0)),
+            _ => format!("{mm}, operands formed on the fly"),
+        }),
         ("softmax", format!("{} ({} with a column count not a multiple of 4)", rows(sm), rows(sm_odd))),
         ("layernorm", format!("{} ({} with a column count not a multiple of 4)", rows(ln), rows(ln_odd))),
         ("eca", eca),
