@@ -2,7 +2,7 @@
 // modes of bilinear.wgsl (prepended), k stepped by 4. Every mode keeps a step's four k inside
 // one (group, i) or (o, ·) run, so it needs K % 4 == 0 (hence E % 4 == 0); modes 0, 2 and 3
 // contract over E*K or O*K, multiples of 4, and mode 1 over P, whose last partial step reads
-// clamped rows that `live` zeroes. Buffers x0..x2 must hold whole vec4s (the host checks and
+// clamped rows that the body zeroes. Buffers x0..x2 must hold whole vec4s (the host checks and
 // otherwise runs matmul_operands_scalar.wgsl).
 // Bindings as bilinear.wgsl; x0, x1 and x2 are read only through these vec4 views here
 // (one entry point may not use two views of one binding).
@@ -30,7 +30,7 @@ fn k_at(kc: u32, t: u32) -> u32 {
 }
 
 // A(m, kc..kc+3) of this dispatch; g is the group (modes 2, 3).
-fn a4_at(g: u32, m: u32, kc: u32, live: vec4<bool>) -> vec4<f32> {
+fn a4_at(g: u32, m: u32, kc: u32) -> vec4<f32> {
     let k = p.k0 + kc;
     var v: vec4<f32>;
     switch MODE {
@@ -47,11 +47,11 @@ fn a4_at(g: u32, m: u32, kc: u32, live: vec4<bool>) -> vec4<f32> {
             v = x2_el(m * p.o + oj.x) * x0v[(m * p.e + g * p.blk + oj.y) >> 2u];
         }
     }
-    return select(vec4<f32>(0.0), v, live);
+    return v;
 }
 
 // Column t is B(kc + t, n..n+3); columns past p.n read a clamped (valid) place.
-fn b_rows(g: u32, kc: u32, n: u32, live: vec4<bool>) -> mat4x4<f32> {
+fn b_rows(g: u32, kc: u32, n: u32) -> mat4x4<f32> {
     let k = p.k0 + kc;
     var r: mat4x4<f32>;
     switch MODE {
@@ -82,6 +82,5 @@ fn b_rows(g: u32, kc: u32, n: u32, live: vec4<bool>) -> mat4x4<f32> {
             r = mat4x4<f32>(x1v[i >> 2u], x1v[(i + p.blk) >> 2u], x1v[(i + 2u * p.blk) >> 2u], x1v[(i + 3u * p.blk) >> 2u]);
         }
     }
-    let z = vec4<f32>(0.0);
-    return mat4x4<f32>(select(z, r[0], live.x), select(z, r[1], live.y), select(z, r[2], live.z), select(z, r[3], live.w));
+    return r;
 }

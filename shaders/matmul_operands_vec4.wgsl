@@ -4,7 +4,7 @@
 // transposed when TRANS_B). Every vec4 start (offsets, strides, leading dimensions) must be a
 // multiple of 4 elements, and without TRANS_B also n (ops::matmul::vec4_fits). In the last k
 // step the k past p.k read a clamped place (or the rest of an aligned row, which the leading
-// dimension covers) and are zeroed.
+// dimension covers); the body zeroes them.
 // TRANS_A and TRANS_B are override constants here: a layout branch in the inner loop halved the
 // speed on lavapipe, so each layout the model uses gets a pipeline of its own.
 // Bindings as matmul_common.wgsl: A and B read through vec4 views of the same buffers (one entry
@@ -21,30 +21,25 @@ fn a_el(i: u32) -> f32 {
 }
 
 // A(m, k..k+3).
-fn a4_at(base: u32, m: u32, k: u32, live: vec4<bool>) -> vec4<f32> {
-    var v: vec4<f32>;
+fn a4_at(base: u32, m: u32, k: u32) -> vec4<f32> {
     if (TRANS_A) {
         let kl = p.k - 1u;
         let i = base + m;
-        v = vec4<f32>(a_el(i + k * p.lda), a_el(i + min(k + 1u, kl) * p.lda), a_el(i + min(k + 2u, kl) * p.lda), a_el(i + min(k + 3u, kl) * p.lda));
-    } else {
-        v = av[(base + m * p.lda + k) >> 2u];
+        return vec4<f32>(a_el(i + k * p.lda), a_el(i + min(k + 1u, kl) * p.lda), a_el(i + min(k + 2u, kl) * p.lda), a_el(i + min(k + 3u, kl) * p.lda));
     }
-    return select(vec4<f32>(0.0), v, live);
+    return av[(base + m * p.lda + k) >> 2u];
 }
 
 // Column t is B(k + t, n..n+3); columns past p.n read a clamped (valid) place.
-fn b_rows(base: u32, k: u32, n: u32, live: vec4<bool>) -> mat4x4<f32> {
-    let z = vec4<f32>(0.0);
+fn b_rows(base: u32, k: u32, n: u32) -> mat4x4<f32> {
     if (TRANS_B) {
         let nl = p.n - 1u;
         let i = base + k;
-        let r = transpose(mat4x4<f32>(bv[(i + min(n, nl) * p.ldb) >> 2u], bv[(i + min(n + 1u, nl) * p.ldb) >> 2u],
-                                      bv[(i + min(n + 2u, nl) * p.ldb) >> 2u], bv[(i + min(n + 3u, nl) * p.ldb) >> 2u]));
-        return mat4x4<f32>(select(z, r[0], live.x), select(z, r[1], live.y), select(z, r[2], live.z), select(z, r[3], live.w));
+        return transpose(mat4x4<f32>(bv[(i + min(n, nl) * p.ldb) >> 2u], bv[(i + min(n + 1u, nl) * p.ldb) >> 2u],
+                                     bv[(i + min(n + 2u, nl) * p.ldb) >> 2u], bv[(i + min(n + 3u, nl) * p.ldb) >> 2u]));
     }
     let kl = p.k - 1u;
     let i = base + min(n, p.n - 4u);
-    return mat4x4<f32>(select(z, bv[(i + k * p.ldb) >> 2u], live.x), select(z, bv[(i + min(k + 1u, kl) * p.ldb) >> 2u], live.y),
-                       select(z, bv[(i + min(k + 2u, kl) * p.ldb) >> 2u], live.z), select(z, bv[(i + min(k + 3u, kl) * p.ldb) >> 2u], live.w));
+    return mat4x4<f32>(bv[(i + k * p.ldb) >> 2u], bv[(i + min(k + 1u, kl) * p.ldb) >> 2u],
+                       bv[(i + min(k + 2u, kl) * p.ldb) >> 2u], bv[(i + min(k + 3u, kl) * p.ldb) >> 2u]);
 }

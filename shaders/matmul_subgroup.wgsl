@@ -6,9 +6,9 @@
 // lane l owns columns n0 + 4*l .. + 4. k advances by 4: every lane loads A(m, k..k+3)
 // for 32/SG rows (m0 + h*SG + l) and shares them with subgroupShuffle, so one per-lane load
 // feeds SG lanes, then loads B(k..k+3, its columns). Operands come from two functions of an
-// operand file prepended to this one: a4_at(base, m, k, live) = A(m, k..k+3) and
-// b_rows(base, k, n, live), whose column t is B(k + t, n..n+3), both zero where `live` is false
-// (the k past p.k in the last step, so any k runs without a tail pass):
+// operand file prepended to this one: a4_at(base, m, k) = A(m, k..k+3) and b_rows(base, k, n),
+// whose column t is B(k + t, n..n+3). In the last step they read the k past p.k at a clamped,
+// valid place, and this body zeroes those k on both sides, so any k runs without a tail pass:
 //   matmul_operands_vec4.wgsl    strided views with 16-byte loads (4-aligned rows)
 //   matmul_operands_scalar.wgsl  any view, from matmul_common.wgsl's scalar a_at / b_at, and
 //                                the bilinear layer's operands (bilinear.wgsl) where its block
@@ -79,15 +79,15 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invo
     var ar: array<vec4<f32>, 8>;
     for (var kk = 0u; kk < p.k; kk += 4u) {
         let live = vec4<u32>(kk, kk + 1u, kk + 2u, kk + 3u) < vec4<u32>(p.k);
-        if (0u < LOADS_PER_LANE) { ar[0] = a4_at(abase, r0, kk, live); }
-        if (1u < LOADS_PER_LANE) { ar[1] = a4_at(abase, r1, kk, live); }
-        if (2u < LOADS_PER_LANE) { ar[2] = a4_at(abase, r2, kk, live); }
-        if (3u < LOADS_PER_LANE) { ar[3] = a4_at(abase, r3, kk, live); }
-        if (4u < LOADS_PER_LANE) { ar[4] = a4_at(abase, r4, kk, live); }
-        if (5u < LOADS_PER_LANE) { ar[5] = a4_at(abase, r5, kk, live); }
-        if (6u < LOADS_PER_LANE) { ar[6] = a4_at(abase, r6, kk, live); }
-        if (7u < LOADS_PER_LANE) { ar[7] = a4_at(abase, r7, kk, live); }
-        let b0 = b_rows(bbase, kk, n0 + 0u, live);
+        if (0u < LOADS_PER_LANE) { ar[0] = select(vec4<f32>(0.0), a4_at(abase, r0, kk), live); }
+        if (1u < LOADS_PER_LANE) { ar[1] = select(vec4<f32>(0.0), a4_at(abase, r1, kk), live); }
+        if (2u < LOADS_PER_LANE) { ar[2] = select(vec4<f32>(0.0), a4_at(abase, r2, kk), live); }
+        if (3u < LOADS_PER_LANE) { ar[3] = select(vec4<f32>(0.0), a4_at(abase, r3, kk), live); }
+        if (4u < LOADS_PER_LANE) { ar[4] = select(vec4<f32>(0.0), a4_at(abase, r4, kk), live); }
+        if (5u < LOADS_PER_LANE) { ar[5] = select(vec4<f32>(0.0), a4_at(abase, r5, kk), live); }
+        if (6u < LOADS_PER_LANE) { ar[6] = select(vec4<f32>(0.0), a4_at(abase, r6, kk), live); }
+        if (7u < LOADS_PER_LANE) { ar[7] = select(vec4<f32>(0.0), a4_at(abase, r7, kk), live); }
+        let b0 = live_rows(b_rows(bbase, kk, n0 + 0u), live);
         let s0 = subgroupShuffle(ar[0u / SG], 0u % SG);
         acc0_0 = fma(vec4<f32>(s0.w), b0[3], fma(vec4<f32>(s0.z), b0[2], fma(vec4<f32>(s0.y), b0[1], fma(vec4<f32>(s0.x), b0[0], acc0_0))));
         let s1 = subgroupShuffle(ar[1u / SG], 1u % SG);
@@ -185,6 +185,12 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invo
     store4(cbase, m0 + 29u, n0 + 0u, acc29_0);
     store4(cbase, m0 + 30u, n0 + 0u, acc30_0);
     store4(cbase, m0 + 31u, n0 + 0u, acc31_0);
+}
+
+// Rows t of B where live[t], zeros elsewhere.
+fn live_rows(r: mat4x4<f32>, live: vec4<bool>) -> mat4x4<f32> {
+    let z = vec4<f32>(0.0);
+    return mat4x4<f32>(select(z, r[0], live.x), select(z, r[1], live.y), select(z, r[2], live.z), select(z, r[3], live.w));
 }
 
 fn store4(cbase: u32, m: u32, n: u32, v: vec4<f32>) {

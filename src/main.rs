@@ -459,7 +459,7 @@ fn bench_kernels(json: Option<&Path>, samples: usize, quick: bool, only: Option<
     }
     let gpu = Gpu::new()?;
     let timer = GpuTimer::new(&gpu);
-    let (_, peak) = bench::measure_peak(&gpu, &timer, samples)?;
+    let peak = bench::measure_peak(&gpu, &timer, samples)?;
     println!("peak (bench peak): {:.2} GFLOP/s FMA, {:.2} GB/s streaming; share = rate / that peak", peak.gflops, peak.gbps);
     let cases = bench::kernel_cases(&gpu, quick)?.into_iter().filter(|c| only.is_none_or(|o| c.kernel.contains(o))).collect();
     print_table(&gpu, cases, samples, json, false, Some(peak))

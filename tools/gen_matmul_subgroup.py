@@ -26,9 +26,9 @@ w(f"""// ---------------------------------------------------------------- CPU ad
 // lane l owns columns n0 + {4*COLS4}*l .. + {4*COLS4}. k advances by 4: every lane loads A(m, k..k+3)
 // for {ROWS}/SG rows (m0 + h*SG + l) and shares them with subgroupShuffle, so one per-lane load
 // feeds SG lanes, then loads B(k..k+3, its columns). Operands come from two functions of an
-// operand file prepended to this one: a4_at(base, m, k, live) = A(m, k..k+3) and
-// b_rows(base, k, n, live), whose column t is B(k + t, n..n+3), both zero where `live` is false
-// (the k past p.k in the last step, so any k runs without a tail pass):
+// operand file prepended to this one: a4_at(base, m, k) = A(m, k..k+3) and b_rows(base, k, n),
+// whose column t is B(k + t, n..n+3). In the last step they read the k past p.k at a clamped,
+// valid place, and this body zeroes those k on both sides, so any k runs without a tail pass:
 //   matmul_operands_vec4.wgsl    strided views with 16-byte loads (4-aligned rows)
 //   matmul_operands_scalar.wgsl  any view, from matmul_common.wgsl's scalar a_at / b_at, and
 //                                the bilinear layer's operands (bilinear.wgsl) where its block
@@ -69,10 +69,10 @@ w("        let live = vec4<u32>(kk, kk + 1u, kk + 2u, kk + 3u) < vec4<u32>(p.k);
 # i is lane i % SG's value number i / SG, fetched with a shuffle; both indices are constants once
 # SG is specialized.
 for h in range(LOADS):
-    w(f"        if ({h}u < LOADS_PER_LANE) {{ ar[{h}] = a4_at(abase, r{h}, kk, live); }}")
+    w(f"        if ({h}u < LOADS_PER_LANE) {{ ar[{h}] = select(vec4<f32>(0.0), a4_at(abase, r{h}, kk), live); }}")
 # b{j}[t]: B(k + t, the lane's columns 4j .. 4j+3).
 for j in range(COLS4):
-    w(f"        let b{j} = b_rows(bbase, kk, n0 + {4*j}u, live);")
+    w(f"        let b{j} = live_rows(b_rows(bbase, kk, n0 + {4*j}u), live);")
 for i in range(ROWS):
     w(f"        let s{i} = subgroupShuffle(ar[{i}u / SG], {i}u % SG);")
     for j in range(COLS4):
@@ -83,6 +83,12 @@ for i in range(ROWS):
         w(f"    store4(cbase, m0 + {i}u, n0 + {4*j}u, acc{i}_{j});")
 w("}")
 w("""
+// Rows t of B where live[t], zeros elsewhere.
+fn live_rows(r: mat4x4<f32>, live: vec4<bool>) -> mat4x4<f32> {
+    let z = vec4<f32>(0.0);
+    return mat4x4<f32>(select(z, r[0], live.x), select(z, r[1], live.y), select(z, r[2], live.z), select(z, r[3], live.w));
+}
+
 fn store4(cbase: u32, m: u32, n: u32, v: vec4<f32>) {
     store(cbase, m, n, v.x);
     store(cbase, m, n + 1u, v.y);

@@ -101,11 +101,10 @@ impl Peak {
     }
 }
 
-/// Measure the probes: (rows, peak).
-pub fn measure_peak(gpu: &Gpu, timer: &GpuTimer, samples: usize) -> Result<(Vec<Measurement>, Peak)> {
+/// Measure the probes and take their peak.
+pub fn measure_peak(gpu: &Gpu, timer: &GpuTimer, samples: usize) -> Result<Peak> {
     let rows = peak_cases(gpu)?.iter().map(|c| c.measure(gpu, timer, samples)).collect::<Result<Vec<_>>>()?;
-    let peak = Peak::from_rows(&rows);
-    Ok((rows, peak))
+    Ok(Peak::from_rows(&rows))
 }
 
 #[cfg(test)]

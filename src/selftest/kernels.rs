@@ -108,28 +108,7 @@ fn matmul_k_tails_and_unaligned_views(gpu: &Gpu, kernel: MatmulKernel) -> Checke
         }
     }
     // Scores Q Kᵀ per head: slices at offsets h*dh with dh = 7.
-    let (l, h, dh) = (20usize, 3usize, 7usize);
-    let (q, kk) = (rng.vec(l * h * dh), rng.vec(l * h * dh));
-    let s = upload(gpu, "s", &[h, l, l], &vec![0.0; h * l * l])?;
-    let g = Gemm {
-        m: l, n: l, k: dh, batch1: 1, batch2: h,
-        a: View { offset: 0, ld: h * dh, s1: 0, s2: dh, trans: false },
-        b: View { offset: 0, ld: h * dh, s1: 0, s2: dh, trans: true },
-        c: View { offset: 0, ld: l, s1: 0, s2: l * l, trans: false },
-        alpha: 1.0, accumulate: false,
-    };
-    let mut rec = Recorder::new(gpu);
-    gemm(&mut rec, kernel, &g, &upload(gpu, "q", &[l, h * dh], &q)?, &upload(gpu, "k", &[l, h * dh], &kk)?, None, &s)?;
-    rec.finish()?;
-    let mut want = Vec::new();
-    for hh in 0..h {
-        for i in 0..l {
-            for j in 0..l {
-                want.push((0..dh).map(|d| q[i * h * dh + hh * dh + d] * kk[j * h * dh + hh * dh + d]).sum::<f64>());
-            }
-        }
-    }
-    close(&format!("matmul {kernel:?} head slices, dh = {dh}"), &download(gpu, &s)?, &want, 1e-5, 1e-4)
+    head_slice_scores(gpu, kernel, &mut rng, (1, 20, 3, 7), 1.0, (1e-5, 1e-4))
 }
 
 fn matmul_all_transposes(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
@@ -161,10 +140,13 @@ fn matmul_all_transposes(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
 }
 
 fn matmul_batched_head_slices(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
-    // Q·Kᵀ per (batch, head) out of [B, L, H, dh] activations: the two-level batch strides.
     matmul_available(gpu, kernel)?;
-    let mut rng = Rng::new(2);
-    let (bsz, l, h, dh) = (2, 7, 3, 5);
+    head_slice_scores(gpu, kernel, &mut Rng::new(2), (2, 7, 3, 5), 0.25, MATMUL_TOL)
+}
+
+/// Q·Kᵀ per (batch, head) out of [B, L, H, dh] activations read in place: the two-level batch
+/// strides, and offsets h*dh that are 4-aligned only when dh is.
+fn head_slice_scores(gpu: &Gpu, kernel: MatmulKernel, rng: &mut Rng, (bsz, l, h, dh): (usize, usize, usize, usize), alpha: f32, (atol, rtol): (f64, f64)) -> Checked {
     let q = rng.vec(bsz * l * h * dh);
     let kx = rng.vec(bsz * l * h * dh);
     let g = Gemm {
@@ -176,7 +158,7 @@ fn matmul_batched_head_slices(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
         a: View { offset: 0, ld: h * dh, s1: l * h * dh, s2: dh, trans: false },
         b: View { offset: 0, ld: h * dh, s1: l * h * dh, s2: dh, trans: true },
         c: View { offset: 0, ld: l, s1: h * l * l, s2: l * l, trans: false },
-        alpha: 0.25,
+        alpha,
         accumulate: false,
     };
     let mut want = vec![0.0; bsz * h * l * l];
@@ -186,7 +168,7 @@ fn matmul_batched_head_slices(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     let mut rec = Recorder::new(gpu);
     gemm(&mut rec, kernel, &g, &qt, &kt, None, &ct)?;
     rec.finish()?;
-    close(&format!("{kernel:?} batched heads"), &download(gpu, &ct)?, &want, MATMUL_TOL.0, MATMUL_TOL.1)
+    close(&format!("{kernel:?} batched heads, dh = {dh}"), &download(gpu, &ct)?, &want, atol, rtol)
 }
 
 fn matmul_backward_and_linear(gpu: &Gpu) -> Checked {
