@@ -28,7 +28,7 @@
 //   ran every GEMM and the bilinear layer in 0.87-1.02x the time of 64 x 4 (unchanged softmax:
 //   0.87, the noise), and `docre selftest --only bilinear` with an empty shader cache took 43 s
 //   against 109 s. Against 64 x 8, the tile before, in two alternated rounds of the whole
-//   `docre bench kernels` (README, "At the CPU driver's limit"): 1.36-1.59x the time on the
+//   `docre bench kernels` (docs/benchmarks.md, "At the CPU driver's limit"): 1.36-1.59x the time on the
 //   square GEMMs, 0.92-1.16x on the BERT-layer shapes, 1.08-1.28x on the bilinear layer, so the
 //   single-run figures above understate 64 x 8; in the model (encoder, stage-2 step) the two
 //   are at parity, and the first run is 4x shorter. 32 x 4 it is, for now.

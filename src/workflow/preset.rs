@@ -175,7 +175,8 @@ fn merge(into: &mut toml::Table, k: String, v: toml::Value) {
 mod tests {
     use super::*;
 
-    /// The configurations the README's commands use must keep loading as the presets change.
+    /// The configurations the documented commands use (README, docs/) must keep loading as the
+    /// presets change.
     #[test]
     fn documented_configs_load_and_validate() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
