@@ -14,6 +14,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(format!("cannot move {} to {}", tmp.display(), path.display())))
 }
 
+/// Where docre keeps what it can rebuild (frozen-encoder outputs, the tuning file):
+/// `$DOCRE_CACHE_DIR`, else `$XDG_CACHE_HOME/docre`, else `~/.cache/docre`.
+pub fn cache_root() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("DOCRE_CACHE_DIR") {
+        return d.into();
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return std::path::PathBuf::from(d).join("docre");
+    }
+    std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/docre")
+}
+
 /// Fail before long work when an output file cannot be created.
 pub fn check_writable(path: &Path, what: &str) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

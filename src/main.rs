@@ -11,7 +11,8 @@ use docre::eval::{score, train_facts as facts_of};
 use docre::model::checkpoint::{self, Sidecar};
 use docre::model::heads::Heads;
 use docre::model::{Bert, BertConfig};
-use docre::train::encoder_cache::{default_root, EncoderCache, EncoderStore};
+use docre::fsutil::cache_root;
+use docre::train::encoder_cache::{EncoderCache, EncoderStore};
 use docre::train::trainer::Model;
 use docre::workflow::shard::{merge, shard_json, Shard};
 use docre::workflow::{self, preset::RunConfig, run as wf, run::Format};
@@ -650,7 +651,7 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         }
         None => None,
     };
-    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None, frozen_encoder: cfg.freeze_encoder, encoder_hub };
+    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None, frozen_encoder: cfg.freeze_encoder, encoder_hub, kernel_choices: Default::default() };
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
     write_atomic(&out.join("config.toml"), toml::to_string(cfg).expect("config serializes").as_bytes())?;
     wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, tokenizer: tok.fingerprint(), progress: true, stop_after_epochs: None }, None)?;
@@ -679,7 +680,7 @@ fn load_shard(checkpoint: &Path, data: &Path, format: Format, shard: Option<Shar
     let exs = wf::examples(&docs, &tok, rels.len(), model.encoder.config.max_ids())?;
     let cache = match side.frozen_encoder {
         true => {
-            let store = EncoderStore::open(&default_root(), &model, tok.fingerprint())?;
+            let store = EncoderStore::open(&cache_root(), &model, tok.fingerprint())?;
             Some(wf::frozen_outputs(&model, &store, &exs, &data.display().to_string(), true)?)
         }
         false => None,

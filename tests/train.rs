@@ -37,7 +37,7 @@ fn setup() -> Setup {
     let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
     let heads = Heads::random(&g, hc.clone(), cfg.seed).unwrap();
     let exs = examples(&docs, &tok, rels.len(), cfg.max_ids).unwrap();
-    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "test".into(), progress: None, frozen_encoder: false, encoder_hub: None };
+    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "test".into(), progress: None, frozen_encoder: false, encoder_hub: None, kernel_choices: Default::default() };
     Setup { model: Model { gpu: g, encoder, heads }, docs, exs, sidecar, cfg, tokenizer: tok.fingerprint() }
 }
 
@@ -297,5 +297,32 @@ fn a_checkpoint_with_a_nan_weight_is_refused_naming_the_tensor() {
     checkpoint::save(&dir, &s.model, &s.sidecar, None).unwrap();
     let e = checkpoint::load(&g, &dir).err().expect("a NaN weight must be refused").to_string();
     assert!(e.contains("infer.head.classifier.weight") && e.contains("index 3") && e.contains("model.safetensors"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_checkpoint_records_its_kernel_choices_and_refuses_unknown_ones() {
+    let s = setup();
+    let g = gpu();
+    let dir = common::scratch("choices");
+    // Any GEMM on the shared device resolves at least one shape class.
+    let exs: Vec<_> = s.exs.iter().take(1).cloned().collect();
+    docre::eval::predict::predict(&s.model, &exs, 1, None).unwrap();
+    checkpoint::save(&dir, &s.model, &s.sidecar, None).unwrap();
+    let path = dir.join("checkpoint.json");
+    let side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let recorded = side["kernel_choices"].as_object().expect("kernel_choices recorded");
+    assert!(recorded.keys().any(|c| c.starts_with("matmul ")), "{recorded:?}");
+    for (class, v) in recorded {
+        assert_eq!(g.choices().get(class).map(String::as_str), v.as_str(), "{class}");
+    }
+    let (_, loaded) = checkpoint::load(&g, &dir).unwrap();
+    assert_eq!(&loaded.kernel_choices, &g.choices().into_iter().filter(|(c, _)| recorded.contains_key(c)).collect());
+    let class = recorded.keys().next().unwrap().clone();
+    let mut bad = side.clone();
+    bad["kernel_choices"][&class] = "fastest".into();
+    std::fs::write(&path, serde_json::to_string(&bad).unwrap()).unwrap();
+    let e = checkpoint::load(&g, &dir).err().expect("an unknown variant must be refused").to_string();
+    assert!(e.contains("checkpoint.json") && e.contains("kernel_choices") && e.contains(&class) && e.contains("fastest"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

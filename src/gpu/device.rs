@@ -60,6 +60,7 @@ pub(crate) struct GpuInner {
     pub pool: Arc<Mutex<BufferPool>>,
     /// Measured lazily by ops::matmul (None: no subgroup support).
     pub subgroup_size: OnceLock<Option<u32>>,
+    pub tuning: Mutex<super::tuning::Tuning>,
 }
 
 /// Cheap-to-clone handle to the device, queue, pipeline cache and buffer pool.
@@ -210,6 +211,7 @@ impl Gpu {
             pipelines: PipelineCache::default(),
             pool: Arc::new(Mutex::new(BufferPool::default())),
             subgroup_size: OnceLock::new(),
+            tuning: Mutex::new(super::tuning::Tuning { settings: super::tuning::Settings::from_env(kind)?, chosen: Default::default() }),
         })))
     }
 

@@ -1,4 +1,5 @@
-//! The GPU runtime: adapter and device, tensors, buffer pool, pipeline cache, recorder, timer.
+//! The GPU runtime: adapter and device, tensors, buffer pool, pipeline cache, recorder, timer,
+//! and the per-device record of kernel variants chosen by measurement.
 
 mod device;
 mod pipeline;
@@ -7,6 +8,7 @@ pub mod profile;
 mod recorder;
 mod tensor;
 mod timer;
+pub mod tuning;
 
 pub use device::{AdapterKind, AdapterReport, Gpu};
 pub use pipeline::{Access, Kernel, PipelineSpec, Shader};

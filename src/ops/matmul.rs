@@ -4,7 +4,7 @@
 use super::reduce;
 use crate::error::{shape_err, Result};
 use crate::gpu::profile::Work;
-use crate::gpu::{Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
+use crate::gpu::{tuning, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder, Shader, Tensor};
 
 static SHADER: Shader = Shader { name: "matmul", source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul.wgsl")) };
 // Separate modules: they only compile on devices with subgroup operations. The subgroup body
@@ -141,7 +141,24 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
         return Ok(());
     }
     let has_bias = bias.is_some();
-    let body = body(rec.gpu(), kernel)?;
+    let body = if kernel == MatmulKernel::Auto {
+        let class = format!("matmul {} {}{}{}", class_dims(g.m, g.n, g.k, g.batch1 * g.batch2), layout(g.a.trans), layout(g.b.trans), if vec4_fits(g, a.numel(), b.numel()) { " v4" } else { "" });
+        let mut scratch = None;
+        tuned_body(rec.gpu(), class, |r, body| {
+            let [a, b, bias, c] = match &scratch {
+                Some(s) => s,
+                None => scratch.insert(zeros_like(r.gpu(), [a, b, bias.unwrap_or(a), c])?),
+            };
+            dispatch_gemm(r, body, g, a, b, has_bias.then_some(bias), c)
+        })?
+    } else {
+        body(rec.gpu(), kernel)?
+    };
+    dispatch_gemm(rec, &body, g, a, b, bias, c)
+}
+
+fn dispatch_gemm(rec: &mut Recorder, body: &Body, g: &Gemm, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, c: &Tensor) -> Result<()> {
+    let has_bias = bias.is_some();
     let bias = bias.unwrap_or(a);
     let buffers = [a, b, bias, c];
     let groups = body.groups(g.m, g.n, g.batch1 * g.batch2);
@@ -164,6 +181,34 @@ pub fn gemm(rec: &mut Recorder, kernel: MatmulKernel, g: &Gemm, a: &Tensor, b: &
         rec.work(Work::flops(2.0 * (g.m * g.n * kc * g.batch1 * g.batch2) as f64));
     }
     Ok(())
+}
+
+/// Zero-filled tensors of the same sizes, for timing a variant without touching real data
+/// (zeros also keep CPU adapters off slow denormal paths).
+pub(crate) fn zeros_like<const N: usize>(gpu: &Gpu, ts: [&Tensor; N]) -> Result<[Tensor; N]> {
+    let v: Vec<Tensor> = ts.iter().map(|t| Tensor::zeros(gpu, "tuning scratch", &[t.numel().max(1)])).collect::<Result<_>>()?;
+    Ok(v.try_into().unwrap_or_else(|_| unreachable!("one tensor per input")))
+}
+
+/// A shape class's sizes: each rounded up to a power of 4 (at least 16), so one measurement
+/// serves every shape of about the same size and a run meets only a few classes.
+pub(crate) fn class_dims(m: usize, n: usize, k: usize, batch: usize) -> String {
+    let up = |x: usize| {
+        let mut b = 16;
+        while b < x {
+            b *= 4;
+        }
+        b
+    };
+    format!("m{} n{} k{} x{}", up(m), up(n), up(k), if batch > 1 { up(batch) } else { 1 })
+}
+
+fn layout(trans: bool) -> char {
+    if trans {
+        'T'
+    } else {
+        'N'
+    }
 }
 
 /// (first k, length) of each dispatch of a contraction over `k`: pieces of K_PER_DISPATCH, and
@@ -247,6 +292,42 @@ pub(crate) fn body(gpu: &Gpu, kernel: MatmulKernel) -> Result<Body> {
     };
     Ok(Body { kernel, constants, tile_m, tile_n })
 }
+
+/// The body `Auto` runs for one shape class: the one `DOCRE_MATMUL` forces, else the tuning's
+/// choice (gpu::tuning) among the bodies this adapter can run, with `body`'s rule as the rule.
+/// `run` dispatches one run of a body on scratch buffers, for measuring.
+pub(crate) fn tuned_body(gpu: &Gpu, class: String, mut run: impl FnMut(&mut Recorder, &Body) -> Result<()>) -> Result<Body> {
+    let rule = body(gpu, MatmulKernel::Auto)?;
+    let name = |k: MatmulKernel| match k {
+        MatmulKernel::Register => "register",
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided => "subgroup",
+        _ => "tiled",
+    };
+    if forced()?.is_some() {
+        // Recorded too, so a resumed run gets the same body without the variable.
+        gpu.pin(&[(class, name(rule.kernel).to_string())].into());
+        return Ok(rule);
+    }
+    let mut variants = vec!["register", "tiled"];
+    if subgroup_size(gpu)?.is_some_and(subgroup_width_supported) {
+        variants.insert(0, "subgroup");
+    }
+    let by_name = |v: &str| match v {
+        "register" => MatmulKernel::Register,
+        "subgroup" => MatmulKernel::Subgroup,
+        _ => MatmulKernel::Tiled,
+    };
+    let question = tuning::Question { class, variants: &variants, rule: name(rule.kernel) };
+    let chosen = tuning::choose(gpu, &question, |v| {
+        let mut rec = Recorder::new(gpu);
+        run(&mut rec, &body(gpu, by_name(v))?)?;
+        rec.finish()
+    })?;
+    body(gpu, by_name(chosen))
+}
+
+/// The names the tuning records for matmul bodies, for checking recorded choices.
+pub const BODY_NAMES: [&str; 3] = ["subgroup", "register", "tiled"];
 
 /// The shader's `Mm` immediates for `g`.
 fn imm(g: &Gemm, has_bias: bool) -> Imm {

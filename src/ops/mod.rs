@@ -91,6 +91,13 @@ pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
         ("softmax", format!("{} ({} with a column count not a multiple of 4)", rows(sm), rows(sm_odd))),
         ("layernorm", format!("{} ({} with a column count not a multiple of 4)", rows(ln), rows(ln_odd))),
         ("eca", eca),
+        ("tuning", {
+            let t = gpu.tuning_settings();
+            match t.policy {
+                crate::gpu::tuning::Policy::Rule => "the rule above (DOCRE_TUNE=measure measures each shape class once)".to_string(),
+                crate::gpu::tuning::Policy::Measure => format!("measured once per shape class, kept in {}", t.file.display()),
+            }
+        }),
     ])
 }
 

@@ -112,10 +112,28 @@ fn bilinear_dims(zs: &Tensor, zo: &Tensor, w: &Tensor, block: usize) -> Result<(
 /// One mode of shaders/bilinear.wgsl: C (m x n, `batch` groups) from x0..x3 into `out`.
 #[allow(clippy::too_many_arguments)]
 fn bilinear_gemm(rec: &mut Recorder, kernel: MatmulKernel, mode: u32, [m, n, k, batch]: [usize; 4], (e, o, block): (usize, usize, usize), inputs: [&Tensor; 4], out: &Tensor) -> Result<()> {
-    let body = matmul::body(rec.gpu(), kernel)?;
     // The vec4 operands step k by 4 inside one block, so they take K % 4 == 0, and read x0..x2
     // through vec4 views, which cannot reach a buffer's last elements unless it holds whole vec4s.
     let fits = block % 4 == 0 && inputs[..3].iter().all(|t| t.numel() % 4 == 0);
+    let shape = [m, n, k, batch];
+    let body = if kernel == MatmulKernel::Auto {
+        let class = format!("bilinear mode{mode} {} K{block}{}", matmul::class_dims(m, n, k, batch), if fits { " v4" } else { "" });
+        let mut scratch = None;
+        matmul::tuned_body(rec.gpu(), class, |r, body| {
+            let [x0, x1, x2, x3, out] = match &scratch {
+                Some(s) => s,
+                None => scratch.insert(matmul::zeros_like(r.gpu(), [inputs[0], inputs[1], inputs[2], inputs[3], out])?),
+            };
+            dispatch_bilinear(r, body, fits, mode, shape, (e, o, block), [x0, x1, x2, x3], out)
+        })?
+    } else {
+        matmul::body(rec.gpu(), kernel)?
+    };
+    dispatch_bilinear(rec, &body, fits, mode, shape, (e, o, block), inputs, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dispatch_bilinear(rec: &mut Recorder, body: &matmul::Body, fits: bool, mode: u32, [m, n, k, batch]: [usize; 4], (e, o, block): (usize, usize, usize), inputs: [&Tensor; 4], out: &Tensor) -> Result<()> {
     let entry = match body.kernel {
         MatmulKernel::Subgroup if fits => &BILINEAR_SUBGROUP,
         MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided => &BILINEAR_STRIDED,

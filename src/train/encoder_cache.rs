@@ -46,18 +46,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The default store root: `$DOCRE_CACHE_DIR`, else `$XDG_CACHE_HOME/docre`, else
-/// `~/.cache/docre`.
-pub fn default_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("DOCRE_CACHE_DIR") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("docre");
-    }
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/docre")
-}
-
 impl EncoderStore {
     /// The store under `root` for `model`'s encoder (its weights read back once) and the
     /// tokenizer with this `WordPieceTokenizer::fingerprint`.

@@ -22,7 +22,8 @@ use crate::model::heads::objective;
 use std::collections::HashMap;
 use super::progress::Progress as Bar;
 use crate::rng::Rng;
-use crate::train::encoder_cache::{default_root, EncoderCache, EncoderStore};
+use crate::fsutil::cache_root;
+use crate::train::encoder_cache::{EncoderCache, EncoderStore};
 use crate::train::trainer::{Batch, Model, Stage, Trainer};
 
 /// The encoder a run starts from: a pretrained one (folder or hub id, see `model::encoder::hub`) with its
@@ -245,7 +246,7 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
     let started = Instant::now();
     let (cache, dev_cache) = if cfg.freeze_encoder {
         // Opening the store reads the encoder's weights back to hash them: once per run.
-        let store = EncoderStore::open(&default_root(), model, out.tokenizer)?;
+        let store = EncoderStore::open(&cache_root(), model, out.tokenizer)?;
         let c = frozen_outputs(model, &store, train_examples, "training documents", out.progress)?;
         let d = out.dev.as_ref().map(|(_, e)| frozen_outputs(model, &store, e, "dev documents", out.progress)).transpose()?;
         log.write(serde_json::json!({"step": 0, "encoder_cache_seconds": started.elapsed().as_secs_f64(), "documents": train_examples.len()}))?;

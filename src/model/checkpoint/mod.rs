@@ -3,7 +3,7 @@
 //! relation inventory, training state), and `optimizer.safetensors` with the AdamW moments.
 //! Every file is written to a temporary name and renamed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::TensorView;
@@ -66,6 +66,10 @@ pub struct Sidecar {
     /// The hub repository, revision and commit of an encoder named by id (`--encoder ID`).
     #[serde(default)]
     pub encoder_hub: Option<crate::model::encoder::hub::HubRef>,
+    /// The kernel variant each shape class ran (gpu::tuning), so that a resumed run or a
+    /// prediction from this checkpoint runs the same ones and gets the same bits.
+    #[serde(default)]
+    pub kernel_choices: BTreeMap<String, String>,
 }
 
 /// Training position at an epoch boundary: enough to continue bit for bit.
@@ -123,7 +127,9 @@ pub fn save(dir: &Path, model: &Model, sidecar: &Sidecar, moments: Option<&HashM
         }
         write_atomic(&dir.join("optimizer.safetensors"), &serialize(&t)?)?;
     }
-    let json = serde_json::to_string_pretty(sidecar).expect("sidecar serializes");
+    let mut sidecar = sidecar.clone();
+    sidecar.kernel_choices.extend(g.choices());
+    let json = serde_json::to_string_pretty(&sidecar).expect("sidecar serializes");
     write_atomic(&dir.join("checkpoint.json"), json.as_bytes())
 }
 
@@ -132,6 +138,10 @@ pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
     let side_path = dir.join("checkpoint.json");
     let text = std::fs::read_to_string(&side_path).map_err(|source| Error::Io { context: format!("cannot read {} (is {} a docre checkpoint?)", side_path.display(), dir.display()), source })?;
     let sidecar: Sidecar = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", side_path.display())))?;
+    if let Some((class, v)) = sidecar.kernel_choices.iter().find(|(_, v)| !crate::ops::matmul::BODY_NAMES.contains(&v.as_str())) {
+        return Err(Error::Input(format!("{}: field `kernel_choices`, class `{class}`: `{v}` is not one of {}", side_path.display(), crate::ops::matmul::BODY_NAMES.join(", "))));
+    }
+    gpu.pin(&sidecar.kernel_choices);
     let file = TensorFile::open(&dir.join("model.safetensors"))?;
     let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
         let t = file.weights(name)?.ok_or_else(|| Error::Input(format!("{}: tensor `{name}` is missing", file.path().display())))?;
