@@ -7,13 +7,25 @@ use crate::gpu::{Access, DType, Imm, Kernel, Recorder, Shader, Tensor};
 static SHADER: Shader = Shader { name: "elementwise", source: include_str!("../../shaders/elementwise.wgsl") };
 const BINARY: &[Access] = &[Access::Read, Access::Read, Access::Write];
 const UNARY: &[Access] = &[Access::Read, Access::Write];
-static ADD_SCALED: Kernel = Kernel { shader: &SHADER, entry: "add_scaled", bindings: BINARY };
-static MUL: Kernel = Kernel { shader: &SHADER, entry: "mul", bindings: BINARY };
-static ACT_BACKWARD: Kernel = Kernel { shader: &SHADER, entry: "act_backward", bindings: BINARY };
-static SCALE: Kernel = Kernel { shader: &SHADER, entry: "scale", bindings: UNARY };
-static ACT_FORWARD: Kernel = Kernel { shader: &SHADER, entry: "act_forward", bindings: UNARY };
-static ACCUMULATE: Kernel = Kernel { shader: &SHADER, entry: "accumulate", bindings: &[Access::Write, Access::Read] };
-static FILL: Kernel = Kernel { shader: &SHADER, entry: "fill", bindings: &[Access::Write] };
+/// An entry point and its vec4 twin (see the shader's header).
+const fn twins(entry: [&'static str; 2], bindings: &'static [Access]) -> [Kernel; 2] {
+    [Kernel { shader: &SHADER, entry: entry[0], bindings }, Kernel { shader: &SHADER, entry: entry[1], bindings }]
+}
+static ADD_SCALED: [Kernel; 2] = twins(["add_scaled", "add_scaled4"], BINARY);
+static MUL: [Kernel; 2] = twins(["mul", "mul4"], BINARY);
+static ACT_BACKWARD: [Kernel; 2] = twins(["act_backward", "act_backward4"], BINARY);
+static SCALE: [Kernel; 2] = twins(["scale", "scale4"], UNARY);
+static ACT_FORWARD: [Kernel; 2] = twins(["act_forward", "act_forward4"], UNARY);
+static ACCUMULATE: [Kernel; 2] = twins(["accumulate", "accumulate4"], &[Access::Write, Access::Read]);
+static FILL: [Kernel; 2] = twins(["fill", "fill4"], &[Access::Write]);
+
+/// Runs `kernels` over n elements with a second operand of nb: the vec4 twin when both are
+/// multiples of 4, else the scalar entry point.
+fn launch(rec: &mut Recorder, kernels: &[Kernel; 2], constants: &[(&'static str, f64)], bindings: &[&Tensor], (n, nb): (usize, usize), (alpha, beta): (f32, f32)) -> Result<()> {
+    let w = if n % 4 == 0 && nb % 4 == 0 { 4 } else { 1 };
+    let imm = Imm::new().u(n / w).u(nb / w).f(alpha).f(beta);
+    launch_flat(rec, &kernels[(w == 4) as usize], constants, bindings, &imm, n / w)
+}
 
 /// Point-wise nonlinearity; the discriminant is the shader's ACT override.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +58,7 @@ fn check_broadcast(op: &'static str, x: &Tensor, y: &Tensor) -> Result<()> {
 pub fn add_scaled(rec: &mut Recorder, x: &Tensor, y: &Tensor, alpha: f32, beta: f32) -> Result<Tensor> {
     check_broadcast("add_scaled", x, y)?;
     let out = Tensor::uninit(rec.gpu(), "add", x.shape(), DType::F32)?;
-    let imm = Imm::new().u(x.numel()).u(y.numel()).f(alpha).f(beta);
-    launch_flat(rec, &ADD_SCALED, &[], &[x, y, &out], &imm, x.numel())?;
+    launch(rec, &ADD_SCALED, &[], &[x, y, &out], (x.numel(), y.numel()), (alpha, beta))?;
     Ok(out)
 }
 
@@ -59,8 +70,7 @@ pub fn add(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
 pub fn mul(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     check_broadcast("mul", x, y)?;
     let out = Tensor::uninit(rec.gpu(), "mul", x.shape(), DType::F32)?;
-    let imm = Imm::new().u(x.numel()).u(y.numel());
-    launch_flat(rec, &MUL, &[], &[x, y, &out], &imm, x.numel())?;
+    launch(rec, &MUL, &[], &[x, y, &out], (x.numel(), y.numel()), (0.0, 0.0))?;
     Ok(out)
 }
 
@@ -82,29 +92,25 @@ pub fn mul_backward(rec: &mut Recorder, x: &Tensor, y: &Tensor, dout: &Tensor) -
 pub fn scale(rec: &mut Recorder, x: &Tensor, alpha: f32) -> Result<Tensor> {
     x.expect_dtype("scale", DType::F32)?;
     let out = Tensor::uninit(rec.gpu(), "scale", x.shape(), DType::F32)?;
-    let imm = Imm::new().u(x.numel()).u(1).f(alpha);
-    launch_flat(rec, &SCALE, &[], &[x, &out], &imm, x.numel())?;
+    launch(rec, &SCALE, &[], &[x, &out], (x.numel(), 4), (alpha, 0.0))?;
     Ok(out)
 }
 
 /// acc += alpha * y (y broadcast by wrapping); gradient accumulation in place.
 pub fn accumulate(rec: &mut Recorder, acc: &Tensor, y: &Tensor, alpha: f32) -> Result<()> {
     check_broadcast("accumulate", acc, y)?;
-    let imm = Imm::new().u(acc.numel()).u(y.numel()).f(alpha);
-    launch_flat(rec, &ACCUMULATE, &[], &[acc, y], &imm, acc.numel())
+    launch(rec, &ACCUMULATE, &[], &[acc, y], (acc.numel(), y.numel()), (alpha, 0.0))
 }
 
 /// Set every element to `value`.
 pub fn fill(rec: &mut Recorder, t: &Tensor, value: f32) -> Result<()> {
-    let imm = Imm::new().u(t.numel()).u(1).f(value);
-    launch_flat(rec, &FILL, &[], &[t], &imm, t.numel())
+    launch(rec, &FILL, &[], &[t], (t.numel(), 4), (value, 0.0))
 }
 
 pub fn activation(rec: &mut Recorder, act: Activation, x: &Tensor) -> Result<Tensor> {
     x.expect_dtype("activation", DType::F32)?;
     let out = Tensor::uninit(rec.gpu(), "activation", x.shape(), DType::F32)?;
-    let imm = Imm::new().u(x.numel()).u(1);
-    launch_flat(rec, &ACT_FORWARD, &act.constants(), &[x, &out], &imm, x.numel())?;
+    launch(rec, &ACT_FORWARD, &act.constants(), &[x, &out], (x.numel(), 4), (0.0, 0.0))?;
     Ok(out)
 }
 
@@ -114,7 +120,6 @@ pub fn activation_backward(rec: &mut Recorder, act: Activation, x: &Tensor, dy: 
         return shape_err("activation_backward", format!("x {:?} and dy {:?} differ", x.shape(), dy.shape()));
     }
     let out = Tensor::uninit(rec.gpu(), "activation_grad", x.shape(), DType::F32)?;
-    let imm = Imm::new().u(x.numel()).u(x.numel());
-    launch_flat(rec, &ACT_BACKWARD, &act.constants(), &[x, dy, &out], &imm, x.numel())?;
+    launch(rec, &ACT_BACKWARD, &act.constants(), &[x, dy, &out], (x.numel(), x.numel()), (0.0, 0.0))?;
     Ok(out)
 }

@@ -203,7 +203,8 @@ fn matmul_backward_and_linear(gpu: &Gpu) -> Checked {
     Ok(())
 }
 
-const SIZES: [usize; 5] = [1, 7, 33, 129, 1000];
+// 1000 and 1028 take the vec4 entry points, 1000 with a broadcast operand of 8.
+const SIZES: [usize; 6] = [1, 7, 33, 129, 1000, 1028];
 
 fn elementwise_forward_and_backward(gpu: &Gpu) -> Checked {
     // Single f32 operations: a few ulps. GELU uses a 1.5e-7 erf approximation.
@@ -212,7 +213,7 @@ fn elementwise_forward_and_backward(gpu: &Gpu) -> Checked {
     for &n in &SIZES {
         let x: Vec<f64> = rng.vec(n).iter().map(|v| v * 4.0).collect();
         let y = rng.vec(n);
-        let nb = if n % 7 == 0 { 7 } else { n };
+        let nb = if n % 7 == 0 { 7 } else if n % 8 == 0 { 8 } else { n };
         let yb = rng.vec(nb);
         let (xt, yt, ybt) = (upload(gpu, "x", &[n], &x)?, upload(gpu, "y", &[n], &y)?, upload(gpu, "yb", &[nb], &yb)?);
         let mut rec = Recorder::new(gpu);
@@ -248,8 +249,9 @@ fn elementwise_forward_and_backward(gpu: &Gpu) -> Checked {
 }
 
 fn large_launch_splits_over_two_grid_dimensions(gpu: &Gpu) -> Checked {
-    // More than 65535 workgroups of 256: the launch must spill into the y dimension.
-    let n = 777 * 21600; // > 65535 * 256
+    // More than 65535 workgroups of 256: the launch must spill into the y dimension. An odd n
+    // keeps `fill` on its one-element-per-invocation entry point.
+    let n = 777 * 21601; // > 65535 * 256
     let t = Tensor::uninit(gpu, "big", &[n], DType::F32)?;
     let mut rec = Recorder::new(gpu);
     ew::fill(&mut rec, &t, 1.0)?;
