@@ -1,17 +1,168 @@
-//! Writing outputs without leaving half-written files behind.
+//! Writing outputs without leaving half-written files behind, and switching a directory of files
+//! that belong together (a checkpoint) from one complete state to the next as a whole.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
-/// Write to a temporary file beside `path`, then rename, so readers never see a partial file.
+/// File operations done so far by `replace_dir` and `write_atomic` (see `inject_failure_at`).
+static OPS: AtomicU64 = AtomicU64::new(0);
+/// The operation that fails (0: none), and whether it aborts the process instead.
+static FAIL_AT: AtomicU64 = AtomicU64::new(0);
+static FAIL_INIT: OnceLock<()> = OnceLock::new();
+static KILL: AtomicU64 = AtomicU64::new(0);
+
+/// Test hook: the `n`th file operation from now on (creating, writing, syncing, renaming) fails
+/// with an error, or with `kill` aborts the process there as a kill would stop it. `None` turns
+/// it off. Processes read it from `DOCRE_FAIL_AT=N` (and `DOCRE_FAIL_KILL=1`);
+/// `DOCRE_FAIL_TRACE=1` prints every operation with its number, to choose N.
+pub fn inject_failure_at(n: Option<u64>, kill: bool) {
+    let _ = FAIL_INIT.set(());
+    OPS.store(0, Ordering::SeqCst);
+    KILL.store(kill as u64, Ordering::SeqCst);
+    FAIL_AT.store(n.unwrap_or(0), Ordering::SeqCst);
+}
+
+/// File operations counted since the process started or `inject_failure_at` last reset them.
+pub fn file_ops() -> u64 {
+    OPS.load(Ordering::SeqCst)
+}
+
+fn op(what: &str, path: &Path) -> Result<()> {
+    FAIL_INIT.get_or_init(|| {
+        let n = std::env::var("DOCRE_FAIL_AT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        KILL.store((std::env::var("DOCRE_FAIL_KILL").as_deref() == Ok("1")) as u64, Ordering::SeqCst);
+        FAIL_AT.store(n, Ordering::SeqCst);
+    });
+    let n = OPS.fetch_add(1, Ordering::SeqCst) + 1;
+    if std::env::var_os("DOCRE_FAIL_TRACE").is_some() {
+        eprintln!("docre: file operation {n}: {what} {}", path.display());
+    }
+    if n == FAIL_AT.load(Ordering::SeqCst) {
+        if KILL.load(Ordering::SeqCst) == 1 {
+            eprintln!("docre: DOCRE_FAIL_AT={n}: stopping before {what} {}", path.display());
+            std::process::abort();
+        }
+        return Err(Error::Io { context: format!("cannot {what} {} (injected failure at file operation {n})", path.display()), source: std::io::Error::other("DOCRE_FAIL_AT") });
+    }
+    Ok(())
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { context, source }
+}
+
+/// A name no other process or call uses: staging and temp files never collide.
+fn unique(prefix: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Writes `path` inside a directory being staged by `replace_dir` (no temp file needed there).
+pub fn write_staged(path: &Path, bytes: &[u8]) -> Result<()> {
+    op("write", path)?;
+    std::fs::write(path, bytes).map_err(io(format!("cannot write {}", path.display())))
+}
+
+/// Replaces the directory `target` with one that `fill` writes, as a whole: `fill` writes into a
+/// hidden staging directory beside it, whose files are synced to disk, and two renames then
+/// swap it in. A failure removes the staging directory and leaves `target` as it was. A kill
+/// between the two renames leaves no `target` but both complete directories beside it
+/// (`.NAME.new-*` and `.NAME.old-*`); `staged_versions` finds them, and the reader decides
+/// (checkpoints verify their manifest and finish the switch).
+pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = target.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::Input(format!("{}: not a directory name docre can write", target.display())))?;
+    std::fs::create_dir_all(parent).map_err(io(format!("cannot create {}", parent.display())))?;
+    let stage = parent.join(unique(&format!(".{name}.new")));
+    let old = parent.join(unique(&format!(".{name}.old")));
+    let result = (|| {
+        op("create", &stage)?;
+        std::fs::create_dir(&stage).map_err(io(format!("cannot create {}", stage.display())))?;
+        fill(&stage)?;
+        sync_dir(&stage)?;
+        if target.exists() {
+            op("rename", target)?;
+            std::fs::rename(target, &old).map_err(io(format!("cannot move {} aside", target.display())))?;
+        }
+        op("rename", &stage)?;
+        std::fs::rename(&stage, target).map_err(io(format!("cannot move {} to {}", stage.display(), target.display())))
+    })();
+    if result.is_err() {
+        if !target.exists() && old.exists() {
+            let _ = std::fs::rename(&old, target);
+        }
+        let _ = std::fs::remove_dir_all(&stage);
+    }
+    result?;
+    let _ = std::fs::remove_dir_all(&old);
+    remove_stale(parent, name);
+    Ok(())
+}
+
+/// Syncs every file of `dir`, then `dir` itself, so the renames that follow never publish
+/// data a power cut could still lose.
+fn sync_dir(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))? {
+        let path = entry.map_err(io(format!("cannot list {}", dir.display())))?.path();
+        op("sync", &path)?;
+        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io(format!("cannot sync {}", path.display())))?;
+    }
+    // Directories cannot be opened for syncing everywhere (Windows); the files are what matter.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Staged or set-aside versions of `target` left by a process that was stopped mid-switch,
+/// newest first: `.NAME.new-*` before `.NAME.old-*`.
+pub fn staged_versions(target: &Path) -> Vec<PathBuf> {
+    let parent = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Some(name) = target.file_name().and_then(|n| n.to_str()) else { return Vec::new() };
+    let mut found: Vec<(bool, std::time::SystemTime, PathBuf)> = std::fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            let old = file.starts_with(&format!(".{name}.old-"));
+            (old || file.starts_with(&format!(".{name}.new-"))).then(|| (old, e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    found.into_iter().map(|(_, _, p)| p).collect()
+}
+
+/// Removes versions of `name` that a process no longer running left behind. Where liveness
+/// cannot be told (no /proc), nothing is removed.
+fn remove_stale(parent: &Path, name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    for p in staged_versions(&parent.join(name)) {
+        let pid = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit('-').nth(1)).and_then(|pid| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()) {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+}
+
+/// Write to a temporary file beside `path` (named for this process, so concurrent writers never
+/// share one), then rename, so readers never see a partial file. A failure removes the temporary.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let io = |context: String| move |source| Error::Io { context, source };
-    std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(io(format!("cannot move {} to {}", tmp.display(), path.display())))
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(unique(&format!(".{name}.tmp")));
+    let result = op("write", &tmp)
+        .and_then(|_| std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display()))))
+        .and_then(|_| op("rename", &tmp))
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(io(format!("cannot move {} to {}", tmp.display(), path.display()))));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Where docre keeps what it can rebuild (frozen-encoder outputs, the tuning file):

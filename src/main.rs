@@ -651,7 +651,7 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         }
         None => None,
     };
-    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None, frozen_encoder: cfg.freeze_encoder, encoder_hub, kernel_choices: Default::default() };
+    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None, frozen_encoder: cfg.freeze_encoder, encoder_hub, kernel_choices: Default::default(), files: Default::default() };
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
     write_atomic(&out.join("config.toml"), toml::to_string(cfg).expect("config serializes").as_bytes())?;
     wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, tokenizer: tok.fingerprint(), progress: true, stop_after_epochs: None }, None)?;

@@ -119,6 +119,24 @@ fn cli_unknown_adapter_fails_with_names_of_real_ones() {
 }
 
 #[test]
+fn cli_without_any_adapter_waits_then_explains_with_the_loaders_messages() {
+    let out = docre_cmd()
+        .arg("info")
+        .env("WGPU_BACKEND", "vulkan")
+        .env("VK_ICD_FILENAMES", "/nonexistent/no_icd.json")
+        .env_remove("VK_LOADER_DEBUG")
+        .env("DOCRE_ADAPTER_WAIT_S", "0.6")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("asking again for up to 0.6 s") && err.contains("no graphics adapter was found") && err.contains("DOCRE_ADAPTER_WAIT_S"), "{err}");
+    // The loader, asked again with VK_LOADER_DEBUG on, names the manifest it could not use.
+    assert!(err.contains("no_icd.json"), "the Vulkan loader's messages are missing: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn cli_bench_json_to_a_missing_directory_is_exit_2() {
     gpu();
     let out = docre_cmd()

@@ -81,6 +81,42 @@ const NO_ADAPTER_HELP: &str = "docre needs a GPU driver with Vulkan, Metal or DX
 without a GPU, install a CPU Vulkan device: `apt-get install mesa-vulkan-drivers libvulkan1` \
 (Debian/Ubuntu). Check with `docre info`.";
 
+/// `DOCRE_ADAPTER_WAIT_S`: how long to keep asking for an adapter when none is enumerated
+/// (default 7.5 s).
+fn adapter_wait_s() -> Result<f64> {
+    match std::env::var("DOCRE_ADAPTER_WAIT_S").ok().filter(|v| !v.is_empty()) {
+        None => Ok(7.5),
+        Some(v) => v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| Error::Input(format!("DOCRE_ADAPTER_WAIT_S={v:?} is not a number of seconds"))),
+    }
+}
+
+/// Prints wgpu's warnings and notes to stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Info && m.target().starts_with("wgpu")
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{} [{}] {}", r.target(), r.level(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// The Vulkan loader's messages (unless VK_LOADER_DEBUG is already set) and wgpu's, on stderr
+/// from the next instance on: what a failure to find any adapter needs to be explained.
+fn diagnostics_on() {
+    if std::env::var_os("VK_LOADER_DEBUG").is_none() {
+        std::env::set_var("VK_LOADER_DEBUG", "error,warn,info");
+    }
+    static LOG: StderrLog = StderrLog;
+    if log::set_logger(&LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
 /// `DOCRE_LIMITS`: "adapter" (default) or "webgpu".
 fn limits_mode() -> Result<&'static str> {
     match std::env::var("DOCRE_LIMITS").ok().as_deref() {
@@ -121,22 +157,33 @@ impl Gpu {
             desc
         };
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
-        // lavapipe has now and then enumerated nothing, in a long test run and once for a
-        // whole second at the start of a CI lane, and found itself again later; fresh instances
-        // over about 7 s, backing off, tell a transient failure from a machine without a driver.
+        // lavapipe has now and then enumerated nothing, in a long test run and at the start of
+        // a CI lane, and found itself again later; fresh instances, backing off, tell a
+        // transient failure from a machine without a driver. The first empty answer turns on
+        // the Vulkan loader's and wgpu's own messages, so that a lasting failure says why.
+        let wait_s = adapter_wait_s()?;
         let mut instance = wgpu::Instance::new(descriptor());
         let mut adapters = instance.enumerate_adapters(backends).await;
-        for wait_ms in [500, 1000, 2000, 4000] {
-            if !adapters.is_empty() {
-                break;
+        let (mut waited, mut delay) = (0.0, 0.5);
+        while adapters.is_empty() && waited < wait_s {
+            if waited == 0.0 {
+                eprintln!("docre: no graphics adapter enumerated; asking again for up to {wait_s} s, with the Vulkan loader's and wgpu's messages on");
+                diagnostics_on();
             }
-            eprintln!("docre: no graphics adapter enumerated; asking again in {:.1} s", wait_ms as f64 / 1e3);
-            std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+            let pause = f64::min(delay, wait_s - waited);
+            std::thread::sleep(std::time::Duration::from_secs_f64(pause));
+            (waited, delay) = (waited + pause, f64::min(delay * 2.0, 4.0));
+            // A new instance loads the Vulkan loader again once the old one is dropped, which
+            // is when it reads VK_LOADER_DEBUG.
+            drop(instance);
             instance = wgpu::Instance::new(descriptor());
             adapters = instance.enumerate_adapters(backends).await;
         }
         if adapters.is_empty() {
-            return Err(Error::NoAdapter(format!("no graphics adapter was found. {NO_ADAPTER_HELP}")));
+            return Err(Error::NoAdapter(format!("no graphics adapter was found (asked for {wait_s} s; DOCRE_ADAPTER_WAIT_S sets how long). {NO_ADAPTER_HELP}")));
+        }
+        if waited > 0.0 {
+            eprintln!("docre: an adapter appeared after {waited:.1} s");
         }
         let wanted = std::env::var("DOCRE_ADAPTER").ok().filter(|s| !s.is_empty());
         if let Some(w) = &wanted {

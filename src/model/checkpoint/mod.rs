@@ -20,7 +20,7 @@ use super::heads::{self, Heads};
 use crate::data::docred::Relations;
 use crate::data::WordPieceTokenizer;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil;
 use crate::gpu::{Gpu, Tensor};
 use crate::train::trainer::Model;
 
@@ -70,6 +70,11 @@ pub struct Sidecar {
     /// prediction from this checkpoint runs the same ones and gets the same bits.
     #[serde(default)]
     pub kernel_choices: BTreeMap<String, String>,
+    /// SHA-256 of each tensor file written with this sidecar: a checkpoint whose files do not
+    /// match is torn or mixed and is refused. Written by `save`; empty in checkpoints written
+    /// before it existed, which load unchecked.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 /// Training position at an epoch boundary: enough to continue bit for bit.
@@ -105,9 +110,15 @@ fn download(gpu: &Gpu, name: String, t: &Tensor) -> Result<(String, Vec<usize>, 
     Ok((name, t.shape().to_vec(), t.read_f32(gpu)?))
 }
 
-/// Writes the model (and, when given, the optimizer moments) into `dir`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the model (and, when given, the optimizer moments) as the checkpoint `dir`, replacing
+/// any checkpoint there as a whole (`fsutil::replace_dir`): readers see the old files or the new,
+/// never a mix, whenever the process stops.
 pub fn save(dir: &Path, model: &Model, sidecar: &Sidecar, moments: Option<&HashMap<String, (Tensor, Tensor)>>) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io { context: format!("cannot create {}", dir.display()), source })?;
     let g = &model.gpu;
     let mut tensors = Vec::new();
     for (n, t) in model.encoder.names().iter().zip(model.encoder.params()) {
@@ -116,7 +127,7 @@ pub fn save(dir: &Path, model: &Model, sidecar: &Sidecar, moments: Option<&HashM
     for (n, t) in model.heads.params.names().iter().zip(model.heads.params.tensors()) {
         tensors.push(download(g, n.clone(), t)?);
     }
-    write_atomic(&dir.join("model.safetensors"), &serialize(&tensors)?)?;
+    let mut files = vec![("model.safetensors", serialize(&tensors)?)];
     if let Some(m) = moments {
         let mut names: Vec<&String> = m.keys().collect();
         names.sort();
@@ -125,19 +136,54 @@ pub fn save(dir: &Path, model: &Model, sidecar: &Sidecar, moments: Option<&HashM
             t.push(download(g, format!("m.{n}"), &m[n].0)?);
             t.push(download(g, format!("v.{n}"), &m[n].1)?);
         }
-        write_atomic(&dir.join("optimizer.safetensors"), &serialize(&t)?)?;
+        files.push(("optimizer.safetensors", serialize(&t)?));
     }
     let mut sidecar = sidecar.clone();
     sidecar.kernel_choices.extend(g.choices());
+    sidecar.files = files.iter().map(|(n, b)| (n.to_string(), sha256_hex(b))).collect();
     let json = serde_json::to_string_pretty(&sidecar).expect("sidecar serializes");
-    write_atomic(&dir.join("checkpoint.json"), json.as_bytes())
+    fsutil::replace_dir(dir, |stage| {
+        for (name, bytes) in &files {
+            fsutil::write_staged(&stage.join(name), bytes)?;
+        }
+        fsutil::write_staged(&stage.join("checkpoint.json"), json.as_bytes())
+    })
+}
+
+/// The sidecar of the checkpoint `dir`, read and checked against its files. A process stopped
+/// between the two renames of `save` leaves no `dir` but a complete staged version beside it:
+/// the newest one whose files match its sidecar is moved into place (finishing that save).
+fn read_sidecar(dir: &Path) -> Result<Sidecar> {
+    if !dir.exists() {
+        for candidate in fsutil::staged_versions(dir) {
+            if read_checked(&candidate).is_ok() {
+                eprintln!("docre: {} was being replaced when its writer stopped; using the complete copy {}", dir.display(), candidate.display());
+                std::fs::rename(&candidate, dir).map_err(|source| Error::Io { context: format!("cannot move {} to {}", candidate.display(), dir.display()), source })?;
+                break;
+            }
+        }
+    }
+    read_checked(dir)
+}
+
+fn read_checked(dir: &Path) -> Result<Sidecar> {
+    let side_path = dir.join("checkpoint.json");
+    let text = std::fs::read_to_string(&side_path).map_err(|source| Error::Io { context: format!("cannot read {} (is {} a docre checkpoint?)", side_path.display(), dir.display()), source })?;
+    let sidecar: Sidecar = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", side_path.display())))?;
+    for (name, want) in &sidecar.files {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io { context: format!("{}: field `files` lists {name}, which cannot be read: the checkpoint is incomplete", side_path.display()), source })?;
+        if &sha256_hex(&bytes) != want {
+            return Err(Error::Input(format!("{}: {name} does not match the SHA-256 that field `files` records for it: the checkpoint is torn or mixed (its files come from different saves) and cannot be used", side_path.display())));
+        }
+    }
+    Ok(sidecar)
 }
 
 /// Loads a checkpoint directory written by `save`.
 pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
     let side_path = dir.join("checkpoint.json");
-    let text = std::fs::read_to_string(&side_path).map_err(|source| Error::Io { context: format!("cannot read {} (is {} a docre checkpoint?)", side_path.display(), dir.display()), source })?;
-    let sidecar: Sidecar = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", side_path.display())))?;
+    let sidecar = read_sidecar(dir)?;
     if let Some((class, v)) = sidecar.kernel_choices.iter().find(|(_, v)| !crate::ops::matmul::BODY_NAMES.contains(&v.as_str())) {
         return Err(Error::Input(format!("{}: field `kernel_choices`, class `{class}`: `{v}` is not one of {}", side_path.display(), crate::ops::matmul::BODY_NAMES.join(", "))));
     }
@@ -159,6 +205,7 @@ pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
 
 /// The AdamW moments saved with a checkpoint, if any.
 pub fn load_moments(gpu: &Gpu, dir: &Path) -> Result<Option<HashMap<String, (Tensor, Tensor)>>> {
+    read_sidecar(dir)?;
     let path = dir.join("optimizer.safetensors");
     if !path.exists() {
         return Ok(None);

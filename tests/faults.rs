@@ -1,0 +1,199 @@
+//! Checkpoints under failure: a write that fails or is killed at any one of its file operations
+//! leaves the old checkpoint or the new one, never a mix, and a resumed run then repeats the
+//! uninterrupted run bit for bit; a torn checkpoint is refused. The in-process tests share the
+//! global failure hook (fsutil::inject_failure_at), so they hold one lock.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use common::gpu;
+use docre::data::WordPieceTokenizer;
+use docre::fsutil;
+use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
+use docre::model::heads::Heads;
+use docre::model::Bert;
+use docre::train::trainer::Model;
+use docre::workflow::demo::{documents, relations, TRAIN_DOCS};
+use docre::workflow::preset::preset;
+
+static HOOK: Mutex<()> = Mutex::new(());
+
+fn tiny() -> (Model, Sidecar) {
+    let g = gpu();
+    let rels = relations();
+    let docs = documents(&rels).unwrap()[..TRAIN_DOCS].to_vec();
+    let cfg = preset("tiny").unwrap();
+    let tok = WordPieceTokenizer::word_level(docs.iter().flat_map(|d| d.sents.iter().flatten().map(String::as_str)));
+    let encoder = Bert::random(&g, cfg.tiny_encoder(tok.vocab_size()), cfg.seed).unwrap();
+    let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
+    let heads = Heads::random(&g, hc.clone(), cfg.seed).unwrap();
+    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "faults".into(), progress: None, frozen_encoder: false, encoder_hub: None, kernel_choices: Default::default(), files: Default::default() };
+    (Model { gpu: g, encoder, heads }, sidecar)
+}
+
+/// Every entry of `dir` whose name starts with `.` (staging, set-aside and temp files).
+fn hidden(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect()
+}
+
+fn bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn checkpoint_write_failing_at_each_operation_leaves_the_old_or_the_new_whole() {
+    let _hook = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let (model, mut side) = tiny();
+    let root = common::scratch("faults-inproc");
+    let _ = std::fs::remove_dir_all(&root);
+    let dir = root.join("last");
+    let t = model.heads.params.get("infer.head.classifier.weight");
+    let original = t.read_f32(&model.gpu).unwrap();
+    let states = |v: f32| {
+        let mut w = original.clone();
+        w[0] = v;
+        w
+    };
+    // The old state, A, and the new one, B, differ in a weight and in the sidecar.
+    t.write_f32(&model.gpu, &states(1.0)).unwrap();
+    checkpoint::save(&dir, &model, &side, None).unwrap();
+    let (model_a, side_a) = (bytes(&dir.join("model.safetensors")), bytes(&dir.join("checkpoint.json")));
+    fsutil::inject_failure_at(None, false);
+    t.write_f32(&model.gpu, &states(2.0)).unwrap();
+    side.step = 7;
+    checkpoint::save(&root.join("probe"), &model, &side, None).unwrap();
+    let ops = fsutil::file_ops();
+    let (model_b, side_b) = (bytes(&root.join("probe/model.safetensors")), bytes(&root.join("probe/checkpoint.json")));
+    assert!(ops >= 5, "a save is at least create, 2 writes, syncs and a rename: {ops}");
+    for n in 1..=ops {
+        fsutil::inject_failure_at(Some(n), false);
+        let e = checkpoint::save(&dir, &model, &side, None).err().unwrap_or_else(|| panic!("operation {n} of {ops} was told to fail"));
+        fsutil::inject_failure_at(None, false);
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        let (m, s) = (bytes(&dir.join("model.safetensors")), bytes(&dir.join("checkpoint.json")));
+        assert!((m == model_a && s == side_a) || (m == model_b && s == side_b), "failure at operation {n}: the folder holds a mix");
+        assert!(hidden(&root).is_empty(), "failure at operation {n} left {:?}", hidden(&root));
+        checkpoint::load(&model.gpu, &dir).unwrap_or_else(|e| panic!("failure at operation {n}: {e}"));
+        // Back to A for the next operation.
+        std::fs::remove_dir_all(&dir).unwrap();
+        t.write_f32(&model.gpu, &states(1.0)).unwrap();
+        side.step = 0;
+        checkpoint::save(&dir, &model, &side, None).unwrap();
+        t.write_f32(&model.gpu, &states(2.0)).unwrap();
+        side.step = 7;
+    }
+    t.write_f32(&model.gpu, &original).unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn torn_checkpoints_are_refused_and_an_interrupted_switch_is_finished() {
+    let _hook = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let (model, side) = tiny();
+    let g = model.gpu.clone();
+    let root = common::scratch("faults-torn");
+    let _ = std::fs::remove_dir_all(&root);
+    let (a, b) = (root.join("a"), root.join("b"));
+    let t = model.heads.params.get("infer.head.classifier.weight");
+    let original = t.read_f32(&g).unwrap();
+    checkpoint::save(&a, &model, &side, None).unwrap();
+    let mut w = original.clone();
+    w[1] += 1.0;
+    t.write_f32(&g, &w).unwrap();
+    checkpoint::save(&b, &model, &side, None).unwrap();
+    t.write_f32(&g, &original).unwrap();
+    // New weights beside the old sidecar: what three separate renames used to leave.
+    std::fs::copy(b.join("model.safetensors"), a.join("model.safetensors")).unwrap();
+    let e = checkpoint::load(&g, &a).err().expect("a mixed checkpoint must be refused").to_string();
+    assert!(e.contains("checkpoint.json") && e.contains("model.safetensors") && e.contains("files") && e.contains("torn or mixed"), "{e}");
+    // A listed file that is missing.
+    std::fs::remove_file(b.join("model.safetensors")).unwrap();
+    let e = checkpoint::load(&g, &b).err().expect("an incomplete checkpoint must be refused").to_string();
+    assert!(e.contains("incomplete") && e.contains("model.safetensors"), "{e}");
+    // A process killed between the two renames leaves no `last` but the complete new copy.
+    let c = root.join("last");
+    checkpoint::save(&c, &model, &side, None).unwrap();
+    let staged = root.join(".last.new-1-0");
+    std::fs::rename(&c, &staged).unwrap();
+    let (_, loaded) = checkpoint::load(&g, &c).expect("the staged copy is complete");
+    assert_eq!(loaded.step, side.step);
+    assert!(c.join("checkpoint.json").exists() && !staged.exists(), "the switch was finished");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn atomic_writes_use_private_temp_names_and_leave_none_behind() {
+    let _hook = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = common::scratch("faults-atomic");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let out = root.join("result.json");
+    fsutil::write_atomic(&out, b"old").unwrap();
+    for n in 1..=2 {
+        fsutil::inject_failure_at(Some(n), false);
+        assert!(fsutil::write_atomic(&out, b"new").is_err());
+        fsutil::inject_failure_at(None, false);
+        assert_eq!(bytes(&out), b"old");
+        assert!(hidden(&root).is_empty(), "{:?}", hidden(&root));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// `docre train` of the tiny preset on the bundled sample into `out`, or with `resume` its
+/// continuation.
+fn docre(out: &Path, resume: bool) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_docre"));
+    c.env("XDG_RUNTIME_DIR", std::env::temp_dir()).env_remove("DOCRE_FAIL_AT").env_remove("DOCRE_FAIL_KILL").env_remove("DOCRE_FAIL_TRACE");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo/redocred_sample.json");
+    c.args(["train", "--train"]).arg(sample);
+    if resume {
+        c.arg("--resume").arg(out);
+    } else {
+        c.args(["--preset", "tiny", "--stage1-epochs", "2", "--stage2-epochs", "1", "--seed", "3", "--out"]).arg(out);
+    }
+    c
+}
+
+/// (stage, step, loss bits) of every logged step.
+fn log(dir: &Path) -> Vec<(u64, u64, u64)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["stage"].as_u64()?, v["step"].as_u64()?, v.get("loss")?.as_f64()?.to_bits())))
+        .collect()
+}
+
+#[test]
+fn run_killed_at_each_operation_of_a_checkpoint_write_resumes_bit_for_bit() {
+    let root = common::scratch("faults-kill");
+    let _ = std::fs::remove_dir_all(&root);
+    let whole = root.join("whole");
+    let run = docre(&whole, false).env("DOCRE_FAIL_TRACE", "1").output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    // The operations of the second save of last/ (the first that replaces an existing one).
+    let trace = String::from_utf8_lossy(&run.stderr);
+    let ops: Vec<(u64, String)> = trace.lines().filter_map(|l| l.strip_prefix("docre: file operation ")).filter_map(|l| l.split_once(": ").map(|(n, rest)| (n.parse().unwrap(), rest.to_string()))).collect();
+    let creates: Vec<u64> = ops.iter().filter(|(_, w)| w.starts_with("create") && w.contains(".last.new-")).map(|(n, _)| *n).collect();
+    assert!(creates.len() >= 2, "two saves of last/: {ops:?}");
+    let (first, end) = (creates[1], creates.get(2).copied().unwrap_or(u64::MAX));
+    let second: Vec<u64> = ops.iter().map(|(n, _)| *n).filter(|&n| n >= first && n < end && ops.iter().any(|(m, w)| *m == n && w.contains("last"))).collect();
+    assert!(second.len() >= 5, "{second:?}");
+    let want_model = bytes(&whole.join("last/model.safetensors"));
+    let want_log = log(&whole);
+    for n in second {
+        let dir: PathBuf = root.join(format!("killed-{n}"));
+        let killed = docre(&dir, false).env("DOCRE_FAIL_AT", n.to_string()).env("DOCRE_FAIL_KILL", "1").output().unwrap();
+        assert!(!killed.status.success(), "operation {n}: the run was to be stopped there");
+        let resumed = docre(&dir, true).output().unwrap();
+        assert!(resumed.status.success(), "resume after a kill at operation {n}: {}", String::from_utf8_lossy(&resumed.stderr));
+        assert_eq!(bytes(&dir.join("last/model.safetensors")), want_model, "kill at operation {n}: the resumed run's weights differ");
+        let got = log(&dir);
+        assert_eq!(got, want_log, "kill at operation {n}: the resumed run's losses differ");
+        assert!(hidden(&dir).is_empty(), "kill at operation {n}: the resumed run left {:?}", hidden(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
