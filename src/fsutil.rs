@@ -177,6 +177,120 @@ pub fn cache_root() -> std::path::PathBuf {
     std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/docre")
 }
 
+/// A folder that receives one set of outputs (`result.json`, `predictions.txt`, `result.zip`)
+/// from one process: created if missing (and removed again when nothing was written), locked
+/// against other docre processes writing a set there at the same time, and written as a set.
+pub struct OutputDir {
+    dir: PathBuf,
+    lock: PathBuf,
+    created: bool,
+    written: bool,
+}
+
+fn pid_running(pid: u32) -> bool {
+    // Where liveness cannot be told, a lock is assumed to be held.
+    !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+impl OutputDir {
+    /// Creates `dir` if needed and takes its lock (`.docre.lock`, holding this process's id). A
+    /// lock whose process is no longer running is taken over.
+    pub fn open(dir: &Path) -> Result<OutputDir> {
+        let created = !dir.exists();
+        std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
+        let lock = dir.join(".docre.lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    let _ = write!(f, "{}", std::process::id());
+                    return Ok(OutputDir { dir: dir.to_path_buf(), lock, created, written: false });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&lock).ok().and_then(|t| t.trim().parse::<u32>().ok());
+                    match holder {
+                        Some(pid) if pid_running(pid) => {
+                            return Err(Error::Input(format!("{} is being written by docre process {pid} (its lock is {}); wait for it to finish or give another --out", dir.display(), lock.display())));
+                        }
+                        _ => {
+                            let _ = std::fs::remove_file(&lock);
+                        }
+                    }
+                }
+                Err(e) => return Err(io(format!("cannot create {}", lock.display()))(e)),
+            }
+        }
+        Err(Error::Input(format!("{}: cannot take the lock {}", dir.display(), lock.display())))
+    }
+
+    /// Writes the files of one set: all to private temporaries first, then each renamed over its
+    /// old version, which is kept aside until every rename succeeded. A failure restores the old
+    /// set and removes the temporaries, so the folder holds the old set or the new one.
+    pub fn write_set(&mut self, files: &[(&str, &[u8])]) -> Result<Vec<PathBuf>> {
+        let mut temps: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut aside: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut placed: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            for (name, bytes) in files {
+                let tmp = self.dir.join(unique(&format!(".{name}.tmp")));
+                temps.push((tmp.clone(), self.dir.join(name)));
+                op("write", &tmp)?;
+                std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display())))?;
+            }
+            for (tmp, target) in &temps {
+                if target.exists() {
+                    let old = self.dir.join(unique(&format!(".{}.old", target.file_name().unwrap_or_default().to_string_lossy())));
+                    op("rename", target)?;
+                    std::fs::rename(target, &old).map_err(io(format!("cannot move {} aside", target.display())))?;
+                    aside.push((old, target.clone()));
+                }
+                op("rename", tmp)?;
+                std::fs::rename(tmp, target).map_err(io(format!("cannot move {} to {}", tmp.display(), target.display())))?;
+                placed.push(target.clone());
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for target in &placed {
+                let _ = std::fs::remove_file(target);
+            }
+            for (old, target) in &aside {
+                let _ = std::fs::rename(old, target);
+            }
+            for (tmp, _) in &temps {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+        for (old, _) in &aside {
+            let _ = std::fs::remove_file(old);
+        }
+        self.written = true;
+        Ok(temps.into_iter().map(|(_, t)| t).collect())
+    }
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.lock);
+        if self.created && !self.written {
+            // Only succeeds when empty: a failed run leaves no folder behind.
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+/// The SHA-256 of `bytes`, in hex: how checkpoints and shard files name content.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of the file at `path`.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    std::fs::read(path).map(|b| sha256_hex(&b)).map_err(io(format!("cannot read {}", path.display())))
+}
+
 /// Fail before long work when an output file cannot be created.
 pub fn check_writable(path: &Path, what: &str) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -14,9 +14,9 @@ use docre::model::{Bert, BertConfig};
 use docre::fsutil::cache_root;
 use docre::train::encoder_cache::{EncoderCache, EncoderStore};
 use docre::train::trainer::Model;
-use docre::workflow::shard::{merge, shard_json, Shard};
+use docre::workflow::shard::{merge, shard_json, Provenance, Shard};
 use docre::workflow::{self, preset::RunConfig, run as wf, run::Format};
-use docre::fsutil::{check_writable, write_atomic};
+use docre::fsutil::{check_writable, write_atomic, OutputDir};
 use docre::{bench, Error, Result};
 
 #[derive(Parser)]
@@ -724,38 +724,45 @@ fn eval_cmd(checkpoints: &[PathBuf], data: &Path, format: Format, train: Option<
 }
 
 fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: bool, shard: Option<Shard>) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
-    let ((model, rels, docs, exs, cache), indices, total) = load_shard(checkpoint, data, format, shard)?;
-    let p = docre::eval::predict::predict(&model, &exs, 4, cache.as_ref())?;
     if let Some(s) = shard {
-        let path = wf::write_output(out, &s.file_name(), &shard_json(s, data, total, &indices, &docs, &p.full, &rels))?;
+        // One file per shard, written atomically: the shards of one corpus may share --out and
+        // run at the same time.
+        let ((model, rels, docs, exs, cache), indices, total) = load_shard(checkpoint, data, format, Some(s))?;
+        let p = docre::eval::predict::predict(&model, &exs, 4, cache.as_ref())?;
+        let provenance = Provenance { checkpoint_sha256: checkpoint::weights_sha256(checkpoint)?, corpus_sha256: docre::fsutil::file_sha256(data)? };
+        let json = shard_json(s, data, &provenance, total, &indices, &docs, &p.full, &rels);
+        std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
+        let path = wf::write_output(out, &s.file_name(), &json)?;
         println!("shard {}/{}: {} facts over {} of {total} documents; wrote {}", s.k, s.n, p.full.iter().map(Vec::len).sum::<usize>(), docs.len(), path.display());
         return Ok(());
     }
+    let mut dir = OutputDir::open(out)?;
+    let ((model, rels, docs, exs, cache), _, _) = load_shard(checkpoint, data, format, None)?;
+    let p = docre::eval::predict::predict(&model, &exs, 4, cache.as_ref())?;
     let titled = wf::titled(&docs, &p.full);
     let json = wf::result_json(&titled, &rels);
-    let a = wf::write_output(out, "result.json", &json)?;
-    if zip {
-        let z = out.join("result.zip");
-        write_atomic(&z, &docre::fsutil::zip_one("result.json", json.as_bytes())?)?;
-        println!("wrote {}", z.display());
-    }
-    let b = wf::write_output(out, "predictions.txt", &wf::listing(&docs, &p.full, &rels))?;
-    println!("{} facts over {} documents; wrote {} and {}", titled.len(), docs.len(), a.display(), b.display());
+    let written = write_outputs(&mut dir, &json, &wf::listing(&docs, &p.full, &rels), zip)?;
+    println!("{} facts over {} documents; wrote {}", titled.len(), docs.len(), written);
     Ok(())
+}
+
+/// The output set of predict and merge: result.json, predictions.txt and, with `zip`,
+/// result.zip, switched together; returns the paths written, for the closing line.
+fn write_outputs(dir: &mut OutputDir, json: &str, listing: &str, zip: bool) -> Result<String> {
+    let zipped = zip.then(|| docre::fsutil::zip_one("result.json", json.as_bytes())).transpose()?;
+    let mut files: Vec<(&str, &[u8])> = vec![("result.json", json.as_bytes()), ("predictions.txt", listing.as_bytes())];
+    if let Some(z) = &zipped {
+        files.push(("result.zip", z));
+    }
+    let paths = dir.write_set(&files)?;
+    Ok(paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
 }
 
 fn merge_cmd(shards: &[PathBuf], out: &Path, zip: bool) -> Result<()> {
     let (json, list) = merge(shards)?;
-    std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
-    let a = wf::write_output(out, "result.json", &json)?;
-    if zip {
-        let z = out.join("result.zip");
-        write_atomic(&z, &docre::fsutil::zip_one("result.json", json.as_bytes())?)?;
-        println!("wrote {}", z.display());
-    }
-    let b = wf::write_output(out, "predictions.txt", &list)?;
-    println!("merged {} shards; wrote {} and {}", shards.len(), a.display(), b.display());
+    let mut dir = OutputDir::open(out)?;
+    let written = write_outputs(&mut dir, &json, &list, zip)?;
+    println!("merged {} shards; wrote {written}", shards.len());
     Ok(())
 }
 

@@ -350,6 +350,26 @@ fn three_shards_merge_to_the_unsharded_prediction_and_json_lines_read_alike() {
     let other = root.join("other");
     ok(docre(&["predict", "--checkpoint", l, "--data", s, "--shard", "0/2", "--out", other.to_str().unwrap()]));
     refused(&["merge", &shard(0), other.join("shard-0-of-2.json").to_str().unwrap(), &shard(1), &shard(2), "--out", m], "different runs");
+    // Shards know their provenance: the same corpus by another path merges; another checkpoint
+    // or another corpus at the same path is refused, naming what differs.
+    let copy = root.join("copy-of-sample.json");
+    std::fs::copy(&sample, &copy).unwrap();
+    let moved = root.join("moved");
+    ok(docre(&["predict", "--checkpoint", l, "--data", copy.to_str().unwrap(), "--shard", "1/3", "--out", moved.to_str().unwrap()]));
+    let moved1 = moved.join("shard-1-of-3.json");
+    let remerged = root.join("remerged");
+    ok(docre(&["merge", &shard(0), moved1.to_str().unwrap(), &shard(2), "--out", remerged.to_str().unwrap()]));
+    assert_eq!(std::fs::read_to_string(remerged.join("result.json")).unwrap(), std::fs::read_to_string(whole.join("result.json")).unwrap());
+    let ck2 = root.join("run2");
+    ok(docre(&["train", "--preset", "tiny", "--train", s, "--stage1-epochs", "1", "--stage2-epochs", "0", "--seed", "9", "--out", ck2.to_str().unwrap()]));
+    let elsewhere = root.join("elsewhere");
+    ok(docre(&["predict", "--checkpoint", ck2.join("last").to_str().unwrap(), "--data", s, "--shard", "1/3", "--out", elsewhere.to_str().unwrap()]));
+    refused(&["merge", &shard(0), elsewhere.join("shard-1-of-3.json").to_str().unwrap(), &shard(2), "--out", m], "checkpoint (weights SHA-256");
+    let mut edited: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&sample).unwrap()).unwrap();
+    edited[0]["title"] = "A retitled document".into();
+    std::fs::write(&copy, serde_json::to_string(&edited).unwrap()).unwrap();
+    ok(docre(&["predict", "--checkpoint", l, "--data", copy.to_str().unwrap(), "--shard", "1/3", "--out", moved.to_str().unwrap()]));
+    refused(&["merge", &shard(0), moved1.to_str().unwrap(), &shard(2), "--out", m], "differ in corpus");
 
     // JSON Lines: the same documents, one per line, predict the same.
     let docs: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&sample).unwrap()).unwrap();

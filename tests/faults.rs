@@ -197,3 +197,74 @@ fn run_killed_at_each_operation_of_a_checkpoint_write_resumes_bit_for_bit() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn an_output_set_failing_at_each_operation_leaves_the_old_set_or_the_new() {
+    let _hook = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = common::scratch("faults-outputs");
+    let _ = std::fs::remove_dir_all(&root);
+    let read = |name: &str| std::fs::read(root.join(name)).ok();
+    let old: [(&str, &[u8]); 2] = [("result.json", b"[1]"), ("predictions.txt", b"one")];
+    let new: [(&str, &[u8]); 3] = [("result.json", b"[2]"), ("predictions.txt", b"two"), ("result.zip", b"zip")];
+    fsutil::OutputDir::open(&root).unwrap().write_set(&old).unwrap();
+    // Count the operations of the same write over the same old set.
+    fsutil::OutputDir::open(&root.join("probe")).unwrap().write_set(&old).unwrap();
+    fsutil::inject_failure_at(None, false);
+    fsutil::OutputDir::open(&root.join("probe")).unwrap().write_set(&new).unwrap();
+    let ops = fsutil::file_ops();
+    std::fs::remove_dir_all(root.join("probe")).unwrap();
+    for n in 1..=ops + 1 {
+        fsutil::inject_failure_at(Some(n), false);
+        let result = fsutil::OutputDir::open(&root).unwrap().write_set(&new);
+        fsutil::inject_failure_at(None, false);
+        let now = (read("result.json"), read("predictions.txt"), read("result.zip"));
+        if n <= ops {
+            assert!(result.is_err(), "operation {n} of {ops} was told to fail");
+            assert_eq!(now, (Some(b"[1]".to_vec()), Some(b"one".to_vec()), None), "failure at operation {n}: not the old set");
+        } else {
+            result.unwrap();
+            assert_eq!(now, (Some(b"[2]".to_vec()), Some(b"two".to_vec()), Some(b"zip".to_vec())));
+        }
+        assert!(hidden(&root).is_empty(), "operation {n}: left {:?}", hidden(&root));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_folder_another_docre_is_writing_is_refused_and_a_failed_predict_leaves_no_folder() {
+    let root = common::scratch("faults-lock");
+    let _ = std::fs::remove_dir_all(&root);
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo/redocred_sample.json");
+    let predict = |out: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_docre"))
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+            .args(["predict", "--checkpoint", "/nonexistent/checkpoint", "--data"])
+            .arg(&sample)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let out = root.join("busy");
+    let held = fsutil::OutputDir::open(&out).unwrap();
+    let r = predict(&out);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("docre process {}", std::process::id())) && err.contains(".docre.lock"), "{err}");
+    drop(held);
+    assert!(!out.exists(), "the folder the lock created is removed with it");
+    // A lock left by a process that no longer runs is taken over; the run then fails on the
+    // missing checkpoint and leaves no folder behind.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join(".docre.lock"), "4000000000").unwrap();
+    let r = predict(&out);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_ne!(r.status.code(), Some(0));
+    assert!(err.contains("/nonexistent/checkpoint") && !err.contains("docre process"), "{err}");
+    assert!(hidden(&out).is_empty(), "{:?}", hidden(&out));
+    let fresh = root.join("fresh");
+    let r = predict(&fresh);
+    assert_ne!(r.status.code(), Some(0));
+    assert!(!fresh.exists(), "a failed predict must not leave an empty --out");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -39,15 +39,26 @@ impl Shard {
     }
 }
 
+/// Where a shard's predictions come from: the checkpoint's weights and the input file, by
+/// content, so that `merge` joins only shards of one run, wherever their files lay.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    pub checkpoint_sha256: String,
+    pub corpus_sha256: String,
+}
+
 /// One shard's predictions: per document of the shard, its index in the input, its result.json
 /// entries and its listing.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ShardFile {
     shard: usize,
     shards: usize,
-    /// The input file, and how many documents it holds in all.
+    /// The input file as given (for messages), and how many documents it holds in all.
     data: PathBuf,
     documents: usize,
+    /// Absent from shard files of docre before it: those are refused.
+    #[serde(default)]
+    provenance: Provenance,
     results: Vec<DocResult>,
 }
 
@@ -60,7 +71,8 @@ struct DocResult {
 
 /// The shard file's JSON for `docs` (the shard's documents, with their input `indices`) and
 /// their predicted facts.
-pub fn shard_json(shard: Shard, data: &Path, total: usize, indices: &[usize], docs: &[Document], facts: &[Vec<Fact>], rels: &Relations) -> String {
+#[allow(clippy::too_many_arguments)]
+pub fn shard_json(shard: Shard, data: &Path, provenance: &Provenance, total: usize, indices: &[usize], docs: &[Document], facts: &[Vec<Fact>], rels: &Relations) -> String {
     let results = indices
         .iter()
         .zip(docs.iter().zip(facts))
@@ -70,7 +82,7 @@ pub fn shard_json(shard: Shard, data: &Path, total: usize, indices: &[usize], do
             DocResult { index, facts, listing: listing(std::slice::from_ref(d), std::slice::from_ref(fs), rels) }
         })
         .collect();
-    let f = ShardFile { shard: shard.k, shards: shard.n, data: data.to_path_buf(), documents: total, results };
+    let f = ShardFile { shard: shard.k, shards: shard.n, data: data.to_path_buf(), documents: total, provenance: provenance.clone(), results };
     serde_json::to_string(&f).expect("shard serializes")
 }
 
@@ -90,20 +102,29 @@ pub fn merge(paths: &[PathBuf]) -> Result<(String, String)> {
     let (n, data, total) = (first.shards, first.data.clone(), first.documents);
     let mut seen: Vec<Option<&Path>> = vec![None; n];
     for (p, f) in &files {
-        if (f.shards, &f.data, f.documents) != (n, &data, total) {
-            return Err(Error::Input(format!(
-                "{} is shard {}/{} of {} ({} documents), but {} is of {}/{} of {} ({} documents): shards of different runs",
-                p.display(),
-                f.shard,
-                f.shards,
+        if f.provenance.checkpoint_sha256.is_empty() || f.provenance.corpus_sha256.is_empty() {
+            return Err(Error::Input(format!("{}: field `provenance` is missing (a shard file from an older docre): predict that shard again", p.display())));
+        }
+        let short = |h: &str| h.chars().take(12).collect::<String>();
+        let mut differ = Vec::new();
+        if f.shards != n {
+            differ.push(format!("shard count ({} against {n})", f.shards));
+        }
+        if f.provenance.corpus_sha256 != first.provenance.corpus_sha256 || f.documents != total {
+            differ.push(format!(
+                "corpus ({}, {} documents, SHA-256 {}… against {}, {total} documents, {}…)",
                 f.data.display(),
                 f.documents,
-                p0.display(),
-                first.shard,
-                n,
+                short(&f.provenance.corpus_sha256),
                 data.display(),
-                total
-            )));
+                short(&first.provenance.corpus_sha256)
+            ));
+        }
+        if f.provenance.checkpoint_sha256 != first.provenance.checkpoint_sha256 {
+            differ.push(format!("checkpoint (weights SHA-256 {}… against {}…)", short(&f.provenance.checkpoint_sha256), short(&first.provenance.checkpoint_sha256)));
+        }
+        if !differ.is_empty() {
+            return Err(Error::Input(format!("{} (shard {}/{}) and {} (shard {}/{n}) are shards of different runs: they differ in {}", p.display(), f.shard, f.shards, p0.display(), first.shard, differ.join(" and "))));
         }
         if f.shard >= n {
             return Err(Error::Input(format!("{}: shard {} of {n} is out of range", p.display(), f.shard)));

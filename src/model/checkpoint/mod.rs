@@ -110,11 +110,6 @@ fn download(gpu: &Gpu, name: String, t: &Tensor) -> Result<(String, Vec<usize>, 
     Ok((name, t.shape().to_vec(), t.read_f32(gpu)?))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Writes the model (and, when given, the optimizer moments) as the checkpoint `dir`, replacing
 /// any checkpoint there as a whole (`fsutil::replace_dir`): readers see the old files or the new,
 /// never a mix, whenever the process stops.
@@ -140,7 +135,7 @@ pub fn save(dir: &Path, model: &Model, sidecar: &Sidecar, moments: Option<&HashM
     }
     let mut sidecar = sidecar.clone();
     sidecar.kernel_choices.extend(g.choices());
-    sidecar.files = files.iter().map(|(n, b)| (n.to_string(), sha256_hex(b))).collect();
+    sidecar.files = files.iter().map(|(n, b)| (n.to_string(), fsutil::sha256_hex(b))).collect();
     let json = serde_json::to_string_pretty(&sidecar).expect("sidecar serializes");
     fsutil::replace_dir(dir, |stage| {
         for (name, bytes) in &files {
@@ -173,7 +168,7 @@ fn read_checked(dir: &Path) -> Result<Sidecar> {
     for (name, want) in &sidecar.files {
         let path = dir.join(name);
         let bytes = std::fs::read(&path).map_err(|source| Error::Io { context: format!("{}: field `files` lists {name}, which cannot be read: the checkpoint is incomplete", side_path.display()), source })?;
-        if &sha256_hex(&bytes) != want {
+        if &fsutil::sha256_hex(&bytes) != want {
             return Err(Error::Input(format!("{}: {name} does not match the SHA-256 that field `files` records for it: the checkpoint is torn or mixed (its files come from different saves) and cannot be used", side_path.display())));
         }
     }
@@ -201,6 +196,14 @@ pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
     let heads: Vec<(String, Vec<usize>, Vec<f32>)> = heads::param_specs(&sidecar.heads).into_iter().map(|(n, s)| Ok((n.clone(), s.clone(), get(&n, &s)?))).collect::<Result<_>>()?;
     let heads = Heads::new(sidecar.heads.clone(), ParamSet::new(gpu, heads)?)?;
     Ok((Model { gpu: gpu.clone(), encoder, heads }, sidecar))
+}
+
+/// The SHA-256 of a checkpoint's weights: what its predictions depend on, wherever it lies.
+pub fn weights_sha256(dir: &Path) -> Result<String> {
+    match read_sidecar(dir)?.files.get("model.safetensors") {
+        Some(h) => Ok(h.clone()),
+        None => fsutil::file_sha256(&dir.join("model.safetensors")),
+    }
 }
 
 /// The AdamW moments saved with a checkpoint, if any.
