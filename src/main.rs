@@ -664,16 +664,16 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
 type Loaded = (Model, Relations, Vec<Document>, Vec<docre::data::features::Example>, Option<EncoderCache>);
 
 fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<Loaded> {
-    load_shard(checkpoint, data, format, None).map(|(l, _, _)| l)
+    load_shard(checkpoint, data, format, None, true).map(|(l, _, _)| l)
 }
 
 /// `load_for_data` for the documents of `shard` (all without one): also their indices in the
-/// file and the file's document count.
-fn load_shard(checkpoint: &Path, data: &Path, format: Format, shard: Option<Shard>) -> Result<(Loaded, Vec<usize>, usize)> {
+/// file and the file's document count. Without `labels`, gold labels are not checked.
+fn load_shard(checkpoint: &Path, data: &Path, format: Format, shard: Option<Shard>, labels: bool) -> Result<(Loaded, Vec<usize>, usize)> {
     let gpu = Gpu::new()?;
     let (model, side) = checkpoint::load(&gpu, checkpoint)?;
     let rels = side.relations();
-    let all = format.read(data, &rels)?;
+    let all = if labels { format.read(data, &rels)? } else { format.read_for_prediction(data, &rels)? };
     let total = all.len();
     let (indices, docs): (Vec<usize>, Vec<Document>) = all.into_iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s.holds(*i))).unzip();
     let tok = side.tokenizer.load()?;
@@ -727,7 +727,7 @@ fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: 
     if let Some(s) = shard {
         // One file per shard, written atomically: the shards of one corpus may share --out and
         // run at the same time.
-        let ((model, rels, docs, exs, cache), indices, total) = load_shard(checkpoint, data, format, Some(s))?;
+        let ((model, rels, docs, exs, cache), indices, total) = load_shard(checkpoint, data, format, Some(s), false)?;
         let p = docre::eval::predict::predict(&model, &exs, 4, cache.as_ref())?;
         let provenance = Provenance { checkpoint_sha256: checkpoint::weights_sha256(checkpoint)?, corpus_sha256: docre::fsutil::file_sha256(data)? };
         let json = shard_json(s, data, &provenance, total, &indices, &docs, &p.full, &rels);
@@ -737,7 +737,7 @@ fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: 
         return Ok(());
     }
     let mut dir = OutputDir::open(out)?;
-    let ((model, rels, docs, exs, cache), _, _) = load_shard(checkpoint, data, format, None)?;
+    let ((model, rels, docs, exs, cache), _, _) = load_shard(checkpoint, data, format, None, false)?;
     let p = docre::eval::predict::predict(&model, &exs, 4, cache.as_ref())?;
     let titled = wf::titled(&docs, &p.full);
     let json = wf::result_json(&titled, &rels);

@@ -57,11 +57,14 @@ fn reads_and_featurizes_a_document() {
 }
 
 fn expect_error(json: &str, needles: &[&str]) {
-    let (_, rels) = rels("errors");
-    let p = tmp("bad.json");
+    // Files of their own per call: tests calling this run in parallel.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let (_, rels) = rels(&format!("errors-{n}"));
+    let p = tmp(&format!("bad-{n}.json"));
     std::fs::write(&p, json).unwrap();
     let e = read_docred(&p, &rels).err().expect("must fail").to_string();
-    assert!(e.contains("bad.json"), "{e}");
+    assert!(e.contains(&format!("bad-{n}.json")), "{e}");
     for n in needles {
         assert!(e.contains(n), "`{n}` missing from: {e}");
     }
@@ -80,6 +83,57 @@ fn bad_input_errors_name_file_document_and_field() {
     expect_error(&GOOD.replace(r#""r": "P131""#, r#""r": "P9999""#), &["labels[1]", "P9999"]);
     expect_error(&GOOD.replace(r#""t": 1, "r": "P17""#, r#""t": 5, "r": "P17""#), &["labels[0].t", "5"]);
     expect_error(r#"[{"title": "E", "sents": [], "vertexSet": []}]"#, &["E", "no words"]);
+}
+
+#[test]
+fn strict_input_refuses_what_it_used_to_guess_with_exact_messages() {
+    // A document must be an object, and a title a string.
+    for (doc, kind) in [(r#""text""#, "a string"), ("5", "a number"), ("null", "null"), ("[1]", "a list"), ("true", "a boolean")] {
+        expect_error(&format!("[{doc}]"), &["document 0 is", kind, "expected an object"]);
+    }
+    for (title, kind) in [("null", "null"), ("5", "a number"), (r#"["a"]"#, "a list")] {
+        expect_error(&GOOD.replace(r#""title": "Doc A""#, &format!(r#""title": {title}"#)), &["`title` must be a string", kind]);
+    }
+    // Duplicate keys: refused with where the second one is, not the last one kept.
+    expect_error(&GOOD.replace(r#""title": "Doc A","#, r#""title": "Doc A", "title": "Doc B","#), &["duplicate key `title`", "line 1"]);
+    expect_error(&GOOD.replace(r#""labels": ["#, "\"labels\": [], \"labels\": ["), &["duplicate key `labels`"]);
+    // Labels: null is not a list; a number is not a relation name.
+    expect_error(&GOOD.replace(r#""labels": [{"h""#, r#""labels": null, "x": [{"h""#), &["`labels` must be a list, found null"]);
+    expect_error(&GOOD.replace(r#""r": "P17""#, r#""r": 17"#), &["labels[0].r is 17", "a number where a relation name"]);
+    // Positions: negative, and an end before the start, say so.
+    expect_error(&GOOD.replace(r#""pos": [3, 4]"#, r#""pos": [-1, 1]"#), &["vertexSet[1][0].pos [-1, 1]", "negative"]);
+    expect_error(&GOOD.replace(r#""pos": [3, 4]"#, r#""pos": [3, 1]"#), &["vertexSet[1][0].pos [3, 1]", "end is not after the start"]);
+    // Not UTF-8: the byte offset of the first bad byte.
+    let (_, rels) = rels("utf8");
+    let p = tmp("latin1.json");
+    let mut bytes = GOOD.as_bytes().to_vec();
+    let at = GOOD.find("Paris").unwrap();
+    bytes[at] = 0xE9;
+    std::fs::write(&p, &bytes).unwrap();
+    let e = read_docred(&p, &rels).err().expect("must fail").to_string();
+    assert!(e.contains("latin1.json") && e.contains("not UTF-8") && e.contains(&format!("byte offset {at}")), "{e}");
+    // A byte-order mark is skipped, for a JSON list and for JSON Lines.
+    let p = tmp("bom.json");
+    std::fs::write(&p, format!("\u{feff}{GOOD}")).unwrap();
+    assert_eq!(read_docred(&p, &rels).unwrap().len(), 1);
+    let line: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+    std::fs::write(&p, format!("\u{feff}{}\n", line[0])).unwrap();
+    assert_eq!(read_docred(&p, &rels).unwrap().len(), 1);
+    // Prediction does not read labels: an unknown relation is dropped, counted, not refused.
+    let p = tmp("unknown-relation.json");
+    std::fs::write(&p, GOOD.replace(r#""r": "P131""#, r#""r": "P9999""#)).unwrap();
+    let (docs, dropped) = docre::data::docred::read_docred_with(&p, &rels, docre::data::docred::UnknownRelations::Drop).unwrap();
+    assert_eq!((docs[0].facts.len(), dropped), (1, 1));
+}
+
+#[test]
+fn config_tables_refuse_unknown_keys_at_every_level() {
+    let p = tmp("typo.toml");
+    std::fs::write(&p, "preset = \"tiny\"\n[stage1]\nhead_lrr = 5.0\n").unwrap();
+    let e = docre::workflow::preset::RunConfig::from_toml(&p, "tiny").err().expect("a misspelt key must be refused").to_string();
+    assert!(e.contains("typo.toml") && e.contains("head_lrr"), "{e}");
+    std::fs::write(&p, "preset = \"tiny\"\n[stage2]\nhead_lr = 5.0\n").unwrap();
+    assert_eq!(docre::workflow::preset::RunConfig::from_toml(&p, "tiny").unwrap().stage2.head_lr, 5.0);
 }
 
 fn docre(args: &[&str]) -> std::process::Output {
@@ -382,4 +436,66 @@ fn three_shards_merge_to_the_unsharded_prediction_and_json_lines_read_alike() {
     std::fs::write(&jsonl, format!("{}\n{{\"title\": 1,\n", docs[0])).unwrap();
     refused(&["predict", "--checkpoint", l, "--data", jsonl.to_str().unwrap(), "--out", lines.to_str().unwrap()], "line 2");
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Random mutations of the bundled Re-DocRED documents (bytes flipped, cut, duplicated,
+/// numbers made negative or huge, values swapped for other JSON types): every one parses and
+/// featurizes, or is refused with a message naming its origin; none panics.
+#[test]
+fn mutated_real_documents_parse_or_fail_clearly_and_never_panic() {
+    let sample = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo/redocred_sample.json")).unwrap();
+    let docs: Vec<serde_json::Value> = serde_json::from_str(&sample).unwrap();
+    let rels = Relations::docred();
+    let mut rng = common::Rng::new(23);
+    let (mut parsed, mut refused) = (0, 0);
+    let replacements = ["null", "-1", "4294967296", "1e309", "\"\"", "[]", "{}", "true", "\"P17\"", "[-3, 2]", "[2, 1]", "0"];
+    for round in 0..400 {
+        let base = docs[rng.below(docs.len())].to_string();
+        let mut text = base.clone().into_bytes();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(text.len());
+            match rng.below(6) {
+                0 => text[at] = (rng.next_u64() & 0xff) as u8,
+                1 => text.truncate(at),
+                2 => {
+                    let end = (at + rng.below(40)).min(text.len());
+                    text.drain(at..end);
+                }
+                3 => {
+                    let end = (at + rng.below(40)).min(text.len());
+                    let piece = text[at..end].to_vec();
+                    text.splice(at..at, piece);
+                }
+                _ => {
+                    // Replace one JSON scalar (a run of digits, or a quoted string) with another type.
+                    let s = String::from_utf8_lossy(&text).into_owned();
+                    let starts: Vec<usize> = s.char_indices().filter(|(i, c)| (c.is_ascii_digit() || *c == '"') && (*i == 0 || !s.as_bytes()[i - 1].is_ascii_digit())).map(|(i, _)| i).collect();
+                    if let Some(&i) = starts.get(rng.below(starts.len().max(1))) {
+                        let end = if s.as_bytes()[i] == b'"' { s[i + 1..].find('"').map_or(s.len(), |e| i + e + 2) } else { i + s[i..].find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len() - i) };
+                        text = format!("{}{}{}", &s[..i], replacements[rng.below(replacements.len())], &s[end.min(s.len())..]).into_bytes();
+                    }
+                }
+            }
+        }
+        let wrapped = [b"[".as_slice(), &text, b"]"].concat();
+        let origin = format!("mutation {round}");
+        let outcome = std::panic::catch_unwind(|| {
+            let t = docre::data::strict_json::text(&wrapped).map_err(|e| format!("{origin}: {e}"))?;
+            let docs = docre::data::docred::read_json_str(t, &origin, &rels).map_err(|e| e.to_string())?;
+            for (i, d) in docs.iter().enumerate() {
+                let tok = WordPieceTokenizer::word_level(d.sents.iter().flatten().map(String::as_str));
+                featurize(i, d, &tok, rels.len(), 512).map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        });
+        match outcome {
+            Ok(Ok(())) => parsed += 1,
+            Ok(Err(e)) => {
+                assert!(e.contains(&origin), "{e}");
+                refused += 1;
+            }
+            Err(_) => panic!("mutation {round} panicked: {}", String::from_utf8_lossy(&text)),
+        }
+    }
+    assert!(parsed > 20 && refused > 100, "{parsed} parsed, {refused} refused: the mutations should exercise both");
 }

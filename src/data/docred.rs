@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::strict_json;
 use crate::error::{Error, Result};
 
 /// A mention: words [start, end) of sentence `sent`.
@@ -129,35 +130,69 @@ impl Relations {
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
-    serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: malformed JSON: {e}", path.display())))
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
+    let text = strict_json::text(&bytes).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    strict_json::parse(text).map_err(|e| Error::Input(format!("{}: malformed JSON: {e}", path.display())))
+}
+
+/// What a label whose relation the inventory lacks does: refuse the file (training, scoring),
+/// or drop the label and count it (prediction, which never reads labels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownRelations {
+    Refuse,
+    Drop,
 }
 
 /// Reads and validates a DocRED-format file. `rels` maps relation codes; a label with an unknown
 /// code is an error.
 pub fn read_docred(path: &Path, rels: &Relations) -> Result<Vec<Document>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
-    read_json_str(&text, &path.display().to_string(), rels)
+    read_docred_with(path, rels, UnknownRelations::Refuse).map(|(docs, _)| docs)
+}
+
+/// `read_docred`, and how many labels were dropped for naming unknown relations.
+pub fn read_docred_with(path: &Path, rels: &Relations, unknown: UnknownRelations) -> Result<(Vec<Document>, usize)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
+    let text = strict_json::text(&bytes).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    read_json_str_with(text, &path.display().to_string(), rels, unknown)
 }
 
 /// `read_docred` on JSON text: a JSON list of documents, or JSON Lines (one document object per
 /// non-empty line, for corpora too large to hold as one list); `origin` names it in errors.
 pub fn read_json_str(text: &str, origin: &str, rels: &Relations) -> Result<Vec<Document>> {
+    read_json_str_with(text, origin, rels, UnknownRelations::Refuse).map(|(docs, _)| docs)
+}
+
+fn read_json_str_with(text: &str, origin: &str, rels: &Relations, unknown: UnknownRelations) -> Result<(Vec<Document>, usize)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut dropped = 0;
     if !text.trim_start().starts_with('[') {
         let mut docs = Vec::new();
         for (ln, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let d: Value = serde_json::from_str(line).map_err(|e| Error::Input(format!("{origin}: line {}: malformed JSON (a JSON Lines file holds one document object per line): {e}", ln + 1)))?;
+            let d: Value = strict_json::parse(line).map_err(|e| Error::Input(format!("{origin}: line {}: malformed JSON (a JSON Lines file holds one document object per line): {e}", ln + 1)))?;
             let i = docs.len();
-            docs.push(parse_doc(&d, i, rels).map_err(|m| Error::Input(format!("{origin}: line {}: {m}", ln + 1)))?);
+            docs.push(parse_doc(&d, i, rels, unknown, &mut dropped).map_err(|m| Error::Input(format!("{origin}: line {}: {m}", ln + 1)))?);
         }
         if docs.is_empty() {
             return Err(Error::Input(format!("{origin}: no documents (expected a JSON list or JSON Lines)")));
         }
-        return Ok(docs);
+        return Ok((docs, dropped));
     }
-    let v: Value = serde_json::from_str(text).map_err(|e| Error::Input(format!("{origin}: malformed JSON: {e}")))?;
+    let v: Value = strict_json::parse(text).map_err(|e| Error::Input(format!("{origin}: malformed JSON: {e}")))?;
     let docs = v.as_array().ok_or_else(|| Error::Input(format!("{origin}: expected a JSON list of documents")))?;
-    docs.iter().enumerate().map(|(i, d)| parse_doc(d, i, rels).map_err(|m| Error::Input(format!("{origin}: {m}")))).collect()
+    let docs = docs.iter().enumerate().map(|(i, d)| parse_doc(d, i, rels, unknown, &mut dropped).map_err(|m| Error::Input(format!("{origin}: {m}")))).collect::<Result<_>>()?;
+    Ok((docs, dropped))
+}
+
+/// "a string", "null", ...: what a JSON value is, for messages.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// The document's own description for error messages: index and title when there is one.
@@ -169,12 +204,15 @@ fn doc_label(i: usize, d: &Value) -> String {
     }
 }
 
-fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Document, String> {
+fn parse_doc(d: &Value, i: usize, rels: &Relations, unknown: UnknownRelations, dropped: &mut usize) -> std::result::Result<Document, String> {
+    if !d.is_object() {
+        return Err(format!("document {i} is {}, expected an object with `title`, `sents` and `vertexSet`", kind(d)));
+    }
     let at = doc_label(i, d);
     let field = |k: &str| d.get(k).ok_or_else(|| format!("{at}: field `{k}` is missing"));
     let title = match field("title")? {
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        other => return Err(format!("{at}: `title` must be a string, found {}", kind(other))),
     };
     let sents_v = field("sents")?.as_array().ok_or_else(|| format!("{at}: `sents` must be a list of sentences"))?;
     let mut sents = Vec::new();
@@ -198,12 +236,16 @@ fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Docum
             let f = format!("{at}: vertexSet[{e}][{k}]");
             let sent = m.get("sent_id").and_then(Value::as_u64).ok_or_else(|| format!("{f}.sent_id is missing or not an integer"))? as usize;
             let pos = m.get("pos").and_then(Value::as_array).filter(|p| p.len() == 2).ok_or_else(|| format!("{f}.pos must be [start, end]"))?;
-            let (start, end) = match (pos[0].as_u64(), pos[1].as_u64()) {
+            let (start, end) = match (pos[0].as_i64(), pos[1].as_i64()) {
+                (Some(a), Some(b)) if a < 0 || b < 0 => return Err(format!("{f}.pos [{a}, {b}]: a position is negative")),
                 (Some(a), Some(b)) => (a as usize, b as usize),
-                _ => return Err(format!("{f}.pos must hold two integers")),
+                _ => return Err(format!("{f}.pos must hold two integers, found {} and {}", kind(&pos[0]), kind(&pos[1]))),
             };
             let words = sents.get(sent).ok_or_else(|| format!("{f}.sent_id {sent} is outside the document's {} sentences", sents.len()))?.len();
-            if start >= end || end > words {
+            if start >= end {
+                return Err(format!("{f}.pos [{start}, {end}]: the end is not after the start (pos is [first word, one past the last])"));
+            }
+            if end > words {
                 return Err(format!("{f}.pos [{start}, {end}] is outside sentence {sent} ({words} words)"));
             }
             let name = m.get("name").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| sents[sent][start..end].join(" "));
@@ -213,11 +255,14 @@ fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Docum
         entities.push(mentions);
     }
     let (facts, labelled) = match d.get("labels") {
-        None | Some(Value::Null) => (Vec::new(), false),
+        None => (Vec::new(), false),
         Some(Value::Array(ls)) => {
             let mut facts = Vec::new();
             for (k, l) in ls.iter().enumerate() {
                 let f = format!("{at}: labels[{k}]");
+                if !l.is_object() {
+                    return Err(format!("{f} is {}, expected an object with h, t and r", kind(l)));
+                }
                 let idx = |key: &str| -> std::result::Result<usize, String> {
                     let x = l.get(key).and_then(Value::as_u64).ok_or_else(|| format!("{f}.{key} is missing or not an integer"))? as usize;
                     if x >= entities.len() {
@@ -228,10 +273,17 @@ fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Docum
                 let (h, t) = (idx("h")?, idx("t")?);
                 let code = match l.get("r") {
                     Some(Value::String(s)) => s.clone(),
-                    Some(Value::Number(n)) => n.to_string(),
-                    _ => return Err(format!("{f}.r is missing")),
+                    Some(v @ Value::Number(_)) => return Err(format!("{f}.r is {v}: a number where a relation name (such as \"P17\") is expected")),
+                    Some(other) => return Err(format!("{f}.r is {}: a relation name (such as \"P17\") is expected", kind(other))),
+                    None => return Err(format!("{f}.r is missing")),
                 };
-                let r = *rels.ids.get(&code).ok_or_else(|| format!("{f}.r = {code:?} is not a known relation (rel2id has {})", rels.len()))?;
+                let Some(&r) = rels.ids.get(&code) else {
+                    if unknown == UnknownRelations::Drop {
+                        *dropped += 1;
+                        continue;
+                    }
+                    return Err(format!("{f}.r = {code:?} is not a known relation (rel2id has {})", rels.len()));
+                };
                 if r == 0 {
                     continue;
                 }
@@ -241,7 +293,7 @@ fn parse_doc(d: &Value, i: usize, rels: &Relations) -> std::result::Result<Docum
             facts.dedup();
             (facts, true)
         }
-        Some(_) => return Err(format!("{at}: `labels` must be a list")),
+        Some(other) => return Err(format!("{at}: `labels` must be a list, found {} (leave the field out for an unlabelled document)", kind(other))),
     };
     Ok(Document { title, sents, entities, facts, labelled, candidates: None, marker_spans: None })
 }

@@ -2,6 +2,7 @@
 
 pub mod bio;
 pub mod docred;
+pub mod strict_json;
 pub mod features;
 pub mod tokenizer;
 

@@ -70,6 +70,8 @@ impl Batch {
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+// A misspelt key in a config's [stage1] or [stage2] must not train with the preset's value.
+#[serde(deny_unknown_fields)]
 pub struct Hyper {
     pub encoder_lr: f64,
     pub head_lr: f64,

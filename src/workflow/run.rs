@@ -79,6 +79,19 @@ impl Format {
         }
     }
 
+    /// The documents of `path` for prediction: its gold labels are never read, so a label
+    /// naming a relation the checkpoint does not know is dropped with a warning, not refused.
+    pub fn read_for_prediction(self, path: &Path, rels: &Relations) -> Result<Vec<Document>> {
+        if self != Format::Docred {
+            return self.read(path, rels);
+        }
+        let (docs, dropped) = crate::data::docred::read_docred_with(path, rels, crate::data::docred::UnknownRelations::Drop)?;
+        if dropped > 0 {
+            eprintln!("docre: {}: {dropped} gold label(s) name relations this checkpoint does not know; prediction does not use labels, so they are ignored", path.display());
+        }
+        Ok(docs)
+    }
+
     pub fn read(self, path: &Path, rels: &Relations) -> Result<Vec<Document>> {
         match self {
             Format::Docred => crate::data::docred::read_docred(path, rels),
