@@ -32,6 +32,12 @@
 // are processed in tiles of WG: invocation t scores slot tile+t, then every invocation
 // accumulates the tile's weighted values for its features t, t+WG, t+2WG, t+3WG (dh <= 4*WG).
 // eca_terms: one invocation per (pair, head), ceil(P*HEADS / 64) workgroups of 64 over x/y.
+// eca_forward_lanes (CPU adapters, small heads): one invocation per (pair, head) task with the
+// head's DH features (an override, a multiple of 4, at most 32) in registers, read as vec4s
+// (D % 4 == 0); tasks in head-major order (task t = h·P + row) so the lanes of one SIMD vector
+// share a head. Where a subgroup per task would spend its lanes on DH / SG features each and
+// repeat the slot's row lookup and exponentials in every lane, a lane per task does each once.
+// Dispatch: ceil(P*HEADS / 64) workgroups of 64 over x/y; bindings as eca_forward.
 
 struct Ec { p: u32, d: u32, heads: u32, n: u32, scale: f32, docs_at: u32, cell_at: u32, seed_lo: u32, seed_hi: u32, offset: u32, drop: f32, keep_scale: f32 }
 var<immediate> c: Ec;
@@ -54,6 +60,11 @@ const EMPTY: f32 = -3.0e38;
 @group(0) @binding(6) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dv: array<f32>;
+// eca_forward_lanes: q, k, v as vec4s, out as vec4s
+@group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
 // eca_terms
 @group(0) @binding(0) var<storage, read> t_out: array<f32>;
 @group(0) @binding(1) var<storage, read> t_dout: array<f32>;
@@ -338,4 +349,41 @@ fn eca_backward_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             dv[row * c.d + base + e] = acc_v[u];
         }
     }
+}
+
+override DH: u32 = 16u;
+
+@compute @workgroup_size(64)
+fn eca_forward_lanes(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let t = group_index(wid, nwg) * 64u + li;
+    if (t >= c.p * c.heads) { return; }
+    let h = t / c.p;
+    let row = t % c.p;
+    let g = row * c.heads + h;
+    let q4s = c.d / 4u;
+    let head4 = h * (DH / 4u);
+    var qv: array<vec4<f32>, 8>;
+    var acc: array<vec4<f32>, 8>;
+    for (var j = 0u; j < DH / 4u; j++) { qv[j] = q4[row * q4s + head4 + j]; acc[j] = vec4<f32>(0.0); }
+    var m = EMPTY;
+    var l = 0.0;
+    let at = pair_of(row);
+    let slots = slot_count(at.x);
+    for (var sl = 0u; sl < slots; sl++) {
+        let r = slot_row(row, at, h, sl, false);
+        if (r == NONE) { continue; }
+        var dot = vec4<f32>(0.0);
+        for (var j = 0u; j < DH / 4u; j++) { dot += qv[j] * k4[r * q4s + head4 + j]; }
+        let sc = c.scale * ((dot.x + dot.y) + (dot.z + dot.w)) + bias(row, r);
+        let mn = max(m, sc);
+        let corr = exp(m - mn);
+        let pj = exp(sc - mn);
+        l = l * corr + pj;
+        let w = pj * prob_keep(g, r);
+        for (var j = 0u; j < DH / 4u; j++) { acc[j] = acc[j] * corr + w * v4[r * q4s + head4 + j]; }
+        m = mn;
+    }
+    for (var j = 0u; j < DH / 4u; j++) { out4[row * q4s + head4 + j] = acc[j] / l; }
+    stats[2u * g] = m;
+    stats[2u * g + 1u] = l;
 }

@@ -664,18 +664,10 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
 type Loaded = (Model, Relations, Vec<Document>, Vec<docre::data::features::Example>, Option<EncoderCache>);
 
 fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<Loaded> {
-    load_shard(checkpoint, data, format, None, true).map(|(l, _, _)| l)
-}
-
-/// `load_for_data` for the documents of `shard` (all without one): also their indices in the
-/// file and the file's document count. Without `labels`, gold labels are not checked.
-fn load_shard(checkpoint: &Path, data: &Path, format: Format, shard: Option<Shard>, labels: bool) -> Result<(Loaded, Vec<usize>, usize)> {
     let gpu = Gpu::new()?;
     let (model, side) = checkpoint::load(&gpu, checkpoint)?;
     let rels = side.relations();
-    let all = if labels { format.read(data, &rels)? } else { format.read_for_prediction(data, &rels)? };
-    let total = all.len();
-    let (indices, docs): (Vec<usize>, Vec<Document>) = all.into_iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s.holds(*i))).unzip();
+    let docs = format.read(data, &rels)?;
     let tok = side.tokenizer.load()?;
     let exs = wf::examples(&docs, &tok, rels.len(), model.encoder.config.max_ids())?;
     let cache = match side.frozen_encoder {
@@ -685,7 +677,7 @@ fn load_shard(checkpoint: &Path, data: &Path, format: Format, shard: Option<Shar
         }
         false => None,
     };
-    Ok(((model, rels, docs, exs, cache), indices, total))
+    Ok((model, rels, docs, exs, cache))
 }
 
 fn eval_cmd(checkpoints: &[PathBuf], data: &Path, format: Format, train: Option<&Path>, json: Option<&Path>) -> Result<()> {
@@ -723,25 +715,46 @@ fn eval_cmd(checkpoints: &[PathBuf], data: &Path, format: Format, train: Option<
     Ok(())
 }
 
+/// Documents predicted per round: examples (with their label grids) and, for a frozen encoder,
+/// its outputs exist for one round at a time, so memory stays flat over a corpus.
+const PREDICT_CHUNK: usize = 256;
+
+/// The full model's facts for each of `docs`, predicted in rounds of PREDICT_CHUNK documents.
+fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], data: &Path) -> Result<Vec<Vec<docre::data::docred::Fact>>> {
+    let tok = side.tokenizer.load()?;
+    let classes = side.relations.len();
+    let store = side.frozen_encoder.then(|| EncoderStore::open(&cache_root(), model, tok.fingerprint())).transpose()?;
+    let mut full = Vec::with_capacity(docs.len());
+    for (round, chunk) in docs.chunks(PREDICT_CHUNK).enumerate() {
+        let exs = wf::examples(chunk, &tok, classes, model.encoder.config.max_ids())?;
+        let cache = store.as_ref().map(|s| wf::frozen_outputs(model, s, &exs, &format!("{} (documents from {})", data.display(), round * PREDICT_CHUNK), false)).transpose()?;
+        full.extend(docre::eval::predict::predict(model, &exs, 4, cache.as_ref())?.full);
+    }
+    Ok(full)
+}
+
 fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: bool, shard: Option<Shard>) -> Result<()> {
+    // A set goes to a folder no other docre process is writing; shards are one file each,
+    // written atomically, since the shards of one corpus may share --out and run at once.
+    let mut dir = shard.is_none().then(|| OutputDir::open(out)).transpose()?;
+    let gpu = Gpu::new()?;
+    let (model, side) = checkpoint::load(&gpu, checkpoint)?;
+    let rels = side.relations();
+    let all = format.read_for_prediction(data, &rels)?;
+    let total = all.len();
+    let (indices, docs): (Vec<usize>, Vec<Document>) = all.into_iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s.holds(*i))).unzip();
+    let full = predict_in_rounds(&model, &side, &docs, data)?;
     if let Some(s) = shard {
-        // One file per shard, written atomically: the shards of one corpus may share --out and
-        // run at the same time.
-        let ((model, rels, docs, exs, cache), indices, total) = load_shard(checkpoint, data, format, Some(s), false)?;
-        let p = docre::eval::predict::predict(&model, &exs, 4, cache.as_ref())?;
         let provenance = Provenance { checkpoint_sha256: checkpoint::weights_sha256(checkpoint)?, corpus_sha256: docre::fsutil::file_sha256(data)? };
-        let json = shard_json(s, data, &provenance, total, &indices, &docs, &p.full, &rels);
+        let json = shard_json(s, data, &provenance, total, &indices, &docs, &full, &rels);
         std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
         let path = wf::write_output(out, &s.file_name(), &json)?;
-        println!("shard {}/{}: {} facts over {} of {total} documents; wrote {}", s.k, s.n, p.full.iter().map(Vec::len).sum::<usize>(), docs.len(), path.display());
+        println!("shard {}/{}: {} facts over {} of {total} documents; wrote {}", s.k, s.n, full.iter().map(Vec::len).sum::<usize>(), docs.len(), path.display());
         return Ok(());
     }
-    let mut dir = OutputDir::open(out)?;
-    let ((model, rels, docs, exs, cache), _, _) = load_shard(checkpoint, data, format, None, false)?;
-    let p = docre::eval::predict::predict(&model, &exs, 4, cache.as_ref())?;
-    let titled = wf::titled(&docs, &p.full);
+    let titled = wf::titled(&docs, &full);
     let json = wf::result_json(&titled, &rels);
-    let written = write_outputs(&mut dir, &json, &wf::listing(&docs, &p.full, &rels), zip)?;
+    let written = write_outputs(dir.as_mut().expect("opened above"), &json, &wf::listing(&docs, &full, &rels), zip)?;
     println!("{} facts over {} documents; wrote {}", titled.len(), docs.len(), written);
     Ok(())
 }

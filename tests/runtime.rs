@@ -56,6 +56,25 @@ fn same_inputs_give_identical_bits() {
 }
 
 #[test]
+fn the_buffer_pool_keeps_no_more_idle_memory_than_the_working_set_needs() {
+    // A device of its own: the shared one's pool serves other tests at the same time.
+    let _ = gpu();
+    let g = docre::gpu::Gpu::new().unwrap();
+    // Tensors of 30 sizes, each 19 % larger than the last (so each its own size class), one at a
+    // time, as the documents of a corpus need them: an uncapped pool keeps all of them (about
+    // 6x the largest); the cap is the most ever in use at once, the largest here.
+    let mut largest = 0u64;
+    for i in 0..30 {
+        let n = (65_536.0 * 1.19f64.powi(i)) as usize;
+        largest = largest.max(4 * n as u64);
+        drop(Tensor::zeros(&g, "doc", &[n]).unwrap());
+    }
+    let idle = g.memory_idle();
+    assert!(idle <= largest * 5 / 4 + (32 << 20), "the pool keeps {} MiB idle for a working set of {} MiB", idle >> 20, largest >> 20);
+    assert!(idle > 0, "the pool still reuses buffers");
+}
+
+#[test]
 fn tensor_above_binding_limit_is_a_clear_error() {
     let gpu = gpu();
     let limit = gpu.limits().max_storage_buffer_binding_size as u64;

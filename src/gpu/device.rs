@@ -295,6 +295,11 @@ impl Gpu {
         self.0.pool.lock().unwrap().in_use_bytes()
     }
 
+    /// Bytes of freed buffers the pool keeps for reuse.
+    pub fn memory_idle(&self) -> u64 {
+        self.0.pool.lock().unwrap().idle_bytes()
+    }
+
     pub fn reset_memory_peak(&self) {
         self.0.pool.lock().unwrap().reset_peak();
     }

@@ -2,14 +2,27 @@
 //! nothing. Size classes are four per power of two (at most 19 % slack), so that a buffer of
 //! a given class fits every tensor that rounds to it. `DOCRE_NO_POOL=1` turns reuse off, which
 //! helps when hunting a use-after-free style bug in a launcher.
+//!
+//! Idle buffers are capped at the most bytes ever in use at once (at least IDLE_FLOOR), the
+//! least recently returned freed first: over a corpus whose documents each need other sizes,
+//! an uncapped pool kept a buffer of every size it ever met (prediction's memory grew by
+//! 8 MB per document on lavapipe, where buffers are host memory).
 
 use std::collections::HashMap;
 
+/// Idle bytes the pool may always keep, however small the working set.
+const IDLE_FLOOR: u64 = 32 << 20;
+
 #[derive(Default)]
 pub struct BufferPool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Free buffers by size class, each with the tick it was returned at (oldest first).
+    free: HashMap<u64, Vec<(u64, wgpu::Buffer)>>,
+    idle: u64,
+    tick: u64,
     in_use: u64,
     peak: u64,
+    /// The most bytes ever in use at once: what the idle cap follows.
+    high_water: u64,
 }
 
 /// Round a byte count up to its size class.
@@ -26,7 +39,9 @@ impl BufferPool {
         let class = size_class(bytes).min(max_buffer.max(bytes));
         self.in_use += class;
         self.peak = self.peak.max(self.in_use);
-        if let Some(b) = self.free.get_mut(&class).and_then(|v| v.pop()) {
+        self.high_water = self.high_water.max(self.in_use);
+        if let Some((_, b)) = self.free.get_mut(&class).and_then(|v| v.pop()) {
+            self.idle -= b.size();
             return b;
         }
         device.create_buffer(&wgpu::BufferDescriptor {
@@ -43,13 +58,31 @@ impl BufferPool {
             buffer.destroy();
             return;
         }
-        self.free.entry(buffer.size()).or_default().push(buffer);
+        self.tick += 1;
+        self.idle += buffer.size();
+        self.free.entry(buffer.size()).or_default().push((self.tick, buffer));
+        let cap = self.high_water.max(IDLE_FLOOR);
+        while self.idle > cap {
+            let oldest = self.free.iter().filter_map(|(&c, v)| v.first().map(|(t, _)| (*t, c))).min();
+            let Some((_, class)) = oldest else { break };
+            let list = self.free.get_mut(&class).expect("found above");
+            let (_, b) = list.remove(0);
+            if list.is_empty() {
+                self.free.remove(&class);
+            }
+            self.idle -= b.size();
+            b.destroy();
+        }
     }
 
     /// Bytes of live tensors (including ones recorded work still holds) and the most there
     /// have been since the last `reset_peak`.
     pub fn in_use_bytes(&self) -> (u64, u64) {
         (self.in_use, self.peak)
+    }
+
+    pub fn idle_bytes(&self) -> u64 {
+        self.idle
     }
 
     pub fn reset_peak(&mut self) {

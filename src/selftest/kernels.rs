@@ -35,7 +35,7 @@ pub(super) fn checks() -> Vec<Check> {
     for (name, k) in [("workgroup", RowKernel::Workgroup), ("rows", RowKernel::Rows)] {
         v.push(Check::new("layernorm", name, move |g| layernorm_forward_and_backward(g, k)));
     }
-    for (name, k) in [("workgroup", EcaKernel::Workgroup), ("subgroup", EcaKernel::Subgroup)] {
+    for (name, k) in [("workgroup", EcaKernel::Workgroup), ("subgroup", EcaKernel::Subgroup), ("lanes", EcaKernel::Lanes)] {
         v.push(Check::new("eca", name, move |g| eca_and_dense_attention_forward_and_backward(g, k)));
     }
     v.push(Check::new("lse-pool", "workgroup", lse_pool_forward_and_backward));
@@ -449,12 +449,14 @@ fn hts_pairs(counts: &[usize]) -> Vec<(u32, u32, u32)> {
 fn eca_and_dense_attention_forward_and_backward(gpu: &Gpu, kernel: EcaKernel) -> Checked {
     // Documents with 1 (no pairs), 2, a prime count and more, 4 heads. The subgroup kernel gets
     // heads of 1, 2 and 4 features per lane (it needs dh divisible by the subgroup size); the
-    // workgroup kernel heads of 1, 3 and 32 features.
-    let widths = if kernel == EcaKernel::Subgroup {
-        let sg = crate::ops::subgroup_lanes(gpu).map_err(|e| Verdict::Skip(e.to_string()))?;
-        [4 * sg, 8 * sg, 16 * sg]
-    } else {
-        [4, 12, 128]
+    // workgroup kernel heads of 1, 3 and 32 features; the lane forward heads of 4, 8 and 32.
+    let widths = match kernel {
+        EcaKernel::Subgroup => {
+            let sg = crate::ops::subgroup_lanes(gpu).map_err(|e| Verdict::Skip(e.to_string()))?;
+            [4 * sg, 8 * sg, 16 * sg]
+        }
+        EcaKernel::Lanes => [16, 32, 128],
+        _ => [4, 12, 128],
     };
     let mut rng = Rng::new(77);
     for (counts, d) in [(vec![2usize], widths[0]), (vec![3, 1, 5], widths[1]), (vec![7, 2], widths[0]), (vec![4, 6], widths[2])] {
