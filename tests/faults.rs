@@ -268,3 +268,47 @@ fn a_folder_another_docre_is_writing_is_refused_and_a_failed_predict_leaves_no_f
     assert!(!fresh.exists(), "a failed predict must not leave an empty --out");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Unmounts the small tmpfs when the test ends, whatever happened.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_the_old_checkpoint_and_the_old_output_set() {
+    let _hook = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = common::scratch("faults-full");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&root).stderr(std::process::Stdio::null()).status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: a full disk needs a small tmpfs, and `mount -t tmpfs` is not permitted here (it needs root)");
+        return;
+    }
+    let _guard = Mounted(root.clone());
+    // An output set, then a new one that cannot fit.
+    let out = root.join("out");
+    fsutil::OutputDir::open(&out).unwrap().write_set(&[("result.json", b"[1]"), ("predictions.txt", b"one")]).unwrap();
+    let big = vec![b'x'; 3 << 20];
+    let e = fsutil::OutputDir::open(&out).unwrap().write_set(&[("result.json", &big), ("predictions.txt", &big)]).err().expect("6 MB cannot fit in 4");
+    assert!(e.to_string().contains("cannot write"), "{e}");
+    assert_eq!((std::fs::read(out.join("result.json")).unwrap(), std::fs::read(out.join("predictions.txt")).unwrap()), (b"[1]".to_vec(), b"one".to_vec()));
+    assert!(hidden(&out).is_empty(), "{:?}", hidden(&out));
+    std::fs::remove_dir_all(&out).unwrap();
+    // A checkpoint, then the disk fills up, then a save that cannot fit.
+    let (model, side) = tiny();
+    let ck = root.join("last");
+    checkpoint::save(&ck, &model, &side, None).unwrap();
+    let saved = bytes(&ck.join("model.safetensors"));
+    let free = 4 * 1024 * 1024 - std::fs::read_dir(&ck).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum::<u64>();
+    let _ = std::fs::write(root.join("filler"), vec![0u8; free.saturating_sub(saved.len() as u64 / 2) as usize]);
+    let e = checkpoint::save(&ck, &model, &side, None).err().expect("the disk is full");
+    assert!(e.to_string().contains("cannot"), "{e}");
+    assert_eq!(bytes(&ck.join("model.safetensors")), saved, "the old checkpoint is intact");
+    checkpoint::load(&model.gpu, &ck).expect("and loads");
+    assert!(hidden(&root).is_empty(), "{:?}", hidden(&root));
+}
