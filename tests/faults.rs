@@ -8,29 +8,15 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use common::gpu;
-use docre::data::WordPieceTokenizer;
 use docre::fsutil;
-use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
-use docre::model::heads::Heads;
-use docre::model::Bert;
+use docre::model::checkpoint::{self, Sidecar};
 use docre::train::trainer::Model;
-use docre::workflow::demo::{documents, relations, TRAIN_DOCS};
-use docre::workflow::preset::preset;
 
 static HOOK: Mutex<()> = Mutex::new(());
 
 fn tiny() -> (Model, Sidecar) {
-    let g = gpu();
-    let rels = relations();
-    let docs = documents(&rels).unwrap()[..TRAIN_DOCS].to_vec();
-    let cfg = preset("tiny").unwrap();
-    let tok = WordPieceTokenizer::word_level(docs.iter().flat_map(|d| d.sents.iter().flatten().map(String::as_str)));
-    let encoder = Bert::random(&g, cfg.tiny_encoder(tok.vocab_size()), cfg.seed).unwrap();
-    let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
-    let heads = Heads::random(&g, hc.clone(), cfg.seed).unwrap();
-    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "faults".into(), progress: None, frozen_encoder: false, encoder_hub: None, kernel_choices: Default::default(), files: Default::default() };
-    (Model { gpu: g, encoder, heads }, sidecar)
+    let s = common::tiny::setup();
+    (s.model, s.sidecar)
 }
 
 /// Every entry of `dir` whose name starts with `.` (staging, set-aside and temp files).

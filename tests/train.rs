@@ -6,40 +6,15 @@
 mod common;
 
 use common::gpu;
-use docre::data::WordPieceTokenizer;
+use common::tiny::setup;
 use docre::gpu::Recorder;
+use docre::model::checkpoint;
 use docre::model::heads::batch::HeadBatch;
-use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
-use docre::model::heads::Heads;
-use docre::model::{Bert, Pass};
+use docre::model::Pass;
 use docre::train::encoder_cache::{CacheStats, EncoderCache, EncoderStore};
-use docre::train::trainer::{Batch, Model, Stage, Trainer};
-use docre::workflow::demo::{documents, relations, TRAIN_DOCS};
+use docre::train::trainer::{Batch, Stage, Trainer};
 use docre::workflow::preset::preset;
-use docre::workflow::run::{evaluate, examples, train, RunOutputs};
-
-struct Setup {
-    model: Model,
-    docs: Vec<docre::data::docred::Document>,
-    exs: Vec<docre::data::features::Example>,
-    sidecar: Sidecar,
-    cfg: docre::workflow::preset::RunConfig,
-    tokenizer: [u8; 32],
-}
-
-fn setup() -> Setup {
-    let g = gpu();
-    let rels = relations();
-    let docs = documents(&rels).unwrap()[..TRAIN_DOCS].to_vec();
-    let cfg = preset("tiny").unwrap();
-    let tok = WordPieceTokenizer::word_level(docs.iter().flat_map(|d| d.sents.iter().flatten().map(String::as_str)));
-    let encoder = Bert::random(&g, cfg.tiny_encoder(tok.vocab_size()), cfg.seed).unwrap();
-    let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
-    let heads = Heads::random(&g, hc.clone(), cfg.seed).unwrap();
-    let exs = examples(&docs, &tok, rels.len(), cfg.max_ids).unwrap();
-    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "test".into(), progress: None, frozen_encoder: false, encoder_hub: None, kernel_choices: Default::default(), files: Default::default() };
-    Setup { model: Model { gpu: g, encoder, heads }, docs, exs, sidecar, cfg, tokenizer: tok.fingerprint() }
-}
+use docre::workflow::run::{evaluate, train, RunOutputs};
 
 #[test]
 fn frozen_encoder_cache_gives_the_live_gradients() {

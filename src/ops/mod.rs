@@ -81,7 +81,10 @@ pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
     let ln = layernorm::row_kernel(gpu, softmax::RowKernel::Auto, 768)?;
     let ln_odd = layernorm::row_kernel(gpu, softmax::RowKernel::Auto, 767)?;
     let (_, eca_consts, per_group) = eca::select(gpu, eca::EcaKernel::Auto, eca::Attention::Eca, 64)?;
-    let eca = if per_group > 1 { format!("subgroup, {} lanes ({} features per lane at dh = 64)", 64 / per_group, eca_consts.iter().find(|c| c.0 == "FPL").map_or(0.0, |c| c.1)) } else { "workgroup".into() };
+    let mut eca = if per_group > 1 { format!("subgroup, {} lanes ({} features per lane at dh = 64)", 64 / per_group, eca_consts.iter().find(|c| c.0 == "FPL").map_or(0.0, |c| c.1)) } else { "workgroup".into() };
+    if gpu.kind() == crate::gpu::AdapterKind::Cpu {
+        eca.push_str("; forward with heads of up to 32 features: one invocation per (pair, head)");
+    }
     Ok(vec![
         ("matmul", mm.clone()),
         ("bilinear", match body.kernel {

@@ -2,6 +2,8 @@
 //! element.
 #![allow(dead_code)]
 
+pub mod tiny;
+
 use docre::gpu::{Gpu, Tensor};
 
 /// The test device, shared by all tests of a binary so pipelines compile once. No adapter is a
