@@ -388,6 +388,29 @@ fn three_shards_merge_to_the_unsharded_prediction_and_json_lines_read_alike() {
         assert_eq!(a, b, "{f}: merged shards differ from the unsharded prediction");
     }
     assert!(std::fs::read_to_string(whole.join("predictions.txt")).unwrap().matches("# ").count() == 6, "every document is listed");
+    // Two predicts into one folder at the same time: each either writes the whole set or is
+    // refused naming the other process; the folder never holds a mix or a temporary.
+    let both = root.join("both");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_docre"))
+            .args(["predict", "--checkpoint", l, "--data", s, "--out", both.to_str().unwrap()])
+            .env("XDG_RUNTIME_DIR", std::env::temp_dir().join("docre-xdg"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let runs = [spawn(), spawn()].map(|c| c.wait_with_output().unwrap());
+    for r in &runs {
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success() || (r.status.code() == Some(2) && err.contains("is being written by docre process")), "{err}");
+    }
+    assert!(runs.iter().any(|r| r.status.success()), "one of the two runs writes the set");
+    for f in ["result.json", "predictions.txt"] {
+        assert_eq!(std::fs::read(both.join(f)).unwrap(), std::fs::read(whole.join(f)).unwrap(), "{f} after two concurrent runs");
+    }
+    let left: Vec<_> = std::fs::read_dir(&both).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    assert!(left.is_empty(), "{left:?}");
     let facts: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(whole.join("result.json")).unwrap()).unwrap();
     assert!(!facts.is_empty(), "the model predicts no facts, so the merge of facts goes untested");
 
