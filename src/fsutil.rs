@@ -60,7 +60,8 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
 }
 
-/// Writes `path` inside a directory being staged by `replace_dir` (no temp file needed there).
+/// Writes `path` as one counted file operation: a file inside a directory being staged by
+/// `replace_dir` (no temp file needed there), or the temporary of an atomic write.
 pub fn write_staged(path: &Path, bytes: &[u8]) -> Result<()> {
     op("write", path)?;
     std::fs::write(path, bytes).map_err(io(format!("cannot write {}", path.display())))
@@ -139,12 +140,9 @@ pub fn staged_versions(target: &Path) -> Vec<PathBuf> {
 /// Removes versions of `name` that a process no longer running left behind. Where liveness
 /// cannot be told (no /proc), nothing is removed.
 fn remove_stale(parent: &Path, name: &str) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
     for p in staged_versions(&parent.join(name)) {
         let pid = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit('-').nth(1)).and_then(|pid| pid.parse::<u32>().ok());
-        if pid.is_some_and(|pid| pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()) {
+        if pid.is_some_and(|pid| pid != std::process::id() && !pid_running(pid)) {
             let _ = std::fs::remove_dir_all(&p);
         }
     }
@@ -155,8 +153,7 @@ fn remove_stale(parent: &Path, name: &str) {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(unique(&format!(".{name}.tmp")));
-    let result = op("write", &tmp)
-        .and_then(|_| std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display()))))
+    let result = write_staged(&tmp, bytes)
         .and_then(|_| op("rename", &tmp))
         .and_then(|_| std::fs::rename(&tmp, path).map_err(io(format!("cannot move {} to {}", tmp.display(), path.display()))));
     if result.is_err() {
@@ -188,7 +185,7 @@ pub struct OutputDir {
 }
 
 fn pid_running(pid: u32) -> bool {
-    // Where liveness cannot be told, a lock is assumed to be held.
+    // Where liveness cannot be told, the process is assumed to run (its lock held, its files kept).
     !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists()
 }
 
@@ -234,8 +231,7 @@ impl OutputDir {
             for (name, bytes) in files {
                 let tmp = self.dir.join(unique(&format!(".{name}.tmp")));
                 temps.push((tmp.clone(), self.dir.join(name)));
-                op("write", &tmp)?;
-                std::fs::write(&tmp, bytes).map_err(io(format!("cannot write {}", tmp.display())))?;
+                write_staged(&tmp, bytes)?;
             }
             for (tmp, target) in &temps {
                 if target.exists() {

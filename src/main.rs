@@ -745,7 +745,7 @@ fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: 
     let (indices, docs): (Vec<usize>, Vec<Document>) = all.into_iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s.holds(*i))).unzip();
     let full = predict_in_rounds(&model, &side, &docs, data)?;
     if let Some(s) = shard {
-        let provenance = Provenance { checkpoint_sha256: checkpoint::weights_sha256(checkpoint)?, corpus_sha256: docre::fsutil::file_sha256(data)? };
+        let provenance = Provenance { checkpoint_sha256: checkpoint::weights_sha256(checkpoint, &side)?, corpus_sha256: docre::fsutil::file_sha256(data)? };
         let json = shard_json(s, data, &provenance, total, &indices, &docs, &full, &rels);
         std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
         let path = wf::write_output(out, &s.file_name(), &json)?;

@@ -124,16 +124,17 @@ pub struct Question<'a> {
 /// buffers (its outputs are thrown away) and is called only when measuring.
 pub fn choose(gpu: &Gpu, q: &Question, mut run: impl FnMut(&'static str) -> Result<()>) -> Result<&'static str> {
     let known = |name: &str| q.variants.iter().copied().find(|v| *v == name);
-    let (settings, earlier) = {
+    // Every GEMM asks: the answer of a class already resolved costs one lookup, no copies.
+    let settings = {
         let t = gpu.0.tuning.lock().unwrap();
-        (t.settings.clone(), t.chosen.get(&q.class).cloned())
-    };
-    if let Some(name) = earlier {
-        if let Some(v) = known(&name) {
-            return Ok(v);
+        if let Some(name) = t.chosen.get(&q.class) {
+            match known(name) {
+                Some(v) => return Ok(v),
+                None => eprintln!("docre: `{name}` was recorded for `{}` but this adapter cannot run it; choosing again (results may differ in the last bits from the recorded run)", q.class),
+            }
         }
-        eprintln!("docre: `{name}` was recorded for `{}` but this adapter cannot run it; choosing again (results may differ in the last bits from the recorded run)", q.class);
-    }
+        t.settings.clone()
+    };
     let chosen = match settings.policy {
         Policy::Rule => q.rule,
         Policy::Measure => {

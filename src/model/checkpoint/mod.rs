@@ -145,34 +145,41 @@ pub fn save(dir: &Path, model: &Model, sidecar: &Sidecar, moments: Option<&HashM
     })
 }
 
-/// The sidecar of the checkpoint `dir`, read and checked against its files. A process stopped
-/// between the two renames of `save` leaves no `dir` but a complete staged version beside it:
-/// the newest one whose files match its sidecar is moved into place (finishing that save).
+/// The sidecar of the checkpoint `dir`. A process stopped between the two renames of `save`
+/// leaves no `dir` but a complete staged version beside it: the newest one whose files all match
+/// its sidecar is moved into place (finishing that save).
 fn read_sidecar(dir: &Path) -> Result<Sidecar> {
     if !dir.exists() {
+        let complete = |d: &Path| parse_sidecar(d).and_then(|side| side.files.keys().try_for_each(|name| checked_file(d, &side, name).map(drop)));
         for candidate in fsutil::staged_versions(dir) {
-            if read_checked(&candidate).is_ok() {
+            if complete(&candidate).is_ok() {
                 eprintln!("docre: {} was being replaced when its writer stopped; using the complete copy {}", dir.display(), candidate.display());
                 std::fs::rename(&candidate, dir).map_err(|source| Error::Io { context: format!("cannot move {} to {}", candidate.display(), dir.display()), source })?;
                 break;
             }
         }
     }
-    read_checked(dir)
+    parse_sidecar(dir)
 }
 
-fn read_checked(dir: &Path) -> Result<Sidecar> {
+fn parse_sidecar(dir: &Path) -> Result<Sidecar> {
     let side_path = dir.join("checkpoint.json");
     let text = std::fs::read_to_string(&side_path).map_err(|source| Error::Io { context: format!("cannot read {} (is {} a docre checkpoint?)", side_path.display(), dir.display()), source })?;
-    let sidecar: Sidecar = serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", side_path.display())))?;
-    for (name, want) in &sidecar.files {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io { context: format!("{}: field `files` lists {name}, which cannot be read: the checkpoint is incomplete", side_path.display()), source })?;
-        if &fsutil::sha256_hex(&bytes) != want {
-            return Err(Error::Input(format!("{}: {name} does not match the SHA-256 that field `files` records for it: the checkpoint is torn or mixed (its files come from different saves) and cannot be used", side_path.display())));
-        }
+    serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", side_path.display())))
+}
+
+/// The tensor file `name` of the checkpoint `dir`, read once and checked against the SHA-256
+/// its sidecar records (field `files`); None when the file is absent and not recorded.
+fn checked_file(dir: &Path, sidecar: &Sidecar, name: &str) -> Result<Option<TensorFile>> {
+    let (path, side_path) = (dir.join(name), dir.join("checkpoint.json"));
+    let Some(want) = sidecar.files.get(name) else {
+        return if path.exists() { TensorFile::open(&path).map(Some) } else { Ok(None) };
+    };
+    let bytes = std::fs::read(&path).map_err(|source| Error::Io { context: format!("{}: field `files` lists {name}, which cannot be read: the checkpoint is incomplete", side_path.display()), source })?;
+    if &fsutil::sha256_hex(&bytes) != want {
+        return Err(Error::Input(format!("{}: {name} does not match the SHA-256 that field `files` records for it: the checkpoint is torn or mixed (its files come from different saves) and cannot be used", side_path.display())));
     }
-    Ok(sidecar)
+    TensorFile::from_bytes(&path, bytes).map(Some)
 }
 
 /// Loads a checkpoint directory written by `save`.
@@ -183,7 +190,7 @@ pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
         return Err(Error::Input(format!("{}: field `kernel_choices`, class `{class}`: `{v}` is not one of {}", side_path.display(), crate::ops::matmul::BODY_NAMES.join(", "))));
     }
     gpu.pin(&sidecar.kernel_choices);
-    let file = TensorFile::open(&dir.join("model.safetensors"))?;
+    let file = checked_file(dir, &sidecar, "model.safetensors")?.ok_or_else(|| Error::Input(format!("{}: model.safetensors is missing", dir.display())))?;
     let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
         let t = file.weights(name)?.ok_or_else(|| Error::Input(format!("{}: tensor `{name}` is missing", file.path().display())))?;
         if t.shape != shape {
@@ -198,9 +205,10 @@ pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
     Ok((Model { gpu: gpu.clone(), encoder, heads }, sidecar))
 }
 
-/// The SHA-256 of a checkpoint's weights: what its predictions depend on, wherever it lies.
-pub fn weights_sha256(dir: &Path) -> Result<String> {
-    match read_sidecar(dir)?.files.get("model.safetensors") {
+/// The SHA-256 of the weights of the checkpoint `dir` that `load` returned `sidecar` for: what
+/// its predictions depend on, wherever it lies.
+pub fn weights_sha256(dir: &Path, sidecar: &Sidecar) -> Result<String> {
+    match sidecar.files.get("model.safetensors") {
         Some(h) => Ok(h.clone()),
         None => fsutil::file_sha256(&dir.join("model.safetensors")),
     }
@@ -208,12 +216,10 @@ pub fn weights_sha256(dir: &Path) -> Result<String> {
 
 /// The AdamW moments saved with a checkpoint, if any.
 pub fn load_moments(gpu: &Gpu, dir: &Path) -> Result<Option<HashMap<String, (Tensor, Tensor)>>> {
-    read_sidecar(dir)?;
-    let path = dir.join("optimizer.safetensors");
-    if !path.exists() {
+    let Some(f) = checked_file(dir, &read_sidecar(dir)?, "optimizer.safetensors")? else {
         return Ok(None);
-    }
-    let f = TensorFile::open(&path)?;
+    };
+    let path = dir.join("optimizer.safetensors");
     let mut out = HashMap::new();
     for name in f.names() {
         let Some(p) = name.strip_prefix("m.") else { continue };

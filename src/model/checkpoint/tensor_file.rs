@@ -23,6 +23,11 @@ pub struct TensorFile {
 impl TensorFile {
     pub fn open(path: &Path) -> Result<TensorFile> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io { context: format!("cannot read {}", path.display()), source })?;
+        TensorFile::from_bytes(path, bytes)
+    }
+
+    /// The file at `path` whose bytes were already read (and checked) by the caller.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<TensorFile> {
         let f = TensorFile { path: path.to_path_buf(), bytes };
         f.parse()?;
         Ok(f)
