@@ -767,7 +767,7 @@ fn write_outputs(dir: &mut OutputDir, json: &str, listing: &str, zip: bool) -> R
     if let Some(z) = &zipped {
         files.push(("result.zip", z));
     }
-    let paths = dir.write_set(&files)?;
+    let paths = dir.write_set(&files, &["result.zip"])?;
     Ok(paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
 }
 

@@ -9,17 +9,35 @@ use docre::gpu::{Gpu, Tensor};
 /// The test device, shared by all tests of a binary so pipelines compile once. No adapter is a
 /// hard failure with docre's own message: CI must never pass silently without a device.
 pub fn gpu() -> Gpu {
-    static GPU: std::sync::OnceLock<Gpu> = std::sync::OnceLock::new();
-    GPU.get_or_init(|| {
-        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-            // lavapipe warns on every device open without it; keep test logs readable.
-            let dir = std::env::temp_dir().join("docre-xdg");
-            let _ = std::fs::create_dir_all(&dir);
-            std::env::set_var("XDG_RUNTIME_DIR", dir);
-        }
-        Gpu::new().unwrap_or_else(|e| panic!("no GPU adapter for the tests: {e}"))
-    })
-    .clone()
+    let mut shared = GPU.lock().unwrap_or_else(|e| e.into_inner());
+    shared
+        .get_or_insert_with(|| {
+            if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+                // lavapipe warns on every device open without it; keep test logs readable.
+                let dir = std::env::temp_dir().join("docre-xdg");
+                let _ = std::fs::create_dir_all(&dir);
+                std::env::set_var("XDG_RUNTIME_DIR", dir);
+            }
+            let gpu = Gpu::new().unwrap_or_else(|e| panic!("no GPU adapter for the tests: {e}"));
+            // Registered after the driver library was loaded, so it runs before the driver's own
+            // exit handlers: SwiftShader crashed (SIGSEGV) tearing down its statics under a device
+            // that was never destroyed, after every test had passed.
+            unsafe { atexit(release_gpu) };
+            gpu
+        })
+        .clone()
+}
+
+static GPU: std::sync::Mutex<Option<Gpu>> = std::sync::Mutex::new(None);
+
+extern "C" {
+    fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Destroys the shared device (waiting for its queue) while the driver is still whole.
+extern "C" fn release_gpu() {
+    let gpu = GPU.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(gpu);
 }
 
 /// A per-process scratch path under cargo's per-target tmp dir (`target/tmp`), so test files

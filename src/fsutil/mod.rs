@@ -7,6 +7,9 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
+mod output_set;
+pub use output_set::OutputDir;
+
 /// File operations done so far by `replace_dir` and `write_atomic` (see `inject_failure_at`).
 static OPS: AtomicU64 = AtomicU64::new(0);
 /// The operation that fails (0: none), and whether it aborts the process instead.
@@ -30,7 +33,7 @@ pub fn file_ops() -> u64 {
     OPS.load(Ordering::SeqCst)
 }
 
-fn op(what: &str, path: &Path) -> Result<()> {
+pub(crate) fn op(what: &str, path: &Path) -> Result<()> {
     FAIL_INIT.get_or_init(|| {
         let n = std::env::var("DOCRE_FAIL_AT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
         KILL.store((std::env::var("DOCRE_FAIL_KILL").as_deref() == Ok("1")) as u64, Ordering::SeqCst);
@@ -50,12 +53,12 @@ fn op(what: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 
 /// A name no other process or call uses: staging and temp files never collide.
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
 }
@@ -105,7 +108,7 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
 
 /// Syncs every file of `dir`, then `dir` itself, so the renames that follow never publish
 /// data a power cut could still lose.
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))? {
         let path = entry.map_err(io(format!("cannot list {}", dir.display())))?.path();
         op("sync", &path)?;
@@ -137,11 +140,22 @@ pub fn staged_versions(target: &Path) -> Vec<PathBuf> {
     found.into_iter().map(|(_, _, p)| p).collect()
 }
 
+/// Whether process `pid` still runs. Where liveness cannot be told, it is assumed to run (its
+/// lock held, its files kept).
+pub(crate) fn pid_running(pid: u32) -> bool {
+    !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// The process id in a name `unique` made (`PREFIX-PID-SEQ`).
+pub(crate) fn pid_of(name: &str) -> Option<u32> {
+    name.rsplit('-').nth(1).and_then(|pid| pid.parse().ok())
+}
+
 /// Removes versions of `name` that a process no longer running left behind. Where liveness
 /// cannot be told (no /proc), nothing is removed.
 fn remove_stale(parent: &Path, name: &str) {
     for p in staged_versions(&parent.join(name)) {
-        let pid = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit('-').nth(1)).and_then(|pid| pid.parse::<u32>().ok());
+        let pid = p.file_name().and_then(|n| n.to_str()).and_then(pid_of);
         if pid.is_some_and(|pid| pid != std::process::id() && !pid_running(pid)) {
             let _ = std::fs::remove_dir_all(&p);
         }
@@ -172,108 +186,6 @@ pub fn cache_root() -> std::path::PathBuf {
         return std::path::PathBuf::from(d).join("docre");
     }
     std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/docre")
-}
-
-/// A folder that receives one set of outputs (`result.json`, `predictions.txt`, `result.zip`)
-/// from one process: created if missing (and removed again when nothing was written), locked
-/// against other docre processes writing a set there at the same time, and written as a set.
-pub struct OutputDir {
-    dir: PathBuf,
-    lock: PathBuf,
-    created: bool,
-    written: bool,
-}
-
-fn pid_running(pid: u32) -> bool {
-    // Where liveness cannot be told, the process is assumed to run (its lock held, its files kept).
-    !Path::new("/proc/self").exists() || Path::new("/proc").join(pid.to_string()).exists()
-}
-
-impl OutputDir {
-    /// Creates `dir` if needed and takes its lock (`.docre.lock`, holding this process's id). A
-    /// lock whose process is no longer running is taken over.
-    pub fn open(dir: &Path) -> Result<OutputDir> {
-        let created = !dir.exists();
-        std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
-        let lock = dir.join(".docre.lock");
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    let _ = write!(f, "{}", std::process::id());
-                    return Ok(OutputDir { dir: dir.to_path_buf(), lock, created, written: false });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&lock).ok().and_then(|t| t.trim().parse::<u32>().ok());
-                    match holder {
-                        Some(pid) if pid_running(pid) => {
-                            return Err(Error::Input(format!("{} is being written by docre process {pid} (its lock is {}); wait for it to finish or give another --out", dir.display(), lock.display())));
-                        }
-                        _ => {
-                            let _ = std::fs::remove_file(&lock);
-                        }
-                    }
-                }
-                Err(e) => return Err(io(format!("cannot create {}", lock.display()))(e)),
-            }
-        }
-        Err(Error::Input(format!("{}: cannot take the lock {}", dir.display(), lock.display())))
-    }
-
-    /// Writes the files of one set: all to private temporaries first, then each renamed over its
-    /// old version, which is kept aside until every rename succeeded. A failure restores the old
-    /// set and removes the temporaries, so the folder holds the old set or the new one.
-    pub fn write_set(&mut self, files: &[(&str, &[u8])]) -> Result<Vec<PathBuf>> {
-        let mut temps: Vec<(PathBuf, PathBuf)> = Vec::new();
-        let mut aside: Vec<(PathBuf, PathBuf)> = Vec::new();
-        let mut placed: Vec<PathBuf> = Vec::new();
-        let result = (|| {
-            for (name, bytes) in files {
-                let tmp = self.dir.join(unique(&format!(".{name}.tmp")));
-                temps.push((tmp.clone(), self.dir.join(name)));
-                write_staged(&tmp, bytes)?;
-            }
-            for (tmp, target) in &temps {
-                if target.exists() {
-                    let old = self.dir.join(unique(&format!(".{}.old", target.file_name().unwrap_or_default().to_string_lossy())));
-                    op("rename", target)?;
-                    std::fs::rename(target, &old).map_err(io(format!("cannot move {} aside", target.display())))?;
-                    aside.push((old, target.clone()));
-                }
-                op("rename", tmp)?;
-                std::fs::rename(tmp, target).map_err(io(format!("cannot move {} to {}", tmp.display(), target.display())))?;
-                placed.push(target.clone());
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            for target in &placed {
-                let _ = std::fs::remove_file(target);
-            }
-            for (old, target) in &aside {
-                let _ = std::fs::rename(old, target);
-            }
-            for (tmp, _) in &temps {
-                let _ = std::fs::remove_file(tmp);
-            }
-            return Err(e);
-        }
-        for (old, _) in &aside {
-            let _ = std::fs::remove_file(old);
-        }
-        self.written = true;
-        Ok(temps.into_iter().map(|(_, t)| t).collect())
-    }
-}
-
-impl Drop for OutputDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.lock);
-        if self.created && !self.written {
-            // Only succeeds when empty: a failed run leaves no folder behind.
-            let _ = std::fs::remove_dir(&self.dir);
-        }
-    }
 }
 
 /// The SHA-256 of `bytes`, in hex: how checkpoints and shard files name content.
