@@ -132,6 +132,10 @@ enum Command {
         /// Training file whose facts Ign F1 ignores.
         #[arg(long)]
         train_facts: Option<PathBuf>,
+        /// A labelled split (usually dev) to tune each model's decision threshold on; the tuned
+        /// thresholds are then applied to --data, beside the models' own decisions.
+        #[arg(long)]
+        tune_on: Option<PathBuf>,
         /// Also write every checkpoint's scores and the summary as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -354,7 +358,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Eval { checkpoint, data, format, train_facts, json } => eval_cmd(&checkpoint, &data, format, train_facts.as_deref(), json.as_deref()),
+        Command::Eval { checkpoint, data, format, train_facts, tune_on, json } => eval_cmd(&checkpoint, &data, format, train_facts.as_deref(), tune_on.as_deref(), json.as_deref()),
         Command::Predict { checkpoint, data, format, out, zip, shard } => predict_cmd(&checkpoint, &data, format, &out, zip, shard),
         Command::Merge { shards, out, zip } => merge_cmd(&shards, &out, zip),
         Command::Score { gold, pred, rel2id, train_facts } => score_cmd(&gold, &pred, rel2id.as_deref(), train_facts.as_deref()),
@@ -651,7 +655,7 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         }
         None => None,
     };
-    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None, frozen_encoder: cfg.freeze_encoder, encoder_hub, kernel_choices: Default::default(), files: Default::default() };
+    let mut sidecar = Sidecar { encoder: model.encoder.config.clone(), heads: hc, tokenizer: source, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: format!("preset {}, trained on {}", cfg.preset, train.display()), progress: None, frozen_encoder: cfg.freeze_encoder, encoder_hub, kernel_choices: Default::default(), files: Default::default(), init_seed: Some(cfg.seed) };
     std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
     write_atomic(&out.join("config.toml"), toml::to_string(cfg).expect("config serializes").as_bytes())?;
     wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, tokenizer: tok.fingerprint(), progress: true, stop_after_epochs: None }, None)?;
@@ -661,45 +665,65 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
 
 /// A checkpoint and a data file, featurized; for a model trained with its encoder frozen, also
 /// the encoder's outputs for the documents, from the encoder cache where they are stored.
-type Loaded = (Model, Relations, Vec<Document>, Vec<docre::data::features::Example>, Option<EncoderCache>);
+type Loaded = (Model, Sidecar, Relations, Vec<Document>, Vec<docre::data::features::Example>, Option<EncoderCache>);
 
 fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<Loaded> {
     let gpu = Gpu::new()?;
     let (model, side) = checkpoint::load(&gpu, checkpoint)?;
     let rels = side.relations();
-    let docs = format.read(data, &rels)?;
+    let (docs, exs, cache) = data_for(&model, &side, data, format)?;
+    Ok((model, side, rels, docs, exs, cache))
+}
+
+/// A labelled file read for a loaded checkpoint: its documents, examples and, for a frozen
+/// encoder, the encoder's outputs from the cache.
+fn data_for(model: &Model, side: &Sidecar, data: &Path, format: Format) -> Result<(Vec<Document>, Vec<docre::data::features::Example>, Option<EncoderCache>)> {
+    let docs = format.read(data, &side.relations())?;
     let tok = side.tokenizer.load()?;
-    let exs = wf::examples(&docs, &tok, rels.len(), model.encoder.config.max_ids())?;
+    let exs = wf::examples(&docs, &tok, side.relations.len(), model.encoder.config.max_ids())?;
     let cache = match side.frozen_encoder {
         true => {
-            let store = EncoderStore::open(&cache_root(), &model, tok.fingerprint())?;
-            Some(wf::frozen_outputs(&model, &store, &exs, &data.display().to_string(), true)?)
+            let store = EncoderStore::open(&cache_root(), model, tok.fingerprint())?;
+            Some(wf::frozen_outputs(model, &store, &exs, &data.display().to_string(), true)?)
         }
         false => None,
     };
-    Ok((model, rels, docs, exs, cache))
+    Ok((docs, exs, cache))
 }
 
-fn eval_cmd(checkpoints: &[PathBuf], data: &Path, format: Format, train: Option<&Path>, json: Option<&Path>) -> Result<()> {
+fn eval_cmd(checkpoints: &[PathBuf], data: &Path, format: Format, train: Option<&Path>, tune_on: Option<&Path>, json: Option<&Path>) -> Result<()> {
+    use docre::eval::controls::{controls, table, thresholds, Split};
     if let Some(j) = json {
         check_writable(j, "--json")?;
     }
     let mut runs = Vec::new();
+    let mut thresholds_of = Vec::new();
     for checkpoint in checkpoints {
-        let (model, rels, docs, exs, cache) = load_for_data(checkpoint, data, format)?;
+        let (mut model, side, rels, docs, exs, cache) = load_for_data(checkpoint, data, format)?;
         if docs.iter().all(|d| !d.labelled) {
             return Err(Error::Input(format!("{}: the file has no labels (like DocRED test); use `docre predict` and submit result.json to CodaLab", data.display())));
         }
         let tf = train.map(|t| format.read(t, &rels).map(|d| facts_of(&d))).transpose()?;
-        let (base, full, _) = wf::evaluate(&model, &docs, &exs, 4, tf.as_ref(), cache.as_ref())?;
+        let tuned = match tune_on {
+            Some(dev) => {
+                let (dev_docs, dev_exs, dev_cache) = data_for(&model, &side, dev, format)?;
+                if dev_docs.iter().all(|d| !d.labelled) {
+                    return Err(Error::Input(format!("--tune-on {}: the file has no labels to tune a threshold on", dev.display())));
+                }
+                Some(thresholds(&model, &Split { docs: &dev_docs, examples: &dev_exs, cache: dev_cache.as_ref() })?)
+            }
+            None => None,
+        };
+        if side.init_seed.is_none() {
+            eprintln!("note: {} does not record the seed its heads were initialised from (written before docre recorded it); the untrained-module control is left out", checkpoint.display());
+        }
+        let rows = controls(&mut model, &Split { docs: &docs, examples: &exs, cache: cache.as_ref() }, tf.as_ref(), tuned, side.init_seed)?;
         if checkpoints.len() > 1 {
             println!("{}", checkpoint.display());
         }
-        println!("{:<12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}", "", "P", "R", "F1", "Ign F1", "Intra", "Inter");
-        for (n, s) in [("base module", &base), ("full model", &full)] {
-            println!("{n:<12} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", s.precision, s.recall, s.f1, s.ign_f1, s.intra_f1, s.inter_f1);
-        }
-        runs.push((checkpoint.clone(), base, full));
+        print!("{}", table(&rows));
+        runs.push((checkpoint.clone(), rows));
+        thresholds_of.push(tuned);
     }
     let summary = (runs.len() > 1).then(|| docre::eval::summary::summarize(&runs));
     if let Some(s) = &summary {
@@ -707,8 +731,8 @@ fn eval_cmd(checkpoints: &[PathBuf], data: &Path, format: Format, train: Option<
         print!("{}", s.table());
     }
     if let Some(j) = json {
-        let per: Vec<serde_json::Value> = runs.iter().map(|(c, b, f)| serde_json::json!({"checkpoint": c, "base": b, "full": f})).collect();
-        let v = serde_json::json!({"data": data, "checkpoints": per, "summary": summary});
+        let per: Vec<serde_json::Value> = runs.iter().zip(&thresholds_of).map(|((c, rows), t)| serde_json::json!({"checkpoint": c, "thresholds": t, "models": rows})).collect();
+        let v = serde_json::json!({"data": data, "tuned_on": tune_on, "checkpoints": per, "summary": summary});
         write_atomic(j, serde_json::to_string_pretty(&v).expect("json").as_bytes())?;
         println!("wrote {}", j.display());
     }

@@ -299,17 +299,21 @@ fn cli_trains_several_seeds_and_summarizes_their_scores() {
     assert!(stdout.contains("== seed 3 (1 of 2)") && stdout.contains("== seed 4 (2 of 2)"), "{stdout}");
     let (a, b) = (out_dir.join("seed-3/last"), out_dir.join("seed-4/last"));
     let json = tmp("seeds_eval.json");
-    let out = run(&["eval", "--checkpoint", a.to_str().unwrap(), b.to_str().unwrap(), "--data", g, "--json", json.to_str().unwrap()]);
+    let out = run(&["eval", "--checkpoint", a.to_str().unwrap(), b.to_str().unwrap(), "--data", g, "--tune-on", g, "--json", json.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("2 checkpoints: mean ± sample sd [min–max]"), "{stdout}");
+    // Every control, for each checkpoint and in the summary.
+    for model in ["base module ", "base module, dev threshold", "base + untrained inference module", "full model ", "full model, dev threshold"] {
+        assert_eq!(stdout.matches(model).count(), 2 + 4, "{model:?} in {stdout}");
+    }
     // A frozen-encoder checkpoint's documents come from the encoder cache that training filled.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("0 documents encoded, 1 read from"), "{stderr}");
     // Progress goes to logs as plain lines when stderr is not a terminal, as in training.
     assert!(stderr.contains(": 1/1 documents ("), "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let f1s: Vec<f64> = v["checkpoints"].as_array().unwrap().iter().map(|c| c["full"]["f1"].as_f64().unwrap()).collect();
+    let f1s: Vec<f64> = v["checkpoints"].as_array().unwrap().iter().map(|c| c["models"].as_array().unwrap().iter().find(|m| m["model"] == "full model").unwrap()["scores"]["f1"].as_f64().unwrap()).collect();
     assert_eq!(f1s.len(), 2);
     let row = v["summary"]["rows"].as_array().unwrap().iter().find(|r| r[0] == "full model" && r[1] == "F1").unwrap().clone();
     assert!((row[2]["mean"].as_f64().unwrap() - (f1s[0] + f1s[1]) / 2.0).abs() < 1e-12, "{row}");

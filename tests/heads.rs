@@ -310,3 +310,82 @@ fn dense_without_fusion_or_contrastive_term_with_dropout_matches_reference_and_f
 fn eca_with_dropout_and_noisy_predictions_matches_reference_and_finite_differences() {
     run(Variant { attention: Attention::Eca, fusion: true, dropout: 0.2, contrastive: true, noise: Noise::Predictions }, 5);
 }
+
+/// How DocRE-II's PyTorch modules initialise each head parameter (its code calls no init
+/// function but xavier_uniform_ on the relation embedding, so everything else is PyTorch's
+/// default for its layer type), stated here from the reference's layer list rather than from
+/// docre's parameter table.
+#[derive(Debug, PartialEq)]
+enum Rule {
+    /// nn.Linear weight or bias: U(±1/√fan_in).
+    Linear { fan_in: usize },
+    /// nn.LayerNorm / nn.BatchNorm1d affine weight, and BatchNorm's running variance.
+    Ones,
+    /// Their bias, and BatchNorm's running mean.
+    Zeros,
+    /// xavier_uniform_: U(±√(6 / (fan_in + fan_out))).
+    Xavier { fan_in: usize, fan_out: usize },
+}
+
+fn reference_rule(name: &str, c: &HeadConfig) -> Rule {
+    let (d, e, k, w, f, cl) = (c.hidden, c.emb, c.block, c.width, c.ffn_inner, c.classes);
+    let norm = ["base.classifier.norm.", "infer.head.norm.", "infer.predictor.bn.", "combine_norm.", "_ffn.norm."].iter().any(|m| name.contains(m));
+    if name == "infer.relation_embedding" {
+        return Rule::Xavier { fan_in: w, fan_out: cl };
+    }
+    if norm {
+        return if name.ends_with(".weight") || name.ends_with("running_var") { Rule::Ones } else { Rule::Zeros };
+    }
+    let module = name.trim_end_matches(".weight").trim_end_matches(".bias");
+    let fan_in = match module {
+        "base.head_proj" | "base.tail_proj" => 3 * d, // the entity, its context and [CLS]
+        "base.bilinear" => e * k,
+        "base.classifier" | "infer.reduce" => e,
+        m if m.ends_with(".combine") || m.ends_with(".gate") || m == "infer.head.proj" => 2 * w,
+        m if m.ends_with(".ffn.down") || m.ends_with("_ffn.down") => f,
+        m if m.ends_with(".query") || m.ends_with(".key") || m.ends_with(".value") || m.ends_with(".output") || m.ends_with("_ffn.up") => w,
+        "infer.head.classifier" | "infer.predictor.up" | "infer.predictor.down" => w,
+        m => panic!("{m}: no layer of DocRE-II's heads is known by this name; state its initialisation here"),
+    };
+    Rule::Linear { fan_in }
+}
+
+#[test]
+fn fresh_heads_are_initialised_as_docre2s_pytorch_modules_are() {
+    // The preset's shape at a small encoder width: every layer type, sizes large enough for
+    // moments to mean something.
+    let c = HeadConfig { hidden: 64, emb: 64, block: 16, classes: 97, width: 128, layers: 2, eca_heads: 4, ffn_inner: 256, iterations: 3, top_k: 4, attention: Attention::Eca, fusion: true, test_output: TestOutput::Sum, ln_eps: 1e-12, bn_eps: 1e-5, bn_momentum: 0.1, head_dropout: 0.1, contrastive: true };
+    let g = gpu();
+    let heads = Heads::random(&g, c.clone(), 66).unwrap();
+    let mut checked = 0;
+    for (name, t) in heads.params.names().iter().zip(heads.params.tensors()) {
+        let x: Vec<f64> = t.read_f32(&g).unwrap().into_iter().map(f64::from).collect();
+        let n = x.len() as f64;
+        let bound = match reference_rule(name, &c) {
+            Rule::Ones => {
+                assert!(x.iter().all(|&v| v == 1.0), "{name}: not all ones");
+                continue;
+            }
+            Rule::Zeros => {
+                assert!(x.iter().all(|&v| v == 0.0), "{name}: not all zeros");
+                continue;
+            }
+            Rule::Linear { fan_in } => 1.0 / (fan_in as f64).sqrt(),
+            Rule::Xavier { fan_in, fan_out } => (6.0 / (fan_in + fan_out) as f64).sqrt(),
+        };
+        // Uniform on ±b: inside the bounds, reaching near them, mean 0 and variance b²/3 within
+        // four standard errors (the sample variance of a uniform has relative sd √(0.8/n)).
+        let max = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let mean = x.iter().sum::<f64>() / n;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        assert!(max <= bound * (1.0 + 1e-6), "{name}: |x| up to {max}, bound {bound}");
+        assert!(max >= bound * 0.8, "{name}: |x| only up to {max} of bound {bound}: scale too small");
+        assert!(mean.abs() <= 4.0 * bound / (3.0 * n).sqrt(), "{name}: mean {mean} for bound {bound}");
+        let want = bound * bound / 3.0;
+        assert!((var / want - 1.0).abs() <= 4.0 * (0.8 / n).sqrt(), "{name}: variance {var}, a uniform on ±{bound} has {want}");
+        checked += 1;
+    }
+    // Every Linear weight and bias and the relation embedding were checked against their bounds.
+    assert_eq!(checked, heads.params.names().iter().filter(|n| matches!(reference_rule(n, &c), Rule::Linear { .. } | Rule::Xavier { .. })).count());
+    assert!(checked > 40, "{checked} tensors");
+}

@@ -9,7 +9,9 @@ use common::gpu;
 use common::tiny::setup;
 use docre::gpu::Recorder;
 use docre::model::checkpoint;
+use docre::eval::threshold::candidates;
 use docre::model::heads::batch::HeadBatch;
+use docre::model::heads::Heads;
 use docre::model::Pass;
 use docre::train::encoder_cache::{CacheStats, EncoderCache, EncoderStore};
 use docre::train::trainer::{Batch, Stage, Trainer};
@@ -73,11 +75,39 @@ fn tiny_model_overfits_four_documents_and_round_trips() {
     train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
     let (base, _, _) = evaluate(&s.model, &s.docs, &s.exs, 4, None, None).unwrap();
     assert!(base.f1 > 0.9, "train F1 after stage 1: {base:?}");
+    // Stage 1 leaves the inference module exactly as initialised, so what its log scores as the
+    // full model is the untrained-module control, and says so.
+    let fresh = Heads::random(&gpu(), s.model.heads.config.clone(), s.cfg.seed).unwrap();
+    let infer = |h: &Heads| -> Vec<Vec<f32>> { h.params.names().iter().zip(h.params.tensors()).filter(|(n, _)| n.starts_with("infer.")).map(|(_, t)| t.read_f32(&gpu()).unwrap()).collect() };
+    assert!(infer(&s.model.heads) == infer(&fresh), "stage 1 changed the inference module");
+    let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let dev: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|v| v.get("dev_base_f1").is_some()).collect();
+    assert!(!dev.is_empty() && dev.iter().all(|v| v.get("dev_untrained_module_f1").is_some() && v.get("dev_f1").is_none() && v.get("dev_base_tuned_f1").is_some()), "{log}");
     let mut cfg = s.cfg.clone();
     cfg.stage1_epochs = 0;
     train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
     let (base2, full, preds) = evaluate(&s.model, &s.docs, &s.exs, 4, None, None).unwrap();
     assert!(full.f1 > 0.9, "train F1 after stage 2: {full:?} (base module: {base2:?})");
+    // The untrained control: the trained base module beside the initial inference module.
+    let untrained = s.model.heads.with_untrained_inference(&gpu(), s.cfg.seed).unwrap();
+    let base_of = |h: &Heads| -> Vec<Vec<f32>> { h.params.names().iter().zip(h.params.tensors()).filter(|(n, _)| !n.starts_with("infer.")).map(|(_, t)| t.read_f32(&gpu()).unwrap()).collect() };
+    assert!(infer(&untrained) == infer(&fresh) && base_of(&untrained) == base_of(&s.model.heads));
+    assert!(infer(&s.model.heads) != infer(&fresh), "stage 2 trained the inference module");
+    // The host's decisions (from which tuned thresholds re-decide) are the GPU's get_label.
+    let items: Vec<(usize, &docre::data::features::Example)> = s.exs.iter().enumerate().collect();
+    let batch = Batch::new(&items);
+    let mut rec = Recorder::new(&gpu());
+    let (enc, _) = s.model.encoder.forward(&mut rec, &batch.tokens, Pass::eval()).unwrap();
+    let hb = HeadBatch::new(&gpu(), batch.input.clone(), batch.tokens.len(), s.model.encoder.config.num_attention_heads).unwrap();
+    let pred = s.model.heads.predict(&mut rec, &hb, &enc.hidden, &enc.attention).unwrap();
+    rec.finish().unwrap();
+    let classes = s.model.heads.config.classes;
+    for (logits, labels) in pred.iterations.iter().map(|(l, y)| (l.read_f32(&gpu()).unwrap(), y.read_f32(&gpu()).unwrap())) {
+        let host: Vec<(usize, usize)> = candidates(&logits, classes, s.model.heads.config.top_k).iter().filter(|c| c.margin > 0.0).map(|c| (c.pair, c.r)).collect();
+        let device: Vec<(usize, usize)> = (0..labels.len()).filter(|&i| i % classes > 0 && labels[i] > 0.5).map(|i| (i / classes, i % classes)).collect();
+        assert!(!device.is_empty());
+        assert_eq!(host, device);
+    }
     // The checkpoint written at the end predicts the same facts.
     let (loaded, side) = checkpoint::load(&gpu(), &dir.join("last")).unwrap();
     assert_eq!(side.relations, s.sidecar.relations);

@@ -27,7 +27,7 @@ pub struct Fact {
     pub r: usize,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Document {
     pub title: String,
     pub sents: Vec<Vec<String>>,

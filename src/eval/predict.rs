@@ -6,26 +6,19 @@ use crate::data::features::Example;
 use crate::error::Result;
 use crate::gpu::Recorder;
 use crate::model::heads::batch::HeadBatch;
+use crate::eval::threshold::{candidates, decide, Candidate};
 use crate::model::Pass;
 use crate::train::encoder_cache::EncoderCache;
 use crate::train::trainer::{Batch, Model};
 
-/// Facts per example, in example order.
+/// Facts per example, in example order, and the candidates a threshold can re-decide them from.
 pub struct Predictions {
     /// Base module alone (iteration 0 of the test loop).
     pub base: Vec<Vec<Fact>>,
     /// The full model after K iterations.
     pub full: Vec<Vec<Fact>>,
-}
-
-fn facts(labels: &[f32], classes: usize, pairs: &[(usize, usize)], out: &mut Vec<Fact>) {
-    for (i, &(h, t)) in pairs.iter().enumerate() {
-        for r in 1..classes {
-            if labels[i * classes + r] > 0.5 {
-                out.push(Fact { h, t, r });
-            }
-        }
-    }
+    pub base_candidates: Vec<Vec<Candidate>>,
+    pub full_candidates: Vec<Vec<Candidate>>,
 }
 
 /// Predicts `examples` in batches of at most `batch_size` documents, longest first; a batch also
@@ -47,6 +40,8 @@ pub fn predict(model: &Model, examples: &[Example], batch_size: usize, cache: Op
     }
     let mut base = vec![Vec::new(); examples.len()];
     let mut full = vec![Vec::new(); examples.len()];
+    let (mut base_candidates, mut full_candidates) = (vec![Vec::new(); examples.len()], vec![Vec::new(); examples.len()]);
+    let top_k = model.heads.config.top_k;
     for chunk in &chunks {
         // Documents with fewer than two entities have no pairs to predict.
         let items: Vec<(usize, &Example)> = chunk.iter().map(|&i| (i, &examples[i])).filter(|(_, e)| e.entities() >= 2).collect();
@@ -67,15 +62,19 @@ pub fn predict(model: &Model, examples: &[Example], batch_size: usize, cache: Op
         };
         let pred = model.heads.predict(&mut rec, &hb, &x, &a)?;
         rec.finish()?;
-        let base_labels = pred.iterations[0].1.read_f32(&model.gpu)?;
-        let full_labels = pred.labels.read_f32(&model.gpu)?;
+        // The decisions are get_label's at θ = 0, made again on the host from the logits that
+        // a tuned threshold needs anyway (tests/train.rs checks they equal the GPU's labels).
+        let base_logits = pred.iterations[0].0.read_f32(&model.gpu)?;
+        let full_logits = pred.logits.read_f32(&model.gpu)?;
         let mut row = 0;
         for (i, ex) in &items {
             let n = ex.pairs.len() * classes;
-            facts(&base_labels[row..row + n], classes, &ex.pairs, &mut base[*i]);
-            facts(&full_labels[row..row + n], classes, &ex.pairs, &mut full[*i]);
+            base_candidates[*i] = candidates(&base_logits[row..row + n], classes, top_k);
+            full_candidates[*i] = candidates(&full_logits[row..row + n], classes, top_k);
+            base[*i] = decide(&base_candidates[*i], &ex.pairs, 0.0);
+            full[*i] = decide(&full_candidates[*i], &ex.pairs, 0.0);
             row += n;
         }
     }
-    Ok(Predictions { base, full })
+    Ok(Predictions { base, full, base_candidates, full_candidates })
 }

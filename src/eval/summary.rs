@@ -1,8 +1,9 @@
 //! Scores of several checkpoints of one setting (seeds): mean, sample standard deviation and
-//! range of each measure, for the base module and the full model.
+//! range of each measure, for every model the controls report.
 
 use std::path::PathBuf;
 
+use super::controls::Row;
 use super::Scores;
 
 /// Mean, sample standard deviation (n − 1) and range of one measure.
@@ -25,18 +26,21 @@ impl Spread {
     }
 }
 
-/// P, R, F1 and Ign F1 over the checkpoints, for the base module and the full model.
+/// P, R, F1 and Ign F1 over the checkpoints, for each model of the controls.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Summary {
     pub checkpoints: usize,
-    /// (model, measure, spread), model "base module" or "full model".
+    /// (model, measure, spread), models in the controls' order.
     pub rows: Vec<(String, String, Spread)>,
 }
 
-pub fn summarize(runs: &[(PathBuf, Scores, Scores)]) -> Summary {
+/// Summarizes each model that every checkpoint reports.
+pub fn summarize(runs: &[(PathBuf, Vec<Row>)]) -> Summary {
     let mut rows = Vec::new();
-    for (model, pick) in [("base module", 0usize), ("full model", 1)] {
-        let scores: Vec<&Scores> = runs.iter().map(|(_, b, f)| if pick == 0 { b } else { f }).collect();
+    let Some((_, first)) = runs.first() else { return Summary { checkpoints: 0, rows } };
+    for model in first.iter().map(|r| r.model) {
+        let scores: Option<Vec<&Scores>> = runs.iter().map(|(_, rs)| rs.iter().find(|r| r.model == model).map(|r| &r.scores)).collect();
+        let Some(scores) = scores else { continue };
         let measures: [(&str, fn(&Scores) -> f64); 4] = [("P", |s| s.precision), ("R", |s| s.recall), ("F1", |s| s.f1), ("Ign F1", |s| s.ign_f1)];
         for (name, get) in measures {
             rows.push((model.to_string(), name.to_string(), Spread::of(&scores.iter().map(|s| get(s)).collect::<Vec<_>>())));
@@ -48,7 +52,7 @@ pub fn summarize(runs: &[(PathBuf, Scores, Scores)]) -> Summary {
 impl Summary {
     /// One line per model and measure: mean ± sd [min–max].
     pub fn table(&self) -> String {
-        self.rows.iter().map(|(m, n, s)| format!("{m:<12} {n:<7} {:.4} ± {:.4} [{:.4}–{:.4}]\n", s.mean, s.sd, s.min, s.max)).collect()
+        self.rows.iter().map(|(m, n, s)| format!("{m:<34} {n:<7} {:.4} ± {:.4} [{:.4}–{:.4}]\n", s.mean, s.sd, s.min, s.max)).collect()
     }
 }
 
@@ -66,13 +70,17 @@ mod tests {
     }
 
     #[test]
-    fn summary_covers_both_models_and_four_measures() {
+    fn summary_covers_every_model_all_checkpoints_report() {
         let sc = |f1: f64| Scores { precision: f1, recall: f1, f1, ign_f1: f1, ..Default::default() };
-        let runs = vec![(PathBuf::from("a"), sc(0.2), sc(0.4)), (PathBuf::from("b"), sc(0.3), sc(0.6))];
+        let row = |model, f1| Row { model, threshold: 0.0, scores: sc(f1) };
+        let runs = vec![
+            (PathBuf::from("a"), vec![row("base module", 0.2), row("base + untrained inference module", 0.1), row("full model", 0.4)]),
+            (PathBuf::from("b"), vec![row("base module", 0.3), row("full model", 0.6)]),
+        ];
         let s = summarize(&runs);
-        assert_eq!(s.rows.len(), 8);
+        assert_eq!(s.rows.len(), 8, "the untrained row is missing from b: left out");
         let full_f1 = s.rows.iter().find(|r| r.0 == "full model" && r.1 == "F1").unwrap().2;
         assert!((full_f1.mean - 0.5).abs() < 1e-12 && (full_f1.min, full_f1.max) == (0.4, 0.6));
-        assert!(s.table().contains("full model   F1      0.5000 ± 0.1414 [0.4000–0.6000]"), "{}", s.table());
+        assert!(s.table().contains(&format!("{:<34} F1      0.5000 ± 0.1414 [0.4000–0.6000]", "full model")), "{}", s.table());
     }
 }

@@ -75,6 +75,7 @@ pub fn run(out_dir: &Path, encoder: Option<&Path>, cfg: Option<RunConfig>) -> Re
         encoder_hub,
         kernel_choices: Default::default(),
         files: Default::default(),
+        init_seed: Some(cfg.seed),
     };
     let outputs = RunOutputs { dir: out_dir.to_path_buf(), dev: Some((train_docs.to_vec(), train_ex.to_vec())), tokenizer: tokenizer.fingerprint(), progress: true, stop_after_epochs: None };
     train(&model, &mut sidecar, &cfg, train_ex, &outputs, None)?;

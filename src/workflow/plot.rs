@@ -17,7 +17,7 @@ use crate::fsutil::write_atomic;
 
 const FONT: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
 const STAGE_COLORS: [RGBColor; 2] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14)];
-const CASE_COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+const CASE_COLORS: [RGBColor; 5] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40), RGBColor(148, 103, 189)];
 
 /// Output encodings, chosen by extension so one verb serves reports (SVG) and chat/CI (PNG).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,13 +95,14 @@ fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
 struct Curves {
     loss: [Vec<(f64, f64)>; 2],
     lr: [Vec<(f64, f64)>; 2],
-    /// (name, points): dev F1, Ign F1 and the base module's F1, where logged.
+    /// (name, points): dev F1, Ign F1, the base module's F1 and (stage 1) the base module's with
+    /// the untrained inference module, where logged.
     dev: Vec<(&'static str, Vec<(f64, f64)>)>,
 }
 
 fn read_curves(log: &Path) -> Result<Curves> {
     let text = std::fs::read_to_string(log).map_err(|source| Error::Io { context: format!("cannot read {}", log.display()), source })?;
-    let mut c = Curves { dev: vec![("dev F1", Vec::new()), ("dev Ign F1", Vec::new()), ("dev base F1", Vec::new())], ..Curves::default() };
+    let mut c = Curves { dev: vec![("dev F1", Vec::new()), ("dev Ign F1", Vec::new()), ("dev base F1", Vec::new()), ("dev base + untrained module F1", Vec::new())], ..Curves::default() };
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let at = || format!("{}: line {}", log.display(), i + 1);
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Input(format!("{}: {e}", at())))?;
@@ -116,7 +117,7 @@ fn read_curves(log: &Path) -> Result<Curves> {
                 c.lr[stage].push((step, lr));
             }
         }
-        for (key, (_, points)) in ["dev_f1", "dev_ign_f1", "dev_base_f1"].iter().zip(c.dev.iter_mut()) {
+        for (key, (_, points)) in ["dev_f1", "dev_ign_f1", "dev_base_f1", "dev_untrained_module_f1"].iter().zip(c.dev.iter_mut()) {
             if let Some(f) = v[*key].as_f64() {
                 points.push((step, f));
             }
@@ -178,8 +179,8 @@ impl Picture for Curves {
         mesh(&mut ch.configure_mesh(), "F1").draw()?;
         for (i, (name, points)) in self.dev.iter().enumerate() {
             // Drawn thinner each time: on data without Ign pairs (CDR) Ign F1 equals F1.
-            let color = CASE_COLORS[i + 1];
-            ch.draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(3 - i as u32)))?.label(*name).legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            let color = CASE_COLORS[(i + 1) % CASE_COLORS.len()];
+            ch.draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(3 - i.min(2) as u32)))?.label(*name).legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
             ch.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
         if !self.dev.is_empty() {

@@ -10,7 +10,9 @@ use crate::data::docred::{Document, Fact, Relations};
 use crate::data::features::{featurize, Example};
 use crate::data::WordPieceTokenizer;
 use crate::error::{Error, Result};
+use crate::eval::controls::{redecide, tune_on, Split};
 use crate::eval::predict::{predict, Predictions};
+use crate::eval::threshold::Candidate;
 use crate::eval::{score, Scores};
 use crate::fsutil::write_atomic;
 use crate::gpu::Tensor;
@@ -320,8 +322,23 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
                 None => (&[][..], &[][..]),
             };
             if !docs.is_empty() {
-                let (base, full, _) = evaluate(model, docs, exs, cfg.batch_size.max(4), None, dev_cache.as_ref())?;
-                log.write(serde_json::json!({"stage": stage_no(stage), "epoch": epoch, "step": global, "dev_base_f1": base.f1, "dev_f1": full.f1, "dev_ign_f1": full.ign_f1}))?;
+                let (base, full, p) = evaluate(model, docs, exs, cfg.batch_size.max(4), None, dev_cache.as_ref())?;
+                // Thresholds tuned on dev itself: in-sample, so an upper bound on what
+                // recalibration alone would give; `docre eval --tune-on` measures it out of sample.
+                let t = tune_on(&p, &Split { docs, examples: exs, cache: None });
+                let tuned = |c: &[Vec<Candidate>], theta: f32| score(docs, &titled(docs, &redecide(c, exs, theta)), None);
+                let (base_tuned, full_tuned) = (tuned(&p.base_candidates, t.base)?, tuned(&p.full_candidates, t.full)?);
+                let mut rec = serde_json::json!({"stage": stage_no(stage), "epoch": epoch, "step": global, "dev_base_f1": base.f1, "dev_base_ign_f1": base.ign_f1, "dev_base_tuned_f1": base_tuned.f1, "dev_base_threshold": t.base});
+                if stage == Stage::One {
+                    // Stage 1 never trains the inference module: the full model it scores is the
+                    // base module with the inference module as initialised.
+                    rec["dev_untrained_module_f1"] = full.f1.into();
+                } else {
+                    for (k, v) in [("dev_f1", full.f1), ("dev_ign_f1", full.ign_f1), ("dev_tuned_f1", full_tuned.f1), ("dev_threshold", t.full as f64)] {
+                        rec[k] = v.into();
+                    }
+                }
+                log.write(rec)?;
                 let key = if stage == Stage::One { base.ign_f1 } else { full.ign_f1 };
                 if sidecar.best_score.is_none_or(|b| key > b) {
                     sidecar.best_score = Some(key);

@@ -31,7 +31,7 @@ pub fn setup() -> Setup {
     let hc = cfg.head_config(encoder.config.hidden_size, rels.len());
     let heads = Heads::random(&g, hc.clone(), cfg.seed).unwrap();
     let exs = examples(&docs, &tok, rels.len(), cfg.max_ids).unwrap();
-    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "test".into(), progress: None, frozen_encoder: false, encoder_hub: None, kernel_choices: Default::default(), files: Default::default() };
+    let sidecar = Sidecar { encoder: encoder.config.clone(), heads: hc, tokenizer: TokenizerSource::Words { words: tok.word_list().unwrap() }, relations: rels.codes.clone(), relation_names: rels.names.clone(), step: 0, best_score: None, note: "test".into(), progress: None, frozen_encoder: false, encoder_hub: None, kernel_choices: Default::default(), files: Default::default(), init_seed: Some(cfg.seed) };
     Setup { model: Model { gpu: g, encoder, heads }, docs, exs, sidecar, cfg, tokenizer: tok.fingerprint() }
 }
 

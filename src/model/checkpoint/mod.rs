@@ -75,6 +75,10 @@ pub struct Sidecar {
     /// before it existed, which load unchecked.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// The seed `Heads::random` initialised the heads from: rebuilds the untrained inference
+    /// module for `docre eval`'s control. None in checkpoints written before it was recorded.
+    #[serde(default)]
+    pub init_seed: Option<u64>,
 }
 
 /// Training position at an epoch boundary: enough to continue bit for bit.

@@ -201,6 +201,19 @@ impl Heads {
         Heads::new(config, ParamSet::new(gpu, params)?)
     }
 
+    /// These heads' base module beside the inference module exactly as `random(seed)`
+    /// initialised it: the control that shows what training the inference module added (stage 1
+    /// never changes it, so this is also the model every stage-1 evaluation scores).
+    pub fn with_untrained_inference(&self, gpu: &Gpu, seed: u64) -> Result<Heads> {
+        let fresh = Heads::random(gpu, self.config.clone(), seed)?;
+        let mut params = Vec::new();
+        for (name, trained) in self.params.names().iter().zip(self.params.tensors()) {
+            let t = if name.starts_with("infer.") { fresh.params.get(name) } else { trained };
+            params.push((name.clone(), t.shape().to_vec(), t.read_f32(gpu)?));
+        }
+        Heads::new(self.config.clone(), ParamSet::new(gpu, params)?)
+    }
+
     /// Base module forward in evaluation mode.
     pub fn base_forward(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<(BaseOut, BaseTape)> {
         base::forward(rec, &self.params, &self.config, hb, x, a, None, None)
