@@ -8,11 +8,19 @@ variables here. The block is a trade between three costs measured on lavapipe (s
 in shaders/matmul.wgsl): per-lane loads (shared by shuffles, so more rows per tile means fewer
 loads per FMA), accumulators beyond the vector registers (spilled), and LLVM's compile time,
 which grows with the block. Edit ROWS / COLS4 and re-run: python3 tools/gen_matmul_subgroup.py
+(from the repository root; `--out PATH` writes elsewhere, which tests/generated.rs uses to check
+that the shader in the tree is what this script writes).
 """
 import sys
 
-ROWS = int(sys.argv[1]) if len(sys.argv) > 1 else 32   # rows of C per subgroup
-COLS4 = int(sys.argv[2]) if len(sys.argv) > 2 else 1   # vec4 column groups per lane
+args = sys.argv[1:]
+OUT = "shaders/matmul_subgroup.wgsl"
+if "--out" in args:
+    i = args.index("--out")
+    OUT = args[i + 1]
+    del args[i:i + 2]
+ROWS = int(args[0]) if len(args) > 0 else 32   # rows of C per subgroup
+COLS4 = int(args[1]) if len(args) > 1 else 1   # vec4 column groups per lane
 SG_MIN = 4                                              # narrowest subgroup supported
 LOADS = ROWS // SG_MIN                                  # most A loads per lane and k step
 
@@ -95,4 +103,4 @@ fn store4(cbase: u32, m: u32, n: u32, v: vec4<f32>) {
     store(cbase, m, n + 2u, v.z);
     store(cbase, m, n + 3u, v.w);
 }""")
-open("shaders/matmul_subgroup.wgsl", "w").write("\n".join(out) + "\n")
+open(OUT, "w").write("\n".join(out) + "\n")
