@@ -9,6 +9,7 @@ pub mod fsutil;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod progress;
 pub mod rng;
 pub mod selftest;
 pub mod train;

@@ -12,10 +12,13 @@ use docre::model::checkpoint::{self, Sidecar};
 use docre::model::heads::Heads;
 use docre::model::{Bert, BertConfig};
 use docre::fsutil::cache_root;
-use docre::train::encoder_cache::{EncoderCache, EncoderStore};
-use docre::train::trainer::Model;
+use docre::model::encoder_cache::{EncoderCache, EncoderStore};
+use docre::model::Model;
 use docre::workflow::shard::{merge, shard_json, Provenance, Shard};
-use docre::workflow::{self, preset::RunConfig, run as wf, run::Format};
+use docre::data::format::{examples, Format};
+use docre::eval::output;
+use docre::model::encoder_cache::frozen_outputs;
+use docre::workflow::{self, preset::RunConfig, run as wf};
 use docre::fsutil::{check_writable, write_atomic, OutputDir};
 use docre::{bench, Error, Result};
 
@@ -540,7 +543,7 @@ fn bench_eca(cfg: bench::EcaBenchConfig, json: Option<&Path>, plot: Option<&Path
     }
     if let Some(path) = plot {
         check_writable(path, "--plot")?;
-        workflow::plot::Format::of(path)?;
+        workflow::plot::ImageFormat::of(path)?;
     }
     let gpu = Gpu::new()?;
     println!("adapter: {} ({}), timing: {}", gpu.report().name, gpu.report().backend, GpuTimer::new(&gpu).method());
@@ -609,7 +612,7 @@ fn check(data: &Path, format: Format, rel2id: Option<&Path>, tokenizer: Option<&
     println!("relations used: {} of {}; most frequent: {}", top.len(), rels.len() - 1, shown.join(", "));
     if let Some(t) = tokenizer {
         let tok = WordPieceTokenizer::load(t)?;
-        let exs = wf::examples(&docs, &tok, rels.len(), usize::MAX)?;
+        let exs = examples(&docs, &tok, rels.len(), usize::MAX)?;
         let mut lens: Vec<usize> = exs.iter().map(|e| e.ids.len()).collect();
         lens.sort();
         let pct = |q: f64| lens[((lens.len() - 1) as f64 * q) as usize];
@@ -634,8 +637,8 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
         let moments = checkpoint::load_moments(&gpu, &last)?.unwrap_or_default();
         let tok = sidecar.tokenizer.load()?;
         let max_ids = cfg.max_ids.min(model.encoder.config.max_ids());
-        let train_ex = wf::examples(&train_docs, &tok, rels.len(), max_ids)?;
-        let dev = dev_docs.map(|d| wf::examples(&d, &tok, rels.len(), max_ids).map(|e| (d, e))).transpose()?;
+        let train_ex = examples(&train_docs, &tok, rels.len(), max_ids)?;
+        let dev = dev_docs.map(|d| examples(&d, &tok, rels.len(), max_ids).map(|e| (d, e))).transpose()?;
         println!("resuming after stage {} epoch {} (step {})", progress.stage, progress.epoch, progress.global_step);
         wf::train(&model, &mut sidecar, cfg, &train_ex, &wf::RunOutputs { dir: out.to_path_buf(), dev, tokenizer: tok.fingerprint(), progress: true, stop_after_epochs: None }, Some((progress, moments)))?;
         println!("wrote {}/last (and best, when a dev file was given), metrics.jsonl", out.display());
@@ -647,10 +650,10 @@ fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, 
     let model = Model { gpu, encoder, heads };
     // The encoder's two windows bound the length (RoBERTa's cover one id less than BERT's).
     let max_ids = cfg.max_ids.min(model.encoder.config.max_ids());
-    let train_ex = wf::examples(&train_docs, &tok, rels.len(), max_ids)?;
+    let train_ex = examples(&train_docs, &tok, rels.len(), max_ids)?;
     let dev = match dev_docs {
         Some(d) => {
-            let e = wf::examples(&d, &tok, rels.len(), max_ids)?;
+            let e = examples(&d, &tok, rels.len(), max_ids)?;
             Some((d, e))
         }
         None => None,
@@ -680,11 +683,11 @@ fn load_for_data(checkpoint: &Path, data: &Path, format: Format) -> Result<Loade
 fn data_for(model: &Model, side: &Sidecar, data: &Path, format: Format) -> Result<(Vec<Document>, Vec<docre::data::features::Example>, Option<EncoderCache>)> {
     let docs = format.read(data, &side.relations())?;
     let tok = side.tokenizer.load()?;
-    let exs = wf::examples(&docs, &tok, side.relations.len(), model.encoder.config.max_ids())?;
+    let exs = examples(&docs, &tok, side.relations.len(), model.encoder.config.max_ids())?;
     let cache = match side.frozen_encoder {
         true => {
-            let store = EncoderStore::open(&cache_root(), model, tok.fingerprint())?;
-            Some(wf::frozen_outputs(model, &store, &exs, &data.display().to_string(), true)?)
+            let store = EncoderStore::open(&cache_root(), &model.gpu, &model.encoder, tok.fingerprint())?;
+            Some(frozen_outputs(&model.gpu, &model.encoder, &store, &exs, &data.display().to_string(), true)?)
         }
         false => None,
     };
@@ -747,11 +750,11 @@ const PREDICT_CHUNK: usize = 256;
 fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], data: &Path) -> Result<Vec<Vec<docre::data::docred::Fact>>> {
     let tok = side.tokenizer.load()?;
     let classes = side.relations.len();
-    let store = side.frozen_encoder.then(|| EncoderStore::open(&cache_root(), model, tok.fingerprint())).transpose()?;
+    let store = side.frozen_encoder.then(|| EncoderStore::open(&cache_root(), &model.gpu, &model.encoder, tok.fingerprint())).transpose()?;
     let mut full = Vec::with_capacity(docs.len());
     for (round, chunk) in docs.chunks(PREDICT_CHUNK).enumerate() {
-        let exs = wf::examples(chunk, &tok, classes, model.encoder.config.max_ids())?;
-        let cache = store.as_ref().map(|s| wf::frozen_outputs(model, s, &exs, &format!("{} (documents from {})", data.display(), round * PREDICT_CHUNK), false)).transpose()?;
+        let exs = examples(chunk, &tok, classes, model.encoder.config.max_ids())?;
+        let cache = store.as_ref().map(|s| frozen_outputs(&model.gpu, &model.encoder, s, &exs, &format!("{} (documents from {})", data.display(), round * PREDICT_CHUNK), false)).transpose()?;
         full.extend(docre::eval::predict::predict(model, &exs, 4, cache.as_ref())?.full);
     }
     Ok(full)
@@ -772,33 +775,21 @@ fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: 
         let provenance = Provenance { checkpoint_sha256: checkpoint::weights_sha256(checkpoint, &side)?, corpus_sha256: docre::fsutil::file_sha256(data)? };
         let json = shard_json(s, data, &provenance, total, &indices, &docs, &full, &rels);
         std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
-        let path = wf::write_output(out, &s.file_name(), &json)?;
+        let path = output::write_output(out, &s.file_name(), &json)?;
         println!("shard {}/{}: {} facts over {} of {total} documents; wrote {}", s.k, s.n, full.iter().map(Vec::len).sum::<usize>(), docs.len(), path.display());
         return Ok(());
     }
-    let titled = wf::titled(&docs, &full);
-    let json = wf::result_json(&titled, &rels);
-    let written = write_outputs(dir.as_mut().expect("opened above"), &json, &wf::listing(&docs, &full, &rels), zip)?;
+    let titled = output::titled(&docs, &full);
+    let json = output::result_json(&titled, &rels);
+    let written = output::write_set(dir.as_mut().expect("opened above"), &json, &output::listing(&docs, &full, &rels), zip)?;
     println!("{} facts over {} documents; wrote {}", titled.len(), docs.len(), written);
     Ok(())
-}
-
-/// The output set of predict and merge: result.json, predictions.txt and, with `zip`,
-/// result.zip, switched together; returns the paths written, for the closing line.
-fn write_outputs(dir: &mut OutputDir, json: &str, listing: &str, zip: bool) -> Result<String> {
-    let zipped = zip.then(|| docre::fsutil::zip_one("result.json", json.as_bytes())).transpose()?;
-    let mut files: Vec<(&str, &[u8])> = vec![("result.json", json.as_bytes()), ("predictions.txt", listing.as_bytes())];
-    if let Some(z) = &zipped {
-        files.push(("result.zip", z));
-    }
-    let paths = dir.write_set(&files, &["result.zip"])?;
-    Ok(paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
 }
 
 fn merge_cmd(shards: &[PathBuf], out: &Path, zip: bool) -> Result<()> {
     let (json, list) = merge(shards)?;
     let mut dir = OutputDir::open(out)?;
-    let written = write_outputs(&mut dir, &json, &list, zip)?;
+    let written = output::write_set(&mut dir, &json, &list, zip)?;
     println!("merged {} shards; wrote {written}", shards.len());
     Ok(())
 }

@@ -340,7 +340,7 @@ fn the_docred_relation_inventory_is_built_in() {
         assert_eq!(files.names, rels.names);
     }
     // The demo's inventory: its documents' relations, named from it.
-    let demo = docre::workflow::demo::relations();
+    let demo = docre::data::sample::relations();
     assert!(demo.len() > 10 && (1..demo.len()).all(|r| demo.name(r) != demo.codes[r]));
 
     // Commands take DocRED data without --rel2id; an unknown relation is still named.

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use docre::fsutil;
 use docre::model::checkpoint::{self, Sidecar};
-use docre::train::trainer::Model;
+use docre::model::Model;
 
 static HOOK: Mutex<()> = Mutex::new(());
 

@@ -13,10 +13,12 @@ use docre::eval::threshold::candidates;
 use docre::model::heads::batch::HeadBatch;
 use docre::model::heads::Heads;
 use docre::model::Pass;
-use docre::train::encoder_cache::{CacheStats, EncoderCache, EncoderStore};
-use docre::train::trainer::{Batch, Stage, Trainer};
+use docre::model::encoder_cache::{CacheStats, EncoderCache, EncoderStore};
+use docre::model::Batch;
+use docre::train::trainer::{Stage, Trainer};
 use docre::workflow::preset::preset;
-use docre::workflow::run::{evaluate, train, RunOutputs};
+use docre::eval::controls::evaluate;
+use docre::workflow::run::{train, RunOutputs};
 
 #[test]
 fn frozen_encoder_cache_gives_the_live_gradients() {
@@ -30,7 +32,7 @@ fn frozen_encoder_cache_gives_the_live_gradients() {
     let hb = HeadBatch::new(&g, batch.input.clone(), batch.tokens.len(), heads_n).unwrap();
     let live = s.model.heads.stage1(&mut rec, &hb, &out.hidden, &out.attention, &batch.gold).unwrap();
     rec.finish().unwrap();
-    let cache = EncoderCache::build(&s.model, &s.exs, None, |_| {}).unwrap().0;
+    let cache = EncoderCache::build(&s.model.gpu, &s.model.encoder, &s.exs, None, |_| {}).unwrap().0;
     let (x, a) = cache.inputs(&g, &batch).unwrap();
     let hb = HeadBatch::new_compact(&g, batch.input.clone(), batch.tokens.len(), heads_n).unwrap();
     let mut rec = Recorder::new(&g);
@@ -223,7 +225,7 @@ fn stage2_on_the_encoder_cache_reuses_the_base_bilinear_output_bit_for_bit() {
     let g = gpu();
     let run = |reuse: bool| {
         let s = setup();
-        let cache = EncoderCache::build(&s.model, &s.exs, None, |_| {}).unwrap().0;
+        let cache = EncoderCache::build(&s.model.gpu, &s.model.encoder, &s.exs, None, |_| {}).unwrap().0;
         let mut trainer = Trainer::new(Stage::Two, s.cfg.stage2.clone(), true, 10);
         if !reuse {
             trainer.base_cache = None;
@@ -250,11 +252,11 @@ fn encoder_store_recomputes_exactly_what_changed_and_cached_prediction_is_live_p
     let g = gpu();
     let root = common::scratch("encoder-store");
     let _ = std::fs::remove_dir_all(&root);
-    let store = EncoderStore::open(&root, &s.model, s.tokenizer).unwrap();
+    let store = EncoderStore::open(&root, &s.model.gpu, &s.model.encoder, s.tokenizer).unwrap();
     let n = s.exs.len();
-    let (first, stats) = EncoderCache::build(&s.model, &s.exs, Some(&store), |_| {}).unwrap();
+    let (first, stats) = EncoderCache::build(&s.model.gpu, &s.model.encoder, &s.exs, Some(&store), |_| {}).unwrap();
     assert_eq!(stats, CacheStats { computed: n, loaded: 0 });
-    let (again, stats) = EncoderCache::build(&s.model, &s.exs, Some(&store), |_| {}).unwrap();
+    let (again, stats) = EncoderCache::build(&s.model.gpu, &s.model.encoder, &s.exs, Some(&store), |_| {}).unwrap();
     assert_eq!(stats, CacheStats { computed: 0, loaded: n }, "a second build reads every document");
     for i in 0..n {
         assert_eq!(first.hidden(i), again.hidden(i), "document {i}: stored outputs differ from computed ones");
@@ -269,24 +271,24 @@ fn encoder_store_recomputes_exactly_what_changed_and_cached_prediction_is_live_p
     let ids = &mut exs[1].ids;
     let w = (1..ids.len() - 1).find(|&k| ids[k] != s.sidecar.tokenizer.load().unwrap().marker && ids[k] != ids[k + 1]).unwrap();
     ids[w] = ids[w + 1];
-    let (edited, stats) = EncoderCache::build(&s.model, &exs, Some(&store), |_| {}).unwrap();
+    let (edited, stats) = EncoderCache::build(&s.model.gpu, &s.model.encoder, &exs, Some(&store), |_| {}).unwrap();
     assert_eq!(stats, CacheStats { computed: 1, loaded: n - 1 });
     assert_ne!(edited.hidden(1), first.hidden(1), "the edited document kept its old outputs");
-    assert_eq!(edited.hidden(1), EncoderCache::build(&s.model, &exs[1..2], None, |_| {}).unwrap().0.hidden(0), "the edited document's outputs are not the live ones");
+    assert_eq!(edited.hidden(1), EncoderCache::build(&s.model.gpu, &s.model.encoder, &exs[1..2], None, |_| {}).unwrap().0.hidden(0), "the edited document's outputs are not the live ones");
 
     // One changed encoder weight: a different store, every document encoded again.
     let p = &s.model.encoder.params()[0];
     let mut v = p.read_f32(&g).unwrap();
     v[0] += 0.5;
     p.write_f32(&g, &v).unwrap();
-    let store2 = EncoderStore::open(&root, &s.model, s.tokenizer).unwrap();
+    let store2 = EncoderStore::open(&root, &s.model.gpu, &s.model.encoder, s.tokenizer).unwrap();
     assert_ne!(store2.dir(), store.dir());
-    let (_, stats) = EncoderCache::build(&s.model, &s.exs, Some(&store2), |_| {}).unwrap();
+    let (_, stats) = EncoderCache::build(&s.model.gpu, &s.model.encoder, &s.exs, Some(&store2), |_| {}).unwrap();
     assert_eq!(stats, CacheStats { computed: n, loaded: 0 }, "a changed weight must not read the old entries");
     // Another tokenizer: another store too.
     let mut other = s.tokenizer;
     other[0] ^= 1;
-    assert_ne!(EncoderStore::open(&root, &s.model, other).unwrap().dir(), store2.dir());
+    assert_ne!(EncoderStore::open(&root, &s.model.gpu, &s.model.encoder, other).unwrap().dir(), store2.dir());
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -18,8 +18,9 @@ use crate::gpu::{profile, Gpu};
 use crate::model::heads::Heads;
 use crate::model::{Bert, BertConfig};
 use crate::rng::Rng;
-use crate::train::encoder_cache::EncoderCache;
-use crate::train::trainer::{Batch, Model, Stage, Trainer};
+use crate::model::encoder_cache::EncoderCache;
+use crate::model::{Batch, Model};
+use crate::train::trainer::{Stage, Trainer};
 use crate::workflow::preset::preset;
 
 /// The phases a step is split into, in the order they run.
@@ -116,7 +117,7 @@ impl StepSetup {
         let heads = Heads::random(gpu, run.head_config(bert.config.hidden_size, classes), 1)?;
         let model = Model { gpu: gpu.clone(), encoder: bert, heads };
         let (titles, examples): (Vec<String>, Vec<Example>) = examples.into_iter().unzip();
-        let cache = if cfg.frozen { Some(EncoderCache::build(&model, &examples, None, |_| {})?.0) } else { None };
+        let cache = if cfg.frozen { Some(EncoderCache::build(&model.gpu, &model.encoder, &examples, None, |_| {})?.0) } else { None };
         Ok(StepSetup { model, titles, examples, cache, run })
     }
 

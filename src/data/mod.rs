@@ -1,9 +1,12 @@
-//! Turning documents into encoder inputs.
+//! Reading documents (DocRED-style and biomedical formats, the bundled sample) and turning them
+//! into encoder inputs.
 
 pub mod bio;
 pub mod docred;
-pub mod strict_json;
 pub mod features;
+pub mod format;
+pub mod sample;
+pub mod strict_json;
 pub mod tokenizer;
 
 pub use tokenizer::{MarkedDocument, Mention, WordPieceTokenizer};

@@ -9,11 +9,12 @@ use std::collections::HashSet;
 use crate::data::docred::{Document, Fact};
 use crate::data::features::Example;
 use crate::error::Result;
+use crate::eval::output::titled;
 use crate::eval::predict::{predict, Predictions};
 use crate::eval::threshold::{decide, tune, Candidate};
 use crate::eval::{score, Scores};
-use crate::train::encoder_cache::EncoderCache;
-use crate::train::trainer::Model;
+use crate::model::encoder_cache::EncoderCache;
+use crate::model::Model;
 
 /// Documents per prediction batch in evaluation.
 const BATCH: usize = 4;
@@ -90,6 +91,14 @@ pub fn controls(model: &mut Model, split: &Split, train_facts: Option<&HashSet<(
         rows.push(Row { model: FULL_TUNED, threshold: t.full, scores: scored(&redecide(&p.full_candidates, split.examples, t.full))? });
     }
     Ok(rows)
+}
+
+/// Scores of the base module and the full model on `docs` (`cache`: as for `predict`).
+pub fn evaluate(model: &Model, docs: &[Document], examples: &[Example], batch: usize, train_facts: Option<&std::collections::HashSet<(String, String, usize)>>, cache: Option<&EncoderCache>) -> Result<(Scores, Scores, Predictions)> {
+    let p = predict(model, examples, batch, cache)?;
+    let base = score(docs, &titled(docs, &p.base), train_facts)?;
+    let full = score(docs, &titled(docs, &p.full), train_facts)?;
+    Ok((base, full, p))
 }
 
 /// The report's table: one line per row.

@@ -5,11 +5,10 @@ use crate::data::docred::Fact;
 use crate::data::features::Example;
 use crate::error::Result;
 use crate::gpu::Recorder;
-use crate::model::heads::batch::HeadBatch;
 use crate::eval::threshold::{candidates, decide, Candidate};
 use crate::model::Pass;
-use crate::train::encoder_cache::EncoderCache;
-use crate::train::trainer::{Batch, Model};
+use crate::model::encoder_cache::EncoderCache;
+use crate::model::{Batch, Model};
 
 /// Facts per example, in example order, and the candidates a threshold can re-decide them from.
 pub struct Predictions {
@@ -50,17 +49,8 @@ pub fn predict(model: &Model, examples: &[Example], batch_size: usize, cache: Op
         }
         let batch = Batch::new(&items);
         let mut rec = Recorder::new(&model.gpu);
-        let (x, a, hb) = match cache {
-            Some(c) => {
-                let (x, a) = c.inputs(&model.gpu, &batch)?;
-                (x, a, HeadBatch::new_compact(&model.gpu, batch.input.clone(), batch.tokens.len(), heads)?)
-            }
-            None => {
-                let (out, _) = model.encoder.forward(&mut rec, &batch.tokens, Pass::eval())?;
-                (out.hidden, out.attention, HeadBatch::new(&model.gpu, batch.input.clone(), batch.tokens.len(), heads)?)
-            }
-        };
-        let pred = model.heads.predict(&mut rec, &hb, &x, &a)?;
+        let e = model.encode(&mut rec, &batch, Pass::eval(), cache)?;
+        let pred = model.heads.predict(&mut rec, &e.heads_batch, &e.hidden, &e.attention)?;
         rec.finish()?;
         // The decisions are get_label's at θ = 0, made again on the host from the logits that
         // a tuned threshold needs anyway (tests/train.rs checks they equal the GPU's labels).

@@ -11,12 +11,10 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::pipeline::PipelineCache;
+use super::pipeline::{Cached, Kernel, PipelineCache, PipelineSpec, IMMEDIATE_BYTES};
 use super::pool::BufferPool;
 use crate::error::{Error, Result};
 
-/// Bytes of immediate data (push constants) every kernel may use; Vulkan guarantees 128.
-pub const IMMEDIATE_BYTES: u32 = 128;
 
 /// Broad class of the adapter; kernels pick tile sizes by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -302,5 +300,18 @@ impl Gpu {
 
     pub fn reset_memory_peak(&self) {
         self.0.pool.lock().unwrap().reset_peak();
+    }
+}
+
+impl Gpu {
+    /// The pipeline for `kernel` specialized with `constants` (WGSL `override` values), created
+    /// once per device.
+    pub fn pipeline(&self, kernel: &Kernel, constants: &[(&'static str, f64)]) -> Result<Arc<Cached>> {
+        self.0.pipelines.pipeline(&self.0.device, kernel, constants)
+    }
+
+    /// Every pipeline this device has created, with its shader's source (without the prelude).
+    pub fn pipeline_specs(&self) -> Vec<(PipelineSpec, &'static str)> {
+        self.0.pipelines.specs()
     }
 }

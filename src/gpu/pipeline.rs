@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::device::{Gpu, IMMEDIATE_BYTES};
 use crate::error::{Error, Result};
 
 /// Read-only or read-write storage binding.
@@ -75,15 +74,18 @@ pub struct PipelineCache {
     specs: Mutex<Vec<(PipelineSpec, &'static str)>>,
 }
 
-impl Gpu {
-    fn module(&self, shader: &'static Shader) -> Result<Arc<wgpu::ShaderModule>> {
-        let cache = &self.0.pipelines;
+/// Bytes of immediate data every pipeline layout declares (the kernels' scalar parameters).
+pub const IMMEDIATE_BYTES: u32 = 128;
+
+impl PipelineCache {
+    fn module(&self, device: &wgpu::Device, shader: &'static Shader) -> Result<Arc<wgpu::ShaderModule>> {
+        let cache = self;
         if let Some(m) = cache.modules.lock().unwrap().get(shader.name) {
             return Ok(m.clone());
         }
-        let scope = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let source = PipelineSpec::wgsl(shader.source);
-        let module = self.device().create_shader_module(wgpu::ShaderModuleDescriptor {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader.name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
         });
@@ -95,18 +97,19 @@ impl Gpu {
         Ok(m)
     }
 
-    /// The pipeline for `kernel` specialized with `constants` (WGSL `override` values).
-    pub fn pipeline(&self, kernel: &Kernel, constants: &[(&'static str, f64)]) -> Result<Arc<Cached>> {
+    /// The pipeline for `kernel` specialized with `constants` (WGSL `override` values), created
+    /// on `device` the first time it is asked for.
+    pub fn pipeline(&self, device: &wgpu::Device, kernel: &Kernel, constants: &[(&'static str, f64)]) -> Result<Arc<Cached>> {
         let key: Key = (
             kernel.shader.name,
             kernel.entry,
             constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
         );
-        if let Some(p) = self.0.pipelines.pipelines.lock().unwrap().get(&key) {
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
         let started = std::time::Instant::now();
-        let module = self.module(kernel.shader)?;
+        let module = self.module(device, kernel.shader)?;
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings
             .iter()
@@ -122,17 +125,17 @@ impl Gpu {
                 count: None,
             })
             .collect();
-        let scope = self.device().push_error_scope(wgpu::ErrorFilter::Validation);
-        let layout = self.device().create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(kernel.entry),
             entries: &entries,
         });
-        let pl = self.device().create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(kernel.entry),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: IMMEDIATE_BYTES,
         });
-        let pipeline = self.device().create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry),
             layout: Some(&pl),
             module: &module,
@@ -153,7 +156,7 @@ impl Gpu {
         }
         super::profile::pipeline_created(&label, started.elapsed().as_secs_f64());
         let c = Arc::new(Cached { pipeline, layout, label, used: std::sync::atomic::AtomicBool::new(false) });
-        self.0.pipelines.pipelines.lock().unwrap().insert(key, c.clone());
+        self.pipelines.lock().unwrap().insert(key, c.clone());
         let spec = PipelineSpec {
             shader: kernel.shader.name.to_string(),
             entry: kernel.entry.to_string(),
@@ -161,13 +164,13 @@ impl Gpu {
             read_only: kernel.bindings.iter().map(|a| *a == Access::Read).collect(),
         };
         log_pipeline(&spec, kernel.shader.source)?;
-        self.0.pipelines.specs.lock().unwrap().push((spec, kernel.shader.source));
+        self.specs.lock().unwrap().push((spec, kernel.shader.source));
         Ok(c)
     }
 
-    /// Every pipeline this device has created, with its shader's source (without the prelude).
-    pub fn pipeline_specs(&self) -> Vec<(PipelineSpec, &'static str)> {
-        self.0.pipelines.specs.lock().unwrap().clone()
+    /// Every pipeline created so far, with its shader's source (without the prelude).
+    pub fn specs(&self) -> Vec<(PipelineSpec, &'static str)> {
+        self.specs.lock().unwrap().clone()
     }
 }
 

@@ -10,7 +10,8 @@
 
 use std::time::Instant;
 
-use super::device::{Gpu, IMMEDIATE_BYTES};
+use super::device::Gpu;
+use super::pipeline::IMMEDIATE_BYTES;
 use super::pipeline::Kernel;
 use super::profile::{self, Work};
 use super::tensor::Tensor;

@@ -8,10 +8,11 @@ use crate::data::WordPieceTokenizer;
 use crate::gpu::Gpu;
 use crate::model::heads::Heads;
 use crate::model::Bert;
-use crate::train::trainer::{Batch, Model, Stage, Trainer};
-use crate::workflow::demo::{documents, relations, TRAIN_DOCS};
+use crate::model::{Batch, Model};
+use crate::train::trainer::{Stage, Trainer};
+use crate::data::sample::{documents, relations, TRAIN_DOCS};
 use crate::workflow::preset::preset;
-use crate::workflow::run::examples;
+use crate::data::format::examples;
 
 pub(super) fn check() -> Check {
     Check::new("training", "tiny model, stages 1 and 2, run twice", deterministic_training)

@@ -1,5 +1,5 @@
-//! Training: stage-2 sampling, the optimizer step of both stages, and the frozen-encoder cache.
+//! Training: batching, stage-2 sampling and the optimizer step of both stages.
 
-pub mod encoder_cache;
+pub mod batching;
 pub mod sampling;
 pub mod trainer;

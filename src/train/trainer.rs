@@ -4,26 +4,17 @@
 
 use std::collections::HashMap;
 
-use crate::data::features::Example;
 use crate::error::{Error, Result};
 use crate::gpu::{profile, Gpu, Recorder, Tensor};
-use crate::model::heads::batch::{HeadBatch, HeadInput};
 use crate::model::heads::base::BaseNeeds;
-use crate::model::heads::{is_buffer, objective, Heads, Stage2Input};
-use crate::model::{Bert, Pass, TokenBatch};
-use crate::train::encoder_cache::EncoderCache;
+use crate::model::heads::{is_buffer, objective, Stage2Input};
+use crate::model::encoder_cache::EncoderCache;
+use crate::model::{Batch, Encoded, Model, Pass};
 use crate::ops::adamw::{adamw_step, AdamW};
 use crate::ops::elementwise::accumulate;
 use crate::ops::reduce::sum_squares;
 use crate::rng::Rng;
 use crate::train::sampling::Noise;
-
-/// The encoder and the heads, on one device.
-pub struct Model {
-    pub gpu: Gpu,
-    pub encoder: Bert,
-    pub heads: Heads,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Stage {
@@ -31,42 +22,6 @@ pub enum Stage {
     One,
     /// Whole model (SPEC 4.3); the base head is frozen.
     Two,
-}
-
-/// Examples gathered into one batch: encoder ids, the heads' description, gold labels.
-pub struct Batch {
-    pub tokens: TokenBatch,
-    pub input: HeadInput,
-    pub gold: Vec<f32>,
-    /// Indices of the examples, in batch order.
-    pub examples: Vec<usize>,
-}
-
-impl Batch {
-    pub fn new(examples: &[(usize, &Example)]) -> Batch {
-        let mut input = HeadInput { doc_len: Vec::new(), entity_counts: Vec::new(), mention_start: Vec::new(), mention_entity: Vec::new(), pairs: Vec::new() };
-        let mut gold = Vec::new();
-        let mut first_entity = 0;
-        for (b, (_, ex)) in examples.iter().enumerate() {
-            input.doc_len.push(ex.ids.len());
-            input.entity_counts.push(ex.entities());
-            for (e, starts) in ex.mention_starts.iter().enumerate() {
-                for &s in starts {
-                    input.mention_start.push(s);
-                    input.mention_entity.push(first_entity + e);
-                }
-            }
-            first_entity += ex.entities();
-            input.pairs.extend(ex.pairs.iter().map(|&(h, t)| (b, h, t)));
-            gold.extend_from_slice(&ex.labels);
-        }
-        Batch {
-            tokens: TokenBatch { docs: examples.iter().map(|(_, ex)| ex.ids.clone()).collect() },
-            input,
-            gold,
-            examples: examples.iter().map(|(i, _)| *i).collect(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -221,19 +176,9 @@ impl Trainer {
     fn gradients(&mut self, model: &Model, batch: &Batch, seed: u64, rng: &mut Rng, cache: Option<&EncoderCache>, norm_only: bool) -> Result<(crate::model::heads::Step, Option<Vec<Tensor>>)> {
         let g = model.gpu.clone();
         let mut rec = Recorder::new(&g);
-        let heads_n = model.encoder.config.num_attention_heads;
         profile::phase("encoder forward");
-        let (x, a, tape, hb) = match cache {
-            Some(c) => {
-                let (x, a) = c.inputs(&g, batch)?;
-                (x, a, None, HeadBatch::new_compact(&g, batch.input.clone(), batch.tokens.len(), heads_n)?)
-            }
-            None => {
-                let pass = if self.freeze_encoder { Pass::eval() } else { Pass::train(seed) };
-                let (out, tape) = model.encoder.forward(&mut rec, &batch.tokens, pass)?;
-                (out.hidden, out.attention, tape, HeadBatch::new(&g, batch.input.clone(), batch.tokens.len(), heads_n)?)
-            }
-        };
+        let pass = if self.freeze_encoder { Pass::eval() } else { Pass::train(seed) };
+        let Encoded { hidden: x, attention: a, tape, heads_batch: hb } = model.encode(&mut rec, batch, pass, cache)?;
         // The encoder's backward is the only reader of the X and A gradients.
         let inputs = tape.is_some();
         let drop = model.heads.dropout(seed);

@@ -1,38 +1,20 @@
-//! `docre demo`: the whole pipeline on six short Re-DocRED documents bundled in the binary
-//! (data/demo, MIT): a `tiny` random encoder (or `--encoder DIR`), stage 1 and stage 2 on four of
+//! `docre demo`: the whole pipeline on the six short Re-DocRED documents bundled in the binary
+//! (`data::sample`): a `tiny` random encoder (or `--encoder DIR`), stage 1 and stage 2 on four of
 //! them, base-only against full-model scores, predicted triples, and every output file.
 
 use std::path::Path;
 
 use super::preset::{preset, RunConfig};
-use super::run::{evaluate, examples, listing, result_json, start_encoder, titled, train, write_output, RunOutputs};
-use crate::data::docred::{read_json_str, Document, Relations};
+use super::run::{start_encoder, train, RunOutputs};
+use crate::data::format::examples;
+use crate::data::sample::{documents, relations, TRAIN_DOCS};
 use crate::error::Result;
+use crate::eval::controls::evaluate;
+use crate::eval::output::{listing, result_json, titled, write_output};
 use crate::gpu::Gpu;
 use crate::model::checkpoint::Sidecar;
 use crate::model::heads::Heads;
-use crate::train::trainer::Model;
-
-const DOCS: &str = include_str!("../../data/demo/redocred_sample.json");
-
-/// Documents used for training in the demo (the rest are shown as unseen documents).
-pub const TRAIN_DOCS: usize = 4;
-
-/// The relations of the bundled documents (Na first, then their codes in string order), named
-/// from the built-in DocRED inventory: a small classifier for a quick demo.
-pub fn relations() -> Relations {
-    let docs: serde_json::Value = serde_json::from_str(DOCS).expect("the bundled documents are valid JSON");
-    let mut codes: Vec<String> = docs.as_array().into_iter().flatten().flat_map(|d| d["labels"].as_array().into_iter().flatten()).filter_map(|l| l["r"].as_str().map(str::to_string)).collect();
-    codes.sort();
-    codes.dedup();
-    codes.insert(0, "Na".into());
-    Relations { ids: codes.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect(), names: Relations::docred().names, codes }
-}
-
-/// The six bundled Re-DocRED documents; the first `TRAIN_DOCS` are the demo's training set.
-pub fn documents(rels: &Relations) -> Result<Vec<Document>> {
-    read_json_str(DOCS, "bundled demo documents", rels)
-}
+use crate::model::Model;
 
 pub fn run(out_dir: &Path, encoder: Option<&Path>, cfg: Option<RunConfig>) -> Result<()> {
     let t0 = std::time::Instant::now();

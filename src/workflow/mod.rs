@@ -4,6 +4,5 @@
 pub mod demo;
 pub mod plot;
 pub mod preset;
-pub mod progress;
 pub mod run;
 pub mod shard;

@@ -21,16 +21,16 @@ const CASE_COLORS: [RGBColor; 5] = [RGBColor(31, 119, 180), RGBColor(255, 127, 1
 
 /// Output encodings, chosen by extension so one verb serves reports (SVG) and chat/CI (PNG).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub enum ImageFormat {
     Png,
     Svg,
 }
 
-impl Format {
-    pub fn of(path: &Path) -> Result<Format> {
+impl ImageFormat {
+    pub fn of(path: &Path) -> Result<ImageFormat> {
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("png") => Ok(Format::Png),
-            Some("svg") => Ok(Format::Svg),
+            Some("png") => Ok(ImageFormat::Png),
+            Some("svg") => Ok(ImageFormat::Svg),
             _ => Err(Error::Input(format!("{}: a plot is written as .png or .svg; name the output with one of those extensions", path.display()))),
         }
     }
@@ -47,7 +47,7 @@ trait Picture {
 }
 
 /// Renders `picture` in memory and writes it atomically, so a failed plot leaves no file.
-fn render<P: Picture>(picture: &P, format: Format, out: &Path) -> Result<()> {
+fn render<P: Picture>(picture: &P, format: ImageFormat, out: &Path) -> Result<()> {
     static FONT_ONCE: Once = Once::new();
     FONT_ONCE.call_once(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).unwrap_or_else(|_| panic!("the embedded DejaVu Sans is a valid font"));
@@ -55,7 +55,7 @@ fn render<P: Picture>(picture: &P, format: Format, out: &Path) -> Result<()> {
     let fail = |e: Box<dyn std::error::Error>| Error::Input(format!("cannot draw {}: {e}", out.display()));
     let (w, h) = P::SIZE;
     let bytes = match format {
-        Format::Png => {
+        ImageFormat::Png => {
             let mut rgb = vec![0u8; (w * h * 3) as usize];
             {
                 let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
@@ -64,7 +64,7 @@ fn render<P: Picture>(picture: &P, format: Format, out: &Path) -> Result<()> {
             }
             encode_png(&rgb, w, h)?
         }
-        Format::Svg => {
+        ImageFormat::Svg => {
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
@@ -223,7 +223,7 @@ fn mesh<'a, 'b, DB: DrawingBackend, Y: Ranged>(m: &'b mut MeshStyle<'a, 'b, Rang
 
 /// Training curves of a `metrics.jsonl` log: loss per stage, learning rate, dev F1 / Ign F1.
 pub fn training_curves(log: &Path, out: &Path) -> Result<()> {
-    let format = Format::of(out)?;
+    let format = ImageFormat::of(out)?;
     render(&read_curves(log)?, format, out)
 }
 
@@ -312,7 +312,7 @@ impl Picture for EcaPicture {
 /// The ECA-vs-dense picture of `bench eca` rows: time against N (log-log) for the core and the
 /// layer, peak memory, and the FLOP ratio beside the measured speedup.
 pub fn eca_benchmark(rows: &[EcaRow], out: &Path) -> Result<()> {
-    let format = Format::of(out)?;
+    let format = ImageFormat::of(out)?;
     render(&EcaPicture::new(rows)?, format, out)
 }
 

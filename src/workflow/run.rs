@@ -1,32 +1,31 @@
-//! The training loop (stage 1 then stage 2) with its progress line, JSON-lines metrics log and
-//! checkpoints, and the evaluation / prediction outputs.
+//! A training run: the encoder it starts from, and the loop over stage 1 then stage 2 with its
+//! progress line, JSON-lines metrics log, dev evaluation and checkpoints.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::preset::RunConfig;
-use crate::data::docred::{Document, Fact, Relations};
-use crate::data::features::{featurize, Example};
+use crate::data::docred::Document;
+use crate::data::features::Example;
 use crate::data::WordPieceTokenizer;
 use crate::error::{Error, Result};
-use crate::eval::controls::{redecide, tune_on, Split};
-use crate::eval::predict::{predict, Predictions};
+use crate::eval::controls::{evaluate, redecide, tune_on, Split};
+use crate::eval::output::titled;
+use crate::eval::score;
 use crate::eval::threshold::Candidate;
-use crate::eval::{score, Scores};
-use crate::fsutil::write_atomic;
-use crate::gpu::Tensor;
-use crate::gpu::Gpu;
+use crate::fsutil::{cache_root, write_atomic};
+use crate::gpu::{Gpu, Tensor};
 use crate::model::checkpoint::{self, Progress, Sidecar, TokenizerSource};
 use crate::model::encoder::hub::{self, HubRef};
-use crate::model::Bert;
+use crate::model::encoder_cache::{frozen_outputs, EncoderStore};
 use crate::model::heads::objective;
-use std::collections::HashMap;
-use super::progress::Progress as Bar;
+use crate::model::{Batch, Bert, Model};
+use crate::progress::Progress as Bar;
 use crate::rng::Rng;
-use crate::fsutil::cache_root;
-use crate::train::encoder_cache::{EncoderCache, EncoderStore};
-use crate::train::trainer::{Batch, Model, Stage, Trainer};
+use crate::train::batching::batches;
+use crate::train::trainer::{Stage, Trainer};
 
 /// The encoder a run starts from: a pretrained one (folder or hub id, see `model::encoder::hub`) with its
 /// tokenizer, or a random `tiny` one over a word-level vocabulary of `words`.
@@ -46,141 +45,6 @@ pub fn start_encoder<'a>(gpu: &Gpu, cfg: &RunConfig, words: impl Iterator<Item =
             Ok((Bert::random(gpu, cfg.tiny_encoder(tok.vocab_size()), cfg.seed)?, tok, TokenizerSource::Words { words }, None))
         }
     }
-}
-
-/// Input formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// DocRED / Re-DocRED json.
-    Docred,
-    /// CDR in the EoG/ATLOP `.data` line format.
-    Cdr,
-    /// GDA in the EoG/ATLOP `.data` line format.
-    Gda,
-    /// GDA in its DocRED-like json variant (document-level token offsets).
-    GdaJson,
-}
-
-impl Format {
-    /// The relation inventory: for DocRED the built-in one, or rel2id (+ rel_info) when given;
-    /// [NA, relation] for the others.
-    pub fn relations(self, rel2id: Option<&Path>, rel_info: Option<&Path>) -> Result<Relations> {
-        match self {
-            Format::Docred => match rel2id {
-                Some(p) => Relations::load(p, rel_info),
-                None => {
-                    let mut r = Relations::docred();
-                    if let Some(p) = rel_info {
-                        r.add_names_from(p)?;
-                    }
-                    Ok(r)
-                }
-            },
-            Format::Cdr => Ok(Relations::binary("CID")),
-            Format::Gda | Format::GdaJson => Ok(Relations::binary("GDA")),
-        }
-    }
-
-    /// The documents of `path` for prediction: its gold labels are never read, so a label
-    /// naming a relation the checkpoint does not know is dropped with a warning, not refused.
-    pub fn read_for_prediction(self, path: &Path, rels: &Relations) -> Result<Vec<Document>> {
-        if self != Format::Docred {
-            return self.read(path, rels);
-        }
-        let (docs, dropped) = crate::data::docred::read_docred_with(path, rels, crate::data::docred::UnknownRelations::Drop)?;
-        if dropped > 0 {
-            eprintln!("docre: {}: {dropped} gold label(s) name relations this checkpoint does not know; prediction does not use labels, so they are ignored", path.display());
-        }
-        Ok(docs)
-    }
-
-    pub fn read(self, path: &Path, rels: &Relations) -> Result<Vec<Document>> {
-        match self {
-            Format::Docred => crate::data::docred::read_docred(path, rels),
-            Format::Cdr => crate::data::bio::read_bio(path, "1:CID:2"),
-            Format::Gda => crate::data::bio::read_bio(path, "1:GDA:2"),
-            Format::GdaJson => crate::data::bio::read_gda_json(path),
-        }
-    }
-}
-
-/// Featurizes documents; warnings (documents cut to `max_ids`) go to stderr.
-pub fn examples(docs: &[Document], tok: &WordPieceTokenizer, classes: usize, max_ids: usize) -> Result<Vec<Example>> {
-    docs.iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let (ex, warn) = featurize(i, d, tok, classes, max_ids)?;
-            if let Some(w) = warn {
-                eprintln!("warning: {w}");
-            }
-            Ok(ex)
-        })
-        .collect()
-}
-
-/// Batches of `size` documents: shuffled by `rng`, then sorted by entity count inside windows of
-/// four batches (so grids are not padded needlessly), batch order shuffled again. A batch whose
-/// [B, H, L, L] attention would hold more than `max_attention` elements is split in halves.
-pub fn batches(examples: &[Example], size: usize, max_attention: usize, rng: &mut Rng) -> Vec<Vec<usize>> {
-    let mut idx: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].entities() >= 2).collect();
-    for i in (1..idx.len()).rev() {
-        idx.swap(i, rng.below(i + 1));
-    }
-    let size = size.max(1);
-    for w in idx.chunks_mut(4 * size) {
-        w.sort_by_key(|&i| (examples[i].entities(), examples[i].ids.len()));
-    }
-    let mut out: Vec<Vec<usize>> = Vec::new();
-    let mut todo: Vec<Vec<usize>> = idx.chunks(size).rev().map(<[usize]>::to_vec).collect();
-    while let Some(b) = todo.pop() {
-        let l = b.iter().map(|&i| examples[i].ids.len()).max().unwrap_or(0);
-        if b.len() > 1 && b.len() * l * l > max_attention {
-            let (x, y) = b.split_at(b.len() / 2);
-            todo.push(y.to_vec());
-            todo.push(x.to_vec());
-        } else {
-            out.push(b);
-        }
-    }
-    for i in (1..out.len()).rev() {
-        let j = rng.below(i + 1);
-        out.swap(i, j);
-    }
-    out
-}
-
-/// (title, fact) pairs of predictions for scoring and result.json.
-pub fn titled(docs: &[Document], facts: &[Vec<Fact>]) -> Vec<(String, Fact)> {
-    facts.iter().enumerate().flat_map(|(i, fs)| fs.iter().map(move |f| (docs[i].title.clone(), *f))).collect()
-}
-
-/// CodaLab `result.json`: a list of {title, h_idx, t_idx, r, evidence}.
-pub fn result_json(preds: &[(String, Fact)], rels: &Relations) -> String {
-    let list: Vec<serde_json::Value> = preds.iter().map(|(t, f)| serde_json::json!({"title": t, "h_idx": f.h, "t_idx": f.t, "r": rels.codes[f.r], "evidence": []})).collect();
-    serde_json::to_string(&list).expect("json")
-}
-
-/// Readable triples: "head name | relation name | tail name" per document.
-pub fn listing(docs: &[Document], facts: &[Vec<Fact>], rels: &Relations) -> String {
-    let mut s = String::new();
-    for (d, fs) in docs.iter().zip(facts) {
-        s.push_str(&format!("# {}\n", d.title));
-        for f in fs {
-            s.push_str(&format!("{} | {} | {}\n", d.entities[f.h][0].name, rels.name(f.r), d.entities[f.t][0].name));
-        }
-    }
-    s
-}
-
-/// The frozen encoder's outputs for `examples`, through `store` (computed where missing); `what`
-/// names the documents in the progress line and the log.
-pub fn frozen_outputs(model: &Model, store: &EncoderStore, examples: &[Example], what: &str, progress: bool) -> Result<EncoderCache> {
-    let started = Instant::now();
-    let bar = Bar::new(examples.len() as u64, format!("frozen encoder, {what}:"), progress);
-    let (cache, stats) = EncoderCache::build(model, examples, Some(store), |i| bar.update(i as u64, &format!("documents ({:.1} s)", started.elapsed().as_secs_f64())))?;
-    bar.finish(&format!("documents ({:.1} s)", started.elapsed().as_secs_f64()));
-    eprintln!("frozen encoder, {what}: {} documents encoded, {} read from {}", stats.computed, stats.loaded, store.dir().display());
-    Ok(cache)
 }
 
 /// Where a run writes, and what it evaluates on.
@@ -223,14 +87,6 @@ fn drop_records_after(log: &Path, step: u64) -> Result<()> {
     write_atomic(log, kept.as_bytes())
 }
 
-/// Scores of the base module and the full model on `docs` (`cache`: as for `predict`).
-pub fn evaluate(model: &Model, docs: &[Document], examples: &[Example], batch: usize, train_facts: Option<&std::collections::HashSet<(String, String, usize)>>, cache: Option<&EncoderCache>) -> Result<(Scores, Scores, Predictions)> {
-    let p = predict(model, examples, batch, cache)?;
-    let base = score(docs, &titled(docs, &p.base), train_facts)?;
-    let full = score(docs, &titled(docs, &p.full), train_facts)?;
-    Ok((base, full, p))
-}
-
 /// Trains stage 1 then stage 2 as configured, logging every step; keeps `best/` and `last/`
 /// checkpoints under `out.dir`. Stage 1 keeps the best base module by its dev Ign F1; stage 2,
 /// when it runs, selects afresh by the full model's dev Ign F1 (DocRE-II's two runs each keep
@@ -261,9 +117,9 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
     let started = Instant::now();
     let (cache, dev_cache) = if cfg.freeze_encoder {
         // Opening the store reads the encoder's weights back to hash them: once per run.
-        let store = EncoderStore::open(&cache_root(), model, out.tokenizer)?;
-        let c = frozen_outputs(model, &store, train_examples, "training documents", out.progress)?;
-        let d = out.dev.as_ref().map(|(_, e)| frozen_outputs(model, &store, e, "dev documents", out.progress)).transpose()?;
+        let store = EncoderStore::open(&cache_root(), &model.gpu, &model.encoder, out.tokenizer)?;
+        let c = frozen_outputs(&model.gpu, &model.encoder, &store, train_examples, "training documents", out.progress)?;
+        let d = out.dev.as_ref().map(|(_, e)| frozen_outputs(&model.gpu, &model.encoder, &store, e, "dev documents", out.progress)).transpose()?;
         log.write(serde_json::json!({"step": 0, "encoder_cache_seconds": started.elapsed().as_secs_f64(), "documents": train_examples.len()}))?;
         (Some(c), d)
     } else {
@@ -364,9 +220,3 @@ fn stage_no(s: Stage) -> u32 {
     }
 }
 
-/// Writes `text` atomically into `dir/name`.
-pub fn write_output(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
-    let p = dir.join(name);
-    write_atomic(&p, text.as_bytes())?;
-    Ok(p)
-}

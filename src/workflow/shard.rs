@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::run::{listing, result_json};
+use crate::eval::output::{listing, result_json};
 use crate::data::docred::{Document, Fact, Relations};
 use crate::error::{Error, Result};
 

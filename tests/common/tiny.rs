@@ -5,10 +5,10 @@ use docre::data::WordPieceTokenizer;
 use docre::model::checkpoint::{Sidecar, TokenizerSource};
 use docre::model::heads::Heads;
 use docre::model::Bert;
-use docre::train::trainer::Model;
-use docre::workflow::demo::{documents, relations, TRAIN_DOCS};
+use docre::model::Model;
+use docre::data::sample::{documents, relations, TRAIN_DOCS};
 use docre::workflow::preset::preset;
-use docre::workflow::run::examples;
+use docre::data::format::examples;
 
 use super::gpu;
 

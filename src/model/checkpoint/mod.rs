@@ -22,7 +22,7 @@ use crate::data::WordPieceTokenizer;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gpu::{Gpu, Tensor};
-use crate::train::trainer::Model;
+use crate::model::Model;
 
 /// Where the tokenizer comes from.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -60,7 +60,7 @@ pub struct Sidecar {
     #[serde(default)]
     pub progress: Option<Progress>,
     /// Trained with the encoder frozen at its loaded weights: evaluation and prediction may then
-    /// read its outputs from the encoder cache (`train::encoder_cache`).
+    /// read its outputs from the encoder cache (`model::encoder_cache`).
     #[serde(default)]
     pub frozen_encoder: bool,
     /// The hub repository, revision and commit of an encoder named by id (`--encoder ID`).

@@ -9,15 +9,16 @@
 //! is never read.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use super::trainer::{Batch, Model};
 use crate::data::features::Example;
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
 use crate::gpu::{Gpu, Recorder, Tensor};
-use crate::model::{Pass, TokenBatch};
+use crate::model::{Batch, Bert, Pass, TokenBatch};
+use crate::progress::Progress;
 
 /// One document's frozen-encoder outputs: hidden states [L, d] and the attention rows of its
 /// mention markers [M·H, L] (mentions in entity order, heads inner), the only part of A the
@@ -49,15 +50,15 @@ fn hex(bytes: &[u8]) -> String {
 impl EncoderStore {
     /// The store under `root` for `model`'s encoder (its weights read back once) and the
     /// tokenizer with this `WordPieceTokenizer::fingerprint`.
-    pub fn open(root: &Path, model: &Model, tokenizer: [u8; 32]) -> Result<EncoderStore> {
+    pub fn open(root: &Path, gpu: &Gpu, encoder: &Bert, tokenizer: [u8; 32]) -> Result<EncoderStore> {
         let mut h = Sha256::new();
         h.update(concat!("docre ", env!("CARGO_PKG_VERSION"), " frozen encoder\n").as_bytes());
-        h.update(serde_json::to_string(&model.encoder.config).expect("config serializes").as_bytes());
+        h.update(serde_json::to_string(&encoder.config).expect("config serializes").as_bytes());
         h.update(tokenizer);
-        for (name, t) in model.encoder.names().iter().zip(model.encoder.params()) {
+        for (name, t) in encoder.names().iter().zip(encoder.params()) {
             h.update(name.as_bytes());
             h.update(format!("{:?}", t.shape()).as_bytes());
-            h.update(bytemuck::cast_slice::<f32, u8>(&t.read_f32(&model.gpu)?));
+            h.update(bytemuck::cast_slice::<f32, u8>(&t.read_f32(gpu)?));
         }
         let dir = root.join("encoder").join(&hex(&h.finalize())[..32]);
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io { context: format!("cannot create the encoder cache {}", dir.display()), source })?;
@@ -105,27 +106,27 @@ pub struct EncoderCache {
     dim: usize,
 }
 
-fn encode(model: &Model, ex: &Example) -> Result<Entry> {
-    let heads = model.encoder.config.num_attention_heads;
-    let mut rec = Recorder::new(&model.gpu);
-    let (out, _) = model.encoder.forward(&mut rec, &TokenBatch { docs: vec![ex.ids.clone()] }, Pass::eval())?;
+fn encode(gpu: &Gpu, encoder: &Bert, ex: &Example) -> Result<Entry> {
+    let heads = encoder.config.num_attention_heads;
+    let mut rec = Recorder::new(gpu);
+    let (out, _) = encoder.forward(&mut rec, &TokenBatch { docs: vec![ex.ids.clone()] }, Pass::eval())?;
     rec.finish()?;
     let l = ex.ids.len();
-    let att = out.attention.read_f32(&model.gpu)?;
+    let att = out.attention.read_f32(gpu)?;
     let mut rows = Vec::new();
     for &s in ex.mention_starts.iter().flatten() {
         for h in 0..heads {
             rows.extend_from_slice(&att[(h * l + s) * l..(h * l + s + 1) * l]);
         }
     }
-    Ok(Entry { hidden: out.hidden.read_f32(&model.gpu)?, rows })
+    Ok(Entry { hidden: out.hidden.read_f32(gpu)?, rows })
 }
 
 impl EncoderCache {
     /// Encodes `examples`, reading and filling `store` when given; `progress` gets the number
     /// of documents done.
-    pub fn build(model: &Model, examples: &[Example], store: Option<&EncoderStore>, mut progress: impl FnMut(usize)) -> Result<(EncoderCache, CacheStats)> {
-        let (dim, heads) = (model.encoder.config.hidden_size, model.encoder.config.num_attention_heads);
+    pub fn build(gpu: &Gpu, encoder: &Bert, examples: &[Example], store: Option<&EncoderStore>, mut progress: impl FnMut(usize)) -> Result<(EncoderCache, CacheStats)> {
+        let (dim, heads) = (encoder.config.hidden_size, encoder.config.num_attention_heads);
         let mut stats = CacheStats::default();
         let mut entries = Vec::with_capacity(examples.len());
         for (i, ex) in examples.iter().enumerate() {
@@ -135,7 +136,7 @@ impl EncoderCache {
                     e
                 }
                 None => {
-                    let e = encode(model, ex)?;
+                    let e = encode(gpu, encoder, ex)?;
                     if let Some(s) = store {
                         s.put(ex, &e)?;
                     }
@@ -172,4 +173,15 @@ impl EncoderCache {
     pub fn hidden(&self, i: usize) -> &[f32] {
         &self.entries[i].hidden
     }
+}
+
+/// The frozen encoder's outputs for `examples`, through `store` (computed where missing); `what`
+/// names the documents in the progress line and the log.
+pub fn frozen_outputs(gpu: &Gpu, encoder: &Bert, store: &EncoderStore, examples: &[Example], what: &str, progress: bool) -> Result<EncoderCache> {
+    let started = Instant::now();
+    let bar = Progress::new(examples.len() as u64, format!("frozen encoder, {what}:"), progress);
+    let (cache, stats) = EncoderCache::build(gpu, encoder, examples, Some(store), |i| bar.update(i as u64, &format!("documents ({:.1} s)", started.elapsed().as_secs_f64())))?;
+    bar.finish(&format!("documents ({:.1} s)", started.elapsed().as_secs_f64()));
+    eprintln!("frozen encoder, {what}: {} documents encoded, {} read from {}", stats.computed, stats.loaded, store.dir().display());
+    Ok(cache)
 }
