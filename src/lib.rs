@@ -2,6 +2,7 @@
 //! with every kernel hand-written in WGSL (see README.md and shaders/).
 
 pub mod bench;
+pub mod cli;
 pub mod data;
 pub mod error;
 pub mod eval;

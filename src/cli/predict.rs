@@ -1,0 +1,67 @@
+//! `docre predict` and `docre merge`: a corpus in rounds, whole or as one shard of N, and the
+//! output set.
+
+use std::path::{Path, PathBuf};
+
+use crate::data::docred::Document;
+use crate::data::format::{examples, Format};
+use crate::eval::output;
+use crate::fsutil::{cache_root, OutputDir};
+use crate::gpu::Gpu;
+use crate::model::checkpoint::{self, Sidecar};
+use crate::model::encoder_cache::{frozen_outputs, EncoderStore};
+use crate::model::Model;
+use crate::workflow::shard::{merge, shard_json, Provenance, Shard};
+use crate::{Error, Result};
+
+/// Documents predicted per round: examples (with their label grids) and, for a frozen encoder,
+/// its outputs exist for one round at a time, so memory stays flat over a corpus.
+const PREDICT_CHUNK: usize = 256;
+
+/// The full model's facts for each of `docs`, predicted in rounds of PREDICT_CHUNK documents.
+fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], data: &Path) -> Result<Vec<Vec<crate::data::docred::Fact>>> {
+    let tok = side.tokenizer.load()?;
+    let classes = side.relations.len();
+    let store = side.frozen_encoder.then(|| EncoderStore::open(&cache_root(), &model.gpu, &model.encoder, tok.fingerprint())).transpose()?;
+    let mut full = Vec::with_capacity(docs.len());
+    for (round, chunk) in docs.chunks(PREDICT_CHUNK).enumerate() {
+        let exs = examples(chunk, &tok, classes, model.encoder.config.max_ids())?;
+        let cache = store.as_ref().map(|s| frozen_outputs(&model.gpu, &model.encoder, s, &exs, &format!("{} (documents from {})", data.display(), round * PREDICT_CHUNK), false)).transpose()?;
+        full.extend(crate::eval::predict::predict(model, &exs, 4, cache.as_ref())?.full);
+    }
+    Ok(full)
+}
+
+pub fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: bool, shard: Option<Shard>) -> Result<()> {
+    // A set goes to a folder no other docre process is writing; shards are one file each,
+    // written atomically, since the shards of one corpus may share --out and run at once.
+    let mut dir = shard.is_none().then(|| OutputDir::open(out)).transpose()?;
+    let gpu = Gpu::new()?;
+    let (model, side) = checkpoint::load(&gpu, checkpoint)?;
+    let rels = side.relations();
+    let all = format.read_for_prediction(data, &rels)?;
+    let total = all.len();
+    let (indices, docs): (Vec<usize>, Vec<Document>) = all.into_iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s.holds(*i))).unzip();
+    let full = predict_in_rounds(&model, &side, &docs, data)?;
+    if let Some(s) = shard {
+        let provenance = Provenance { checkpoint_sha256: checkpoint::weights_sha256(checkpoint, &side)?, corpus_sha256: crate::fsutil::file_sha256(data)? };
+        let json = shard_json(s, data, &provenance, total, &indices, &docs, &full, &rels);
+        std::fs::create_dir_all(out).map_err(|source| Error::Io { context: format!("cannot create {}", out.display()), source })?;
+        let path = output::write_output(out, &s.file_name(), &json)?;
+        println!("shard {}/{}: {} facts over {} of {total} documents; wrote {}", s.k, s.n, full.iter().map(Vec::len).sum::<usize>(), docs.len(), path.display());
+        return Ok(());
+    }
+    let titled = output::titled(&docs, &full);
+    let json = output::result_json(&titled, &rels);
+    let written = output::write_set(dir.as_mut().expect("opened above"), &json, &output::listing(&docs, &full, &rels), zip)?;
+    println!("{} facts over {} documents; wrote {}", titled.len(), docs.len(), written);
+    Ok(())
+}
+
+pub fn merge_cmd(shards: &[PathBuf], out: &Path, zip: bool) -> Result<()> {
+    let (json, list) = merge(shards)?;
+    let mut dir = OutputDir::open(out)?;
+    let written = output::write_set(&mut dir, &json, &list, zip)?;
+    println!("merged {} shards; wrote {written}", shards.len());
+    Ok(())
+}
