@@ -13,7 +13,7 @@ use docre::ops::eca::Attention;
 fn eca_vs_dense(c: &mut Criterion) {
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let timer = GpuTimer::new(&gpu);
-    let ns: Vec<usize> = std::env::var("DOCRE_ECA_N").ok().map(|v| v.split(',').map(|x| x.trim().parse().expect("DOCRE_ECA_N: comma-separated entity counts")).collect()).unwrap_or_else(|| vec![16, 26]);
+    let ns: Vec<usize> = docre::settings::eca_n().unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| vec![16, 26]);
     let mut group = c.benchmark_group("eca_vs_dense");
     for n in ns {
         let setup = EcaSetup::new(&gpu, n, 512).unwrap_or_else(|e| panic!("{e}"));

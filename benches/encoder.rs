@@ -14,8 +14,8 @@ use docre::model::{Bert, BertConfig};
 fn encoder(c: &mut Criterion) {
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let timer = GpuTimer::new(&gpu);
-    let bert = match std::env::var_os("DOCRE_ENCODER") {
-        Some(dir) => Bert::load(&gpu, std::path::Path::new(&dir)),
+    let bert = match docre::settings::bench_encoder() {
+        Some(dir) => Bert::load(&gpu, &dir),
         None => Bert::random(&gpu, BertConfig::minilm_l6(), 0),
     }
     .unwrap_or_else(|e| panic!("{e}"));

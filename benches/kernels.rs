@@ -10,7 +10,7 @@ use docre::gpu::{Gpu, GpuTimer};
 fn kernels(c: &mut Criterion) {
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let timer = GpuTimer::new(&gpu);
-    let quick = std::env::var_os("DOCRE_BENCH_QUICK").is_some();
+    let quick = docre::settings::bench_quick();
     let mut group = c.benchmark_group("kernels");
     let cases = kernel_cases(&gpu, quick).unwrap_or_else(|e| panic!("{e}"));
     common::bench_cases(&mut group, &gpu, &timer, cases);

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod progress;
 pub mod rng;
 pub mod selftest;
+pub mod settings;
 pub mod train;
 pub mod workflow;
 

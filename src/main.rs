@@ -209,6 +209,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    docre::settings::check()?;
     match cli.command {
         Command::Demo { out, encoder, config } => {
             let cfg = config.map(|c| RunConfig::from_toml(&c, "tiny")).transpose()?;

@@ -244,12 +244,12 @@ fn an_output_set_failing_at_each_operation_leaves_the_old_set_or_the_new() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// Run only as the child of the next test: switches `DOCRE_TEST_SET_DIR` from set A to set B,
+/// Run only as the child of the next test: switches `FAULTS_CHILD_SET_DIR` from set A to set B,
 /// to be killed by `DOCRE_FAIL_AT` / `DOCRE_FAIL_KILL` somewhere in the switch.
 #[test]
 #[ignore = "the child process of an_output_set_killed_at_each_operation_is_finished_by_the_next_run"]
 fn switch_output_set_in_a_child() {
-    let dir = std::env::var_os("DOCRE_TEST_SET_DIR").expect("run by the kill test");
+    let dir = std::env::var_os("FAULTS_CHILD_SET_DIR").expect("run by the kill test");
     fsutil::OutputDir::open(Path::new(&dir)).unwrap().write_set(SET_B, &MEMBERS).unwrap();
 }
 
@@ -265,7 +265,7 @@ fn an_output_set_killed_at_each_operation_is_finished_by_the_next_run() {
         fsutil::OutputDir::open(&dir).unwrap().write_set(SET_A, &MEMBERS).unwrap();
         let child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "switch_output_set_in_a_child", "--ignored", "--nocapture"])
-            .env("DOCRE_TEST_SET_DIR", &dir)
+            .env("FAULTS_CHILD_SET_DIR", &dir)
             .env("DOCRE_FAIL_AT", n.to_string())
             .env("DOCRE_FAIL_KILL", "1")
             .env_remove("DOCRE_FAIL_TRACE")

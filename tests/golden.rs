@@ -22,10 +22,7 @@ use docre::model::{Bert, Pass, TokenBatch};
 use docre::ops::eca::Attention;
 
 fn golden_dir() -> PathBuf {
-    match std::env::var_os("DOCRE_GOLDEN_DIR") {
-        Some(p) => p.into(),
-        None => shared_dir().join("golden"),
-    }
+    docre::settings::golden_dir().unwrap_or_else(|| shared_dir().join("golden"))
 }
 
 fn fixtures(dir: &Path) -> Vec<PathBuf> {
@@ -464,7 +461,7 @@ fn fixture_inputs_retokenize_from_redocred() {
         }
     }
     assert!(checked >= 3, "only {checked} documents checked");
-    if std::env::var_os("DOCRE_REQUIRE_FIXTURES").is_some() {
+    if docre::settings::require_fixtures() {
         assert!(models.contains("roberta-tiny-random") && models.len() >= 2, "retokenized only for {models:?}");
     }
 }

@@ -126,6 +126,16 @@ fn cli_info_reports_the_adapter() {
     assert!(out.stdout.ends_with(b"\n"), "`docre info --json` does not end its last line");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+    assert!(v["subgroup_size"].is_null() || v["subgroup_size"].as_u64().is_some_and(|s| s.is_power_of_two() && s <= 128), "{}", v["subgroup_size"]);
+    // The variables that are set are listed; a bad value is refused, named, before any work.
+    let out = docre_cmd().arg("info").env("DOCRE_WALL_CLOCK", "1").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("environment  DOCRE_WALL_CLOCK=1"), "{}", String::from_utf8_lossy(&out.stdout));
+    for (var, value) in [("DOCRE_TUNE", "sometimes"), ("DOCRE_ADAPTER_WAIT_S", "-1"), ("DOCRE_CHUNK_BYTES", "many")] {
+        let out = docre_cmd().arg("info").env(var, value).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+        assert!(err.contains(&format!("{var}={value:?} is not valid: expected")), "{err}");
+    }
 }
 
 #[test]

@@ -122,7 +122,7 @@ fn every_pipeline_translates_to_msl_and_hlsl() {
         all.insert(key(&spec), (spec, PipelineSpec::wgsl(source)));
     }
     let here = all.len();
-    if let Some(dir) = std::env::var_os("DOCRE_PIPELINE_LOG").filter(|d| !d.is_empty()) {
+    if let Some(dir) = docre::settings::pipeline_log() {
         for (spec, wgsl) in logged(std::path::Path::new(&dir)) {
             all.entry(key(&spec)).or_insert((spec, wgsl));
         }

@@ -45,15 +45,9 @@ w(f"""// ---------------------------------------------------------------- CPU ad
 // SG is an override: the host sets it to the device's subgroup size (any power of two from
 // {SG_MIN} to {ROWS}), and the pipeline is specialized for it, so the shuffle sources below are
 // constants. Grid (ceil(N/({4*COLS4}*SG)), ceil(M/{ROWS}), batch).
-// subgroup_size_probe writes the device's subgroup size, which the host measures once.
 
 override SG: u32 = 8u;
 override LOADS_PER_LANE: u32 = {ROWS}u / SG;
-
-@compute @workgroup_size(1)
-fn subgroup_size_probe(@builtin(subgroup_size) size: u32) {{
-    c[0] = f32(size);
-}}
 
 @compute @workgroup_size(SG)
 fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {{

@@ -34,10 +34,7 @@ pub fn criterion() -> Criterion {
 /// How many times a case runs per timed iteration: 2 for the case named by
 /// DOCRE_BENCH_SLOWDOWN, else 1.
 pub fn repeat(name: &str) -> usize {
-    match std::env::var("DOCRE_BENCH_SLOWDOWN") {
-        Ok(v) if v == name => 2,
-        _ => 1,
-    }
+    if docre::settings::bench_slowdown().as_deref() == Some(name) { 2 } else { 1 }
 }
 
 /// Registers each case in `group`, timed by GPU timestamps: one untimed run first (pipeline

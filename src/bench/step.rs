@@ -7,7 +7,7 @@
 //! per-phase split comes from one more step with GPU timestamps around every dispatch
 //! (`gpu::profile`), which sums kernel time only.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::data::docred::{read_docred, Relations};
@@ -196,6 +196,6 @@ pub fn step_bench(gpu: &Gpu, cfg: &StepBenchConfig, mut row: impl FnMut(&StepRow
 /// `../shared` paths the benchmark uses by default, data and encoder (`DOCRE_SHARED` overrides
 /// the folder).
 pub fn default_paths() -> (PathBuf, PathBuf) {
-    let shared = std::env::var_os("DOCRE_SHARED").map(PathBuf::from).unwrap_or_else(|| Path::new("../shared").to_path_buf());
+    let shared = crate::settings::shared().unwrap_or_else(|| PathBuf::from("../shared"));
     (shared.join("data/redocred/dev_revised.json"), shared.join("models/all-MiniLM-L6-v2"))
 }

@@ -13,7 +13,8 @@ pub fn info(json: bool) -> Result<()> {
     let variants = crate::ops::chosen_variants(&gpu)?;
     if json {
         let mut v = serde_json::to_value(r).expect("adapter report serializes");
-        v["subgroup_size"] = serde_json::json!(crate::ops::matmul::subgroup_size(&gpu)?);
+        v["subgroup_size"] = serde_json::json!(gpu.subgroup_size()?);
+        v["environment"] = crate::settings::set().into_iter().map(|(k, x)| (k.to_string(), serde_json::Value::String(x))).collect::<serde_json::Map<_, _>>().into();
         v["kernels"] = variants.iter().map(|(f, k)| (f.to_string(), serde_json::Value::String(k.clone()))).collect::<serde_json::Map<_, _>>().into();
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
@@ -28,6 +29,9 @@ pub fn info(json: bool) -> Result<()> {
     println!("features     shader-f16 {}, timestamp queries {}, subgroups {}", yes(r.shader_f16), yes(r.timestamp_query), yes(r.subgroups));
     for (family, variant) in variants {
         println!("kernel       {family:<10} {variant}");
+    }
+    for (name, value) in crate::settings::set() {
+        println!("environment  {name}={value}");
     }
     Ok(())
 }

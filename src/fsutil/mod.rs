@@ -35,12 +35,12 @@ pub fn file_ops() -> u64 {
 
 pub(crate) fn op(what: &str, path: &Path) -> Result<()> {
     FAIL_INIT.get_or_init(|| {
-        let n = std::env::var("DOCRE_FAIL_AT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        KILL.store((std::env::var("DOCRE_FAIL_KILL").as_deref() == Ok("1")) as u64, Ordering::SeqCst);
+        let n = crate::settings::fail_at().ok().flatten().unwrap_or(0);
+        KILL.store(crate::settings::fail_kill() as u64, Ordering::SeqCst);
         FAIL_AT.store(n, Ordering::SeqCst);
     });
     let n = OPS.fetch_add(1, Ordering::SeqCst) + 1;
-    if std::env::var_os("DOCRE_FAIL_TRACE").is_some() {
+    if crate::settings::fail_trace() {
         eprintln!("docre: file operation {n}: {what} {}", path.display());
     }
     if n == FAIL_AT.load(Ordering::SeqCst) {
@@ -179,8 +179,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Where docre keeps what it can rebuild (frozen-encoder outputs, the tuning file):
 /// `$DOCRE_CACHE_DIR`, else `$XDG_CACHE_HOME/docre`, else `~/.cache/docre`.
 pub fn cache_root() -> std::path::PathBuf {
-    if let Some(d) = std::env::var_os("DOCRE_CACHE_DIR") {
-        return d.into();
+    if let Some(d) = crate::settings::cache_dir() {
+        return d;
     }
     if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
         return std::path::PathBuf::from(d).join("docre");

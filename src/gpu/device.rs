@@ -79,15 +79,6 @@ const NO_ADAPTER_HELP: &str = "docre needs a GPU driver with Vulkan, Metal or DX
 without a GPU, install a CPU Vulkan device: `apt-get install mesa-vulkan-drivers libvulkan1` \
 (Debian/Ubuntu). Check with `docre info`.";
 
-/// `DOCRE_ADAPTER_WAIT_S`: how long to keep asking for an adapter when none is enumerated
-/// (default 7.5 s).
-fn adapter_wait_s() -> Result<f64> {
-    match std::env::var("DOCRE_ADAPTER_WAIT_S").ok().filter(|v| !v.is_empty()) {
-        None => Ok(7.5),
-        Some(v) => v.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).ok_or_else(|| Error::Input(format!("DOCRE_ADAPTER_WAIT_S={v:?} is not a number of seconds"))),
-    }
-}
-
 /// Prints wgpu's warnings and notes to stderr.
 struct StderrLog;
 
@@ -115,13 +106,9 @@ fn diagnostics_on() {
     }
 }
 
-/// `DOCRE_LIMITS`: "adapter" (default) or "webgpu".
+/// `DOCRE_LIMITS` (settings): "adapter" (default) or "webgpu".
 fn limits_mode() -> Result<&'static str> {
-    match std::env::var("DOCRE_LIMITS").ok().as_deref() {
-        None | Some("") | Some("adapter") => Ok("adapter"),
-        Some("webgpu") => Ok("webgpu"),
-        Some(other) => Err(Error::NoAdapter(format!("DOCRE_LIMITS={other:?} is not one of `adapter`, `webgpu`"))),
-    }
+    Ok(if crate::settings::webgpu_limits()? { "webgpu" } else { "adapter" })
 }
 
 /// What the device asks for: WebGPU's defaults (lowered where the adapter offers less, so a weak
@@ -159,7 +146,7 @@ impl Gpu {
         // a CI lane, and found itself again later; fresh instances, backing off, tell a
         // transient failure from a machine without a driver. The first empty answer turns on
         // the Vulkan loader's and wgpu's own messages, so that a lasting failure says why.
-        let wait_s = adapter_wait_s()?;
+        let wait_s = crate::settings::adapter_wait_s()?;
         let mut instance = wgpu::Instance::new(descriptor());
         let mut adapters = instance.enumerate_adapters(backends).await;
         let (mut waited, mut delay) = (0.0, 0.5);
@@ -183,7 +170,7 @@ impl Gpu {
         if waited > 0.0 {
             eprintln!("docre: an adapter appeared after {waited:.1} s");
         }
-        let wanted = std::env::var("DOCRE_ADAPTER").ok().filter(|s| !s.is_empty());
+        let wanted = crate::settings::adapter();
         if let Some(w) = &wanted {
             let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(&w.to_lowercase()));

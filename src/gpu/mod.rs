@@ -6,6 +6,7 @@ mod pipeline;
 mod pool;
 pub mod profile;
 mod recorder;
+mod subgroup;
 mod tensor;
 mod timer;
 pub mod tuning;

@@ -179,7 +179,7 @@ impl PipelineCache {
 /// another, or threads of one, do not interleave.
 fn log_pipeline(spec: &PipelineSpec, source: &str) -> Result<()> {
     use std::io::Write;
-    let Some(dir) = std::env::var_os("DOCRE_PIPELINE_LOG").filter(|d| !d.is_empty()).map(std::path::PathBuf::from) else {
+    let Some(dir) = crate::settings::pipeline_log() else {
         return Ok(());
     };
     static LOCK: Mutex<()> = Mutex::new(());

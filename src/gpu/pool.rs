@@ -54,7 +54,7 @@ impl BufferPool {
 
     pub fn give(&mut self, buffer: wgpu::Buffer) {
         self.in_use -= buffer.size();
-        if std::env::var_os("DOCRE_NO_POOL").is_some() {
+        if crate::settings::no_pool() {
             buffer.destroy();
             return;
         }

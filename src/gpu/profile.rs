@@ -175,7 +175,7 @@ thread_local! {
 pub fn enabled() -> bool {
     match ENABLED.load(Ordering::Relaxed) {
         0 => {
-            let on = std::env::var("DOCRE_PROFILE").is_ok_and(|v| !v.is_empty() && v != "0");
+            let on = crate::settings::profile();
             ENABLED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
             on
         }

@@ -345,5 +345,5 @@ pub(crate) fn device_err(e: impl std::fmt::Display) -> Error {
 /// catches and names one.
 fn broken(entry: &str) -> bool {
     static BROKEN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    BROKEN.get_or_init(|| std::env::var("DOCRE_BREAK_KERNEL").ok().filter(|s| !s.is_empty())).as_deref() == Some(entry)
+    BROKEN.get_or_init(crate::settings::break_kernel).as_deref() == Some(entry)
 }

@@ -15,7 +15,7 @@ pub struct GpuTimer {
 
 impl GpuTimer {
     pub fn new(gpu: &Gpu) -> GpuTimer {
-        if !gpu.has_timestamps() || std::env::var_os("DOCRE_WALL_CLOCK").is_some() {
+        if !gpu.has_timestamps() || crate::settings::wall_clock() {
             return GpuTimer { set: None, resolve: None, readback: None };
         }
         let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor { label: Some("timer"), ty: wgpu::QueryType::Timestamp, count: 2 });

@@ -46,13 +46,12 @@ pub struct Settings {
 
 impl Settings {
     pub(crate) fn from_env(kind: AdapterKind) -> Result<Settings> {
-        let policy = match std::env::var("DOCRE_TUNE").ok().as_deref() {
-            None | Some("") => if kind == AdapterKind::Cpu { Policy::Rule } else { Policy::Measure },
+        let policy = match crate::settings::tune()? {
             Some("rule") => Policy::Rule,
-            Some("measure") => Policy::Measure,
-            Some(other) => return Err(Error::Input(format!("DOCRE_TUNE={other:?} is not one of rule, measure"))),
+            Some(_) => Policy::Measure,
+            None => if kind == AdapterKind::Cpu { Policy::Rule } else { Policy::Measure },
         };
-        let file = std::env::var_os("DOCRE_TUNING_FILE").map(PathBuf::from).unwrap_or_else(|| crate::fsutil::cache_root().join("tuning.json"));
+        let file = crate::settings::tuning_file().unwrap_or_else(|| crate::fsutil::cache_root().join("tuning.json"));
         Ok(Settings { policy, file })
     }
 }

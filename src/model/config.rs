@@ -81,6 +81,8 @@ impl BertConfig {
             None if family == Family::Roberta => return Err("field `pad_token_id` is missing (RoBERTa's position ids start after it)".into()),
             None => 0,
         };
+        // Fields a config may leave out take BERT's defaults.
+        let d = BertConfig::bert(0, 0, 0, 0, 0);
         let c = BertConfig {
             family,
             pad_token_id,
@@ -90,10 +92,10 @@ impl BertConfig {
             num_attention_heads: int("num_attention_heads")?,
             intermediate_size: int("intermediate_size")?,
             max_position_embeddings: int("max_position_embeddings")?,
-            type_vocab_size: int("type_vocab_size").unwrap_or(2),
-            layer_norm_eps: float("layer_norm_eps", 1e-12)?,
-            hidden_dropout_prob: float("hidden_dropout_prob", 0.1)?,
-            attention_probs_dropout_prob: float("attention_probs_dropout_prob", 0.1)?,
+            type_vocab_size: int("type_vocab_size").unwrap_or(d.type_vocab_size),
+            layer_norm_eps: float("layer_norm_eps", d.layer_norm_eps)?,
+            hidden_dropout_prob: float("hidden_dropout_prob", d.hidden_dropout_prob)?,
+            attention_probs_dropout_prob: float("attention_probs_dropout_prob", d.attention_probs_dropout_prob)?,
         };
         if c.hidden_size % c.num_attention_heads != 0 {
             return Err(format!("field `hidden_size` ({}) is not a multiple of `num_attention_heads` ({})", c.hidden_size, c.num_attention_heads));
@@ -111,21 +113,27 @@ impl BertConfig {
 
     /// The shapes of all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536): the default
     /// encoder of benchmarks run without a checkpoint.
-    pub fn minilm_l6() -> BertConfig {
+    /// A BERT of these sizes with BERT's other defaults (512 positions, 2 token types, layer
+    /// norm ε 1e-12, dropout 0.1): the one place they are written.
+    pub fn bert(vocab_size: usize, hidden_size: usize, num_hidden_layers: usize, num_attention_heads: usize, intermediate_size: usize) -> BertConfig {
         BertConfig {
             family: Family::Bert,
             pad_token_id: 0,
-            vocab_size: 30522,
-            hidden_size: 384,
-            num_hidden_layers: 6,
-            num_attention_heads: 12,
-            intermediate_size: 1536,
+            vocab_size,
+            hidden_size,
+            num_hidden_layers,
+            num_attention_heads,
+            intermediate_size,
             max_position_embeddings: 512,
             type_vocab_size: 2,
             layer_norm_eps: 1e-12,
             hidden_dropout_prob: 0.1,
             attention_probs_dropout_prob: 0.1,
         }
+    }
+
+    pub fn minilm_l6() -> BertConfig {
+        BertConfig::bert(30522, 384, 6, 12, 1536)
     }
 
     pub fn head_dim(&self) -> usize {

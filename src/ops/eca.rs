@@ -60,7 +60,7 @@ pub(crate) fn select(gpu: &Gpu, kernel: EcaKernel, kind: Attention, dh: usize) -
         EcaKernel::Workgroup => false,
         EcaKernel::Subgroup => {
             if !sg.is_some_and(fits) {
-                return shape_err("eca", format!("the subgroup kernel needs a subgroup size dividing 64 and {dh} (at most 64 features per lane); this adapter has {:?}", super::matmul::subgroup_size(gpu)?));
+                return shape_err("eca", format!("the subgroup kernel needs a subgroup size dividing 64 and {dh} (at most 64 features per lane); this adapter has {:?}", gpu.subgroup_size()?));
             }
             true
         }

@@ -85,25 +85,6 @@ pub struct Gemm {
     pub accumulate: bool,
 }
 
-/// The device's subgroup size, measured once by a probe kernel; None without subgroup support.
-pub fn subgroup_size(gpu: &Gpu) -> Result<Option<u32>> {
-    if !gpu.report().subgroups {
-        return Ok(None);
-    }
-    if let Some(s) = gpu.0.subgroup_size.get() {
-        return Ok(*s);
-    }
-    static PROBE: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "subgroup_size_probe", bindings: BINDINGS };
-    let out = Tensor::zeros(gpu, "subgroup_probe", &[1])?;
-    let unused = Tensor::zeros(gpu, "unused", &[1])?;
-    let mut rec = Recorder::new(gpu);
-    rec.dispatch(&PROBE, &[], &[&unused, &unused, &unused, &out], &Imm::new(), [1, 1, 1])?;
-    rec.finish()?;
-    let size = out.read_f32(gpu)?[0] as u32;
-    let _ = gpu.0.subgroup_size.set(Some(size));
-    Ok(Some(size))
-}
-
 /// Largest flat index a view touches for a rows x cols operand (+1), or 0 when empty.
 fn extent(v: &View, rows: usize, cols: usize, b1: usize, b2: usize) -> usize {
     if rows == 0 || cols == 0 || b1 == 0 || b2 == 0 {
@@ -256,20 +237,19 @@ impl Body {
 /// `DOCRE_MATMUL` (register, tiled, subgroup): the body `Auto` takes, to compare bodies on one
 /// adapter with the same benchmarks.
 fn forced() -> Result<Option<MatmulKernel>> {
-    match std::env::var("DOCRE_MATMUL").ok().as_deref() {
-        None | Some("") => Ok(None),
-        Some("register") => Ok(Some(MatmulKernel::Register)),
-        Some("tiled") => Ok(Some(MatmulKernel::Tiled)),
-        Some("subgroup") => Ok(Some(MatmulKernel::Subgroup)),
-        Some(other) => Err(crate::Error::Input(format!("DOCRE_MATMUL={other:?} is not one of register, tiled, subgroup"))),
-    }
+    Ok(match crate::settings::matmul()? {
+        Some("register") => Some(MatmulKernel::Register),
+        Some("tiled") => Some(MatmulKernel::Tiled),
+        Some("subgroup") => Some(MatmulKernel::Subgroup),
+        _ => None,
+    })
 }
 
 /// The body `kernel` names on this adapter. `Auto` takes the subgroup body on CPU adapters whose
 /// subgroup width it supports (measured, not assumed), the register-blocked one on other CPU
 /// adapters, and the tiled one on GPUs, unless `DOCRE_MATMUL` names one.
 pub(crate) fn body(gpu: &Gpu, kernel: MatmulKernel) -> Result<Body> {
-    let sg = subgroup_size(gpu)?.filter(|&s| subgroup_width_supported(s));
+    let sg = gpu.subgroup_size()?.filter(|&s| subgroup_width_supported(s));
     let kernel = match (kernel, forced()?) {
         (MatmulKernel::Auto, Some(k)) => k,
         (k, _) => k,
@@ -278,7 +258,7 @@ pub(crate) fn body(gpu: &Gpu, kernel: MatmulKernel) -> Result<Body> {
         MatmulKernel::Auto if gpu.kind() == AdapterKind::Cpu => if sg.is_some() { MatmulKernel::Subgroup } else { MatmulKernel::Register },
         MatmulKernel::Auto => MatmulKernel::Tiled,
         MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided if sg.is_none() => {
-            return shape_err("gemm", format!("the subgroup matmul needs subgroups of 4 to 64 lanes (a power of two); this adapter has {:?}", subgroup_size(gpu)?));
+            return shape_err("gemm", format!("the subgroup matmul needs subgroups of 4 to 64 lanes (a power of two); this adapter has {:?}", gpu.subgroup_size()?));
         }
         k => k,
     };
@@ -309,7 +289,7 @@ pub(crate) fn tuned_body(gpu: &Gpu, class: String, mut run: impl FnMut(&mut Reco
         return Ok(rule);
     }
     let mut variants = vec!["register", "tiled"];
-    if subgroup_size(gpu)?.is_some_and(subgroup_width_supported) {
+    if gpu.subgroup_size()?.is_some_and(subgroup_width_supported) {
         variants.insert(0, "subgroup");
     }
     let by_name = |v: &str| match v {

@@ -68,7 +68,7 @@ pub(crate) fn launch_rows(
 /// BERT-base width (768 columns, heads of 64) and, where a shape can change it, at an odd one.
 pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
     use matmul::MatmulKernel as M;
-    let sg = matmul::subgroup_size(gpu)?;
+    let sg = gpu.subgroup_size()?;
     let body = matmul::body(gpu, M::Auto)?;
     let mm = match body.kernel {
         M::Subgroup | M::SubgroupStrided => format!("subgroup, {} lanes, k by 4 (16-byte loads where rows are 4-aligned)", sg.unwrap_or(0)),
@@ -107,7 +107,7 @@ pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
 /// The subgroup size the one-subgroup-per-task kernels (softmax, ECA) run with: workgroups of
 /// 64 invocations hold 64 / SG tasks, so SG must divide 64.
 pub fn subgroup_lanes(gpu: &Gpu) -> Result<usize> {
-    match matmul::subgroup_size(gpu)? {
+    match gpu.subgroup_size()? {
         Some(s) if 64 % s == 0 => Ok(s as usize),
         None => crate::error::shape_err("subgroup kernels", "this adapter has no subgroup operations"),
         Some(s) => crate::error::shape_err("subgroup kernels", format!("subgroups of {s} lanes do not divide a workgroup of 64")),

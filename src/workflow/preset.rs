@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::model::config::{BertConfig, Family, HeadConfig, TestOutput};
+use crate::model::config::{BertConfig, HeadConfig, TestOutput};
 use crate::ops::eca::Attention;
 use crate::train::sampling::Noise;
 use crate::train::trainer::Hyper;
@@ -140,20 +140,7 @@ impl RunConfig {
 
     /// The random `tiny` encoder for a vocabulary of `vocab` ids.
     pub fn tiny_encoder(&self, vocab: usize) -> BertConfig {
-        BertConfig {
-            family: Family::Bert,
-            pad_token_id: 0,
-            vocab_size: vocab,
-            hidden_size: self.tiny_hidden,
-            num_hidden_layers: self.tiny_layers,
-            num_attention_heads: self.tiny_heads,
-            intermediate_size: 2 * self.tiny_hidden,
-            max_position_embeddings: 512,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-            hidden_dropout_prob: 0.1,
-            attention_probs_dropout_prob: 0.1,
-        }
+        BertConfig::bert(vocab, self.tiny_hidden, self.tiny_layers, self.tiny_heads, 2 * self.tiny_hidden)
     }
 }
 

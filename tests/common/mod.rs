@@ -92,15 +92,12 @@ pub fn assert_close(what: &str, got: &[f64], want: &[f64], atol: f64, rtol: f64)
 
 /// `$DOCRE_SHARED`, default `../shared` next to the crate: data, models and golden fixtures.
 pub fn shared_dir() -> std::path::PathBuf {
-    match std::env::var_os("DOCRE_SHARED") {
-        Some(p) => p.into(),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
-    }
+    docre::settings::shared().unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
 }
 
 /// Whether a missing fixture is a failure (`DOCRE_REQUIRE_FIXTURES=1`, as CI sets) or a skip.
 pub fn require_fixtures() -> bool {
-    std::env::var("DOCRE_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
+    docre::settings::require_fixtures()
 }
 
 /// Returns false (after saying so) when `path` is absent and fixtures are optional; panics when

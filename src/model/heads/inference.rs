@@ -111,7 +111,8 @@ struct FfnTape {
 /// (tests use it to exercise several chunks on tiny shapes).
 fn row_chunks(gpu: &crate::gpu::Gpu, rows: usize, width: usize) -> Vec<(usize, usize)> {
     let mut limit = gpu.limits().max_storage_buffer_binding_size as usize;
-    if let Some(v) = std::env::var("DOCRE_CHUNK_BYTES").ok().and_then(|v| v.parse::<usize>().ok()) {
+    // A bad value was refused by settings::check before any work started.
+    if let Some(v) = crate::settings::chunk_bytes().ok().flatten() {
         limit = limit.min(v);
     }
     let per = (limit / (4 * width.max(1))).max(1);
