@@ -333,3 +333,35 @@ fn a_checkpoint_records_its_kernel_choices_and_refuses_unknown_ones() {
     assert!(e.contains("checkpoint.json") && e.contains("kernel_choices") && e.contains(&class) && e.contains("fastest"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn stage_two_starts_from_stage_one_best_when_asked() {
+    // The base head is frozen in stage 2, so stage 2's base-module dev F1 is that of the state
+    // it started from: stage 1's last epoch by default, its best epoch with stage2_from = best.
+    let dev_base = |dir: &std::path::Path| -> Vec<(u64, f64)> {
+        std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter_map(|v| Some((v["stage"].as_u64()?, v.get("dev_base_f1")?.as_f64()?))).collect()
+    };
+    let mut results = Vec::new();
+    for from in [docre::workflow::preset::Stage2From::Last, docre::workflow::preset::Stage2From::Best] {
+        let mut s = setup();
+        let dir = common::scratch(&format!("stage2-from-{from:?}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = s.cfg.clone();
+        // A high learning rate makes stage 1's dev score move from epoch to epoch.
+        (cfg.stage1_epochs, cfg.stage2_epochs, cfg.stage2_from, cfg.stage1.head_lr) = (20, 1, from, 2e-2);
+        let out = RunOutputs { dir: dir.clone(), dev: Some((s.docs.clone(), s.exs.clone())), tokenizer: s.tokenizer, progress: false, stop_after_epochs: None };
+        train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
+        results.push(dev_base(&dir));
+        let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        assert_eq!(log.contains("\"stage2_from\":\"best\""), from == docre::workflow::preset::Stage2From::Best, "{log}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert_ne!(results[0].iter().find(|r| r.0 == 2), results[1].iter().find(|r| r.0 == 2), "the two starts must differ for this test to tell them apart");
+    for (from, r) in ["last", "best"].iter().zip(&results) {
+        let stage1: Vec<f64> = r.iter().filter(|(s, _)| *s == 1).map(|x| x.1).collect();
+        let stage2 = r.iter().find(|(s, _)| *s == 2).expect("stage 2 evaluated").1;
+        // best/ keeps the first epoch that reached the best score.
+        let want = if *from == "last" { *stage1.last().unwrap() } else { stage1.iter().copied().fold(f64::NEG_INFINITY, f64::max) };
+        assert_eq!(stage2, want, "stage2_from = {from}: stage 2's base F1 {stage2}, stage 1's per epoch {stage1:?}");
+    }
+}

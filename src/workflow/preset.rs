@@ -47,6 +47,16 @@ pub struct RunConfig {
     pub freeze_encoder: bool,
     /// Longest input (ids incl. [CLS]/[SEP]); longer documents are cut with a warning.
     pub max_ids: usize,
+    /// Where stage 2 starts: stage 1's last state, or its best dev epoch (`best/`), the file a
+    /// DocRE-II user points its stage-2 run at.
+    pub stage2_from: Stage2From,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage2From {
+    Last,
+    Best,
 }
 
 fn hyper(encoder_lr: f64, head_lr: f64) -> Hyper {
@@ -90,6 +100,7 @@ pub fn preset(name: &str) -> Result<RunConfig> {
         seed: 66,
         freeze_encoder: false,
         max_ids: 1022,
+        stage2_from: Stage2From::Last,
     };
     Ok(match name {
         "docred" => base,

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::preset::RunConfig;
+use super::preset::{RunConfig, Stage2From};
 use crate::data::docred::Document;
 use crate::data::features::Example;
 use crate::data::WordPieceTokenizer;
@@ -144,6 +144,16 @@ pub fn train(model: &Model, sidecar: &mut Sidecar, cfg: &RunConfig, train_exampl
             resume = None;
         }
         if stage == Stage::Two && first_epoch == 1 {
+            if cfg.stage2_from == Stage2From::Best && out.dir.join("best").exists() {
+                let (best, side) = checkpoint::load(&model.gpu, &out.dir.join("best"))?;
+                let pairs = model.encoder.params().iter().zip(best.encoder.params()).chain(model.heads.params.tensors().iter().zip(best.heads.params.tensors()));
+                for (now, then) in pairs {
+                    now.write_f32(&model.gpu, &then.read_f32(&model.gpu)?)?;
+                }
+                log.write(serde_json::json!({"stage": 2, "step": global, "stage2_from": "best", "best_step": side.step}))?;
+            } else if cfg.stage2_from == Stage2From::Best {
+                eprintln!("docre: stage2_from = \"best\" but there is no best/ (no dev file): stage 2 starts from stage 1's last state");
+            }
             // A stage-1 score is the base module's; the full model must not have to beat it.
             sidecar.best_score = None;
         }
