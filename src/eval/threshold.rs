@@ -1,10 +1,13 @@
 //! Decision thresholds tuned on one split and applied on another: the control that tells a
 //! module that learned something from one that only moved the decision boundary.
 //!
-//! A pair gets relation r when r's logit beats the threshold class's by more than θ and r is
-//! among the pair's `top_k` largest logits (SPEC 3.5's get_label, which is θ = 0). The rank
-//! condition does not depend on θ, so each pair's candidates (at most `top_k`) and their
-//! margins are all a threshold needs.
+//! A threshold θ moves the threshold class's logit: a pair gets relation r when r's logit beats
+//! the threshold class's by more than θ and fewer than `top_k` logits beat r's. Among logits
+//! that beat the shifted threshold class only relations can beat r's, so the rank condition is
+//! r's rank among the relation logits alone, whatever θ is; at θ = 0 this is SPEC 3.5's
+//! get_label. Each pair's candidates (its `top_k` best relations) and their margins are
+//! therefore all a threshold needs, and lowering θ can add a relation whose logit is below
+//! the threshold class's (with top-1 decisions, the only way a binary task gains positives).
 
 use std::collections::HashSet;
 
@@ -23,8 +26,9 @@ pub fn candidates(logits: &[f32], classes: usize, top_k: usize) -> Vec<Candidate
     let mut out = Vec::new();
     for (pair, row) in logits.chunks(classes).enumerate() {
         for r in 1..classes {
-            // The comparisons get_label makes on the GPU, on the same f32 values.
-            let larger = row.iter().filter(|&&v| v > row[r]).count();
+            // The comparisons get_label makes on the GPU, on the same f32 values, leaving out the
+            // threshold class, which never beats a relation that passes it.
+            let larger = row[1..].iter().filter(|&&v| v > row[r]).count();
             if larger < top_k {
                 out.push(Candidate { pair, r, margin: row[r] - row[0] });
             }
@@ -84,15 +88,25 @@ mod tests {
 
     #[test]
     fn candidates_follow_get_label_at_zero() {
-        // Two pairs, classes (TH, r1, r2, r3), top 2: the second pair's r3 is third largest.
+        // Two pairs, classes (TH, r1, r2, r3), top 2: pair 1's best relations are r1 and r3.
         let logits = [0.0, 1.0, -1.0, 0.5, 0.2, 0.9, 0.0, 0.8];
         let c = candidates(&logits, 4, 2);
         let got: Vec<(usize, usize)> = c.iter().map(|c| (c.pair, c.r)).collect();
-        assert_eq!(got, vec![(0, 1), (0, 3), (1, 1)]);
+        assert_eq!(got, vec![(0, 1), (0, 3), (1, 1), (1, 3)]);
         let pairs = [(0, 1), (1, 0)];
         let facts = decide(&c, &pairs, 0.0);
-        assert_eq!(facts, vec![Fact { h: 0, t: 1, r: 1 }, Fact { h: 0, t: 1, r: 3 }, Fact { h: 1, t: 0, r: 1 }]);
-        assert_eq!(decide(&c, &pairs, 0.6).len(), 2, "r3 of pair 0 (margin 0.5) drops at θ = 0.6");
+        assert_eq!(facts, vec![Fact { h: 0, t: 1, r: 1 }, Fact { h: 0, t: 1, r: 3 }, Fact { h: 1, t: 0, r: 1 }, Fact { h: 1, t: 0, r: 3 }]);
+        assert_eq!(decide(&c, &pairs, 0.6).len(), 2, "r3 of both pairs (margins 0.5 and 0.6) drops at θ = 0.6");
+    }
+
+    #[test]
+    fn a_lower_threshold_adds_relations_below_the_threshold_class() {
+        // Binary task, top-1 decisions: pair 1's relation logit is under the threshold class's.
+        let logits = [0.0, 2.0, 1.0, 0.5];
+        let c = candidates(&logits, 2, 1);
+        let pairs = [(0, 1), (1, 0)];
+        assert_eq!(decide(&c, &pairs, 0.0).len(), 1, "get_label: only pair 0");
+        assert_eq!(decide(&c, &pairs, -0.6).len(), 2, "θ = −0.6 lets pair 1 (margin −0.5) in");
     }
 
     fn doc(facts: &[Fact]) -> Document {
