@@ -8,7 +8,8 @@ use docre::cli::{self, bench::BenchWhat};
 use docre::data::format::Format;
 use docre::fsutil::check_writable;
 use docre::workflow::shard::Shard;
-use docre::workflow::{self, preset::RunConfig};
+use docre::train::preset::RunConfig;
+use docre::workflow;
 use docre::{Error, Result};
 
 #[derive(Parser)]
@@ -220,7 +221,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut cfg = match (&resume, config) {
                 (Some(dir), _) => RunConfig::from_toml(&dir.join("config.toml"), &preset)?,
                 (None, Some(c)) => RunConfig::from_toml(&c, &preset)?,
-                (None, None) => workflow::preset::preset(&preset)?,
+                (None, None) => docre::train::preset::preset(&preset)?,
             };
             let out = resume.clone().unwrap_or(out);
             cfg.encoder = encoder.or(cfg.encoder);

@@ -130,10 +130,10 @@ fn strict_input_refuses_what_it_used_to_guess_with_exact_messages() {
 fn config_tables_refuse_unknown_keys_at_every_level() {
     let p = tmp("typo.toml");
     std::fs::write(&p, "preset = \"tiny\"\n[stage1]\nhead_lrr = 5.0\n").unwrap();
-    let e = docre::workflow::preset::RunConfig::from_toml(&p, "tiny").err().expect("a misspelt key must be refused").to_string();
+    let e = docre::train::preset::RunConfig::from_toml(&p, "tiny").err().expect("a misspelt key must be refused").to_string();
     assert!(e.contains("typo.toml") && e.contains("head_lrr"), "{e}");
     std::fs::write(&p, "preset = \"tiny\"\n[stage2]\nhead_lr = 5.0\n").unwrap();
-    assert_eq!(docre::workflow::preset::RunConfig::from_toml(&p, "tiny").unwrap().stage2.head_lr, 5.0);
+    assert_eq!(docre::train::preset::RunConfig::from_toml(&p, "tiny").unwrap().stage2.head_lr, 5.0);
 }
 
 fn docre(args: &[&str]) -> std::process::Output {

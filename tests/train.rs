@@ -16,7 +16,7 @@ use docre::model::Pass;
 use docre::model::encoder_cache::{CacheStats, EncoderCache, EncoderStore};
 use docre::model::Batch;
 use docre::train::trainer::{Stage, Trainer};
-use docre::workflow::preset::preset;
+use docre::train::preset::preset;
 use docre::eval::controls::evaluate;
 use docre::workflow::run::{train, RunOutputs};
 
@@ -342,7 +342,7 @@ fn stage_two_starts_from_stage_one_best_when_asked() {
         std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter_map(|v| Some((v["stage"].as_u64()?, v.get("dev_base_f1")?.as_f64()?))).collect()
     };
     let mut results = Vec::new();
-    for from in [docre::workflow::preset::Stage2From::Last, docre::workflow::preset::Stage2From::Best] {
+    for from in [docre::train::preset::Stage2From::Last, docre::train::preset::Stage2From::Best] {
         let mut s = setup();
         let dir = common::scratch(&format!("stage2-from-{from:?}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -353,7 +353,7 @@ fn stage_two_starts_from_stage_one_best_when_asked() {
         train(&s.model, &mut s.sidecar, &cfg, &s.exs, &out, None).unwrap();
         results.push(dev_base(&dir));
         let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
-        assert_eq!(log.contains("\"stage2_from\":\"best\""), from == docre::workflow::preset::Stage2From::Best, "{log}");
+        assert_eq!(log.contains("\"stage2_from\":\"best\""), from == docre::train::preset::Stage2From::Best, "{log}");
         let _ = std::fs::remove_dir_all(&dir);
     }
     assert_ne!(results[0].iter().find(|r| r.0 == 2), results[1].iter().find(|r| r.0 == 2), "the two starts must differ for this test to tell them apart");

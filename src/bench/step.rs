@@ -21,7 +21,7 @@ use crate::rng::Rng;
 use crate::model::encoder_cache::EncoderCache;
 use crate::model::{Batch, Model};
 use crate::train::trainer::{Stage, Trainer};
-use crate::workflow::preset::preset;
+use crate::train::preset::preset;
 
 /// The phases a step is split into, in the order they run.
 pub const PHASES: [&str; 6] = ["encoder forward", "heads forward", "losses", "heads backward", "encoder backward", "optimizer"];
@@ -98,7 +98,7 @@ pub struct StepSetup {
     titles: Vec<String>,
     examples: Vec<Example>,
     cache: Option<EncoderCache>,
-    run: crate::workflow::preset::RunConfig,
+    run: crate::train::preset::RunConfig,
 }
 
 /// One (stage, batch) case: a trainer whose steps are timed.

@@ -8,7 +8,8 @@ use crate::gpu::Gpu;
 use crate::model::checkpoint::{self, Sidecar};
 use crate::model::heads::Heads;
 use crate::model::Model;
-use crate::workflow::{preset::RunConfig, run as wf};
+use crate::train::preset::RunConfig;
+use crate::workflow::run as wf;
 use crate::{Error, Result};
 
 pub fn train_cmd(cfg: &RunConfig, train: &Path, dev: Option<&Path>, format: Format, rel2id: Option<&Path>, rel_info: Option<&Path>, out: &Path, resume: bool) -> Result<()> {

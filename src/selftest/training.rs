@@ -11,7 +11,7 @@ use crate::model::Bert;
 use crate::model::{Batch, Model};
 use crate::train::trainer::{Stage, Trainer};
 use crate::data::sample::{documents, relations, TRAIN_DOCS};
-use crate::workflow::preset::preset;
+use crate::train::preset::preset;
 use crate::data::format::examples;
 
 pub(super) fn check() -> Check {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::preset::{preset, RunConfig};
+use crate::train::preset::{preset, RunConfig};
 use super::run::{start_encoder, train, RunOutputs};
 use crate::data::format::examples;
 use crate::data::sample::{documents, relations, TRAIN_DOCS};

@@ -1,8 +1,7 @@
-//! What the CLI commands run: configuration and presets, the two-stage training loop with its
-//! log and checkpoints, evaluation and prediction outputs, and the demo.
+//! What the CLI commands run above the model: the two-stage training run with its log and
+//! checkpoints, the demo, shards of a corpus, and plots.
 
 pub mod demo;
 pub mod plot;
-pub mod preset;
 pub mod run;
 pub mod shard;

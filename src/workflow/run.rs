@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::preset::{RunConfig, Stage2From};
+use crate::train::preset::{RunConfig, Stage2From};
 use crate::data::docred::Document;
 use crate::data::features::Example;
 use crate::data::WordPieceTokenizer;

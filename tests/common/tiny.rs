@@ -7,7 +7,7 @@ use docre::model::heads::Heads;
 use docre::model::Bert;
 use docre::model::Model;
 use docre::data::sample::{documents, relations, TRAIN_DOCS};
-use docre::workflow::preset::preset;
+use docre::train::preset::preset;
 use docre::data::format::examples;
 
 use super::gpu;
@@ -17,7 +17,7 @@ pub struct Setup {
     pub docs: Vec<docre::data::docred::Document>,
     pub exs: Vec<docre::data::features::Example>,
     pub sidecar: Sidecar,
-    pub cfg: docre::workflow::preset::RunConfig,
+    pub cfg: docre::train::preset::RunConfig,
     pub tokenizer: [u8; 32],
 }
 
