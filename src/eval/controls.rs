@@ -73,8 +73,7 @@ pub fn thresholds(model: &Model, split: &Split) -> Result<Thresholds> {
 /// are swapped for the untrained control and back.
 pub fn controls(model: &mut Model, split: &Split, train_facts: Option<&HashSet<(String, String, usize)>>, tuned: Option<Thresholds>, untrained_seed: Option<u64>) -> Result<Vec<Row>> {
     let p = predict(model, split.examples, BATCH, split.cache)?;
-    let titled = |facts: &[Vec<Fact>]| -> Vec<(String, Fact)> { facts.iter().zip(split.docs).flat_map(|(fs, d)| fs.iter().map(move |f| (d.title.clone(), *f))).collect() };
-    let scored = |facts: &[Vec<Fact>]| score(split.docs, &titled(facts), train_facts);
+    let scored = |facts: &[Vec<Fact>]| score(split.docs, &titled(split.docs, facts), train_facts);
     let mut rows = vec![Row { model: BASE, threshold: 0.0, scores: scored(&p.base)? }];
     if let Some(t) = tuned {
         rows.push(Row { model: BASE_TUNED, threshold: t.base, scores: scored(&redecide(&p.base_candidates, split.examples, t.base))? });

@@ -108,17 +108,21 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
 
 /// Syncs every file of `dir`, then `dir` itself, so the renames that follow never publish
 /// data a power cut could still lose.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+fn sync_dir(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))? {
-        let path = entry.map_err(io(format!("cannot list {}", dir.display())))?.path();
-        op("sync", &path)?;
-        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io(format!("cannot sync {}", path.display())))?;
+        sync_file(&entry.map_err(io(format!("cannot list {}", dir.display())))?.path())?;
     }
     // Directories cannot be opened for syncing everywhere (Windows); the files are what matter.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Syncs one file to disk, as one counted file operation.
+pub(crate) fn sync_file(path: &Path) -> Result<()> {
+    op("sync", path)?;
+    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(format!("cannot sync {}", path.display())))
 }
 
 /// Staged or set-aside versions of `target` left by a process that was stopped mid-switch,

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{io, op, pid_of, pid_running, unique, write_atomic, write_staged};
+use super::{io, op, pid_of, pid_running, sync_file, unique, write_atomic, write_staged};
 use crate::error::{Error, Result};
 
 const LOCK: &str = ".docre.lock";
@@ -162,11 +162,6 @@ impl Drop for OutputDir {
             let _ = std::fs::remove_dir(&self.dir);
         }
     }
-}
-
-fn sync_file(path: &Path) -> Result<()> {
-    op("sync", path)?;
-    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(format!("cannot sync {}", path.display())))
 }
 
 /// Finishes a switch that a stopped process left in `dir` (its journal names complete new
