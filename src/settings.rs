@@ -20,6 +20,7 @@ pub const VARS: &[Var] = &[
     Var { name: "DOCRE_ADAPTER", values: "text", default: "the fastest kind of adapter", meaning: "choose the adapter whose name contains this text" },
     Var { name: "DOCRE_ADAPTER_WAIT_S", values: "seconds ≥ 0", default: "7.5", meaning: "how long to keep asking for an adapter when none is enumerated, with the Vulkan loader's and wgpu's messages on (`.ci/run` sets 120)" },
     Var { name: "DOCRE_LIMITS", values: "`adapter`, `webgpu`", default: "`adapter`", meaning: "`webgpu`: open the device with WebGPU's default limits (128 MiB bindings, 256 MiB buffers) instead of the adapter's binding and buffer sizes" },
+    Var { name: "DOCRE_PARAMS", values: "`immediates`, `uniform`", default: "`immediates` where the adapter offers 128 bytes of them", meaning: "how kernels receive their scalar parameters: immediate data (push constants), or a uniform buffer as in the browser, where WebGPU has no immediates" },
     Var { name: "DOCRE_MATMUL", values: "`register`, `tiled`, `subgroup`", default: "the tuning's choice", meaning: "the matmul body every GEMM and bilinear product runs instead of the adapter's choice (to compare them with the same benchmarks); recorded with the run like any choice" },
     Var { name: "DOCRE_TUNE", values: "`rule`, `measure`", default: "`measure` on GPUs, `rule` on CPU adapters", meaning: "how each shape class's matmul and bilinear body is chosen; see docs/platforms.md, \"Variants chosen by measurement\"" },
     Var { name: "DOCRE_TUNING_FILE", values: "path", default: "`tuning.json` in the cache folder", meaning: "where measured choices are kept" },
@@ -86,6 +87,10 @@ pub fn adapter_wait_s() -> Result<f64> {
 /// True for `DOCRE_LIMITS=webgpu`.
 pub fn webgpu_limits() -> Result<bool> {
     Ok(choice("DOCRE_LIMITS", &["adapter", "webgpu"])? == Some("webgpu"))
+}
+
+pub fn params() -> Result<Option<&'static str>> {
+    choice("DOCRE_PARAMS", &["immediates", "uniform"])
 }
 
 pub fn matmul() -> Result<Option<&'static str>> {
@@ -182,6 +187,7 @@ pub fn set() -> Vec<(&'static str, String)> {
 pub fn check() -> Result<()> {
     adapter_wait_s()?;
     webgpu_limits()?;
+    params()?;
     matmul()?;
     tune()?;
     chunk_bytes()?;

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{gpu, upload, Rng};
-use docre::gpu::{DType, Recorder, Tensor};
+use docre::gpu::{DType, Gpu, Params, Recorder, Tensor};
+use docre::ops::elementwise::{accumulate, fill};
 use docre::ops::embedding::{scatter_add_rows, RowScatter};
 use docre::ops::layernorm::{layernorm, layernorm_backward};
 use docre::ops::matmul::{linear, linear_backward, matmul};
@@ -14,7 +15,11 @@ use docre::Error;
 
 /// A small chain through most kernels; returns the raw bits of every output.
 fn chain(seed: u64) -> Vec<u32> {
-    let gpu = gpu();
+    chain_on(&gpu(), seed)
+}
+
+fn chain_on(gpu: &Gpu, seed: u64) -> Vec<u32> {
+    let gpu = gpu.clone();
     let mut rng = Rng::new(seed);
     let (rows, inp, out) = (37, 33, 70);
     let x = upload(&gpu, "x", &[rows, inp], &rng.vec(rows * inp));
@@ -53,6 +58,38 @@ fn same_inputs_give_identical_bits() {
     let diff = a.iter().zip(&b).filter(|(x, y)| x != y).count();
     assert_eq!(diff, 0, "{diff} of {} output bits differ between two identical runs", a.len());
     assert_ne!(a, chain(6), "different inputs must give different outputs");
+}
+
+/// The browser's way of passing kernel parameters (a uniform buffer, one slot per dispatch)
+/// computes exactly what immediates do, and every dispatch reads its own slot: 1,200
+/// accumulations, each with its own scale, span three submissions and reuse the arena.
+#[test]
+fn parameters_in_a_uniform_buffer_give_the_same_bits_as_immediates() {
+    let uniform = Gpu::with_params(Params::Uniform).unwrap();
+    assert_eq!(uniform.params(), Params::Uniform);
+    assert_eq!(uniform.report().params, "uniform");
+    let immediates = match Gpu::with_params(Params::Immediates) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("this adapter has no immediates ({e}); the uniform path is checked on its own");
+            None
+        }
+    };
+    if let Some(imm) = &immediates {
+        let (a, b) = (chain_on(imm, 11), chain_on(&uniform, 11));
+        let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(a.len() == b.len() && differ == 0, "{differ} of {} output values differ", a.len());
+    }
+    let acc = Tensor::zeros(&uniform, "acc", &[8]).unwrap();
+    let ones = Tensor::zeros(&uniform, "ones", &[8]).unwrap();
+    let mut rec = Recorder::new(&uniform);
+    fill(&mut rec, &ones, 1.0).unwrap();
+    for i in 0..1200 {
+        accumulate(&mut rec, &acc, &ones, i as f32).unwrap();
+    }
+    rec.finish().unwrap();
+    // 0 + 1 + ... + 1199, exact in f32.
+    assert_eq!(acc.read_f32(&uniform).unwrap(), vec![719_400.0; 8]);
 }
 
 #[test]

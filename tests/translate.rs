@@ -7,14 +7,14 @@
 //! The pipelines are those of `docre selftest` run in this process (every kernel variant this
 //! adapter can run, and a tiny model's training), plus, with `DOCRE_PIPELINE_LOG=<dir>`, every
 //! pipeline logged there by earlier test runs (`.ci/run` logs all of its lanes, so their
-//! different subgroup widths and fallbacks are covered too).
+//! different subgroup widths and fallbacks, and both ways of passing parameters, are covered).
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
 use common::gpu;
-use docre::gpu::PipelineSpec;
+use docre::gpu::{module_suffix, Params, PipelineSpec};
 use naga::back::{hlsl, msl};
 
 /// Parsed and validated modules by shader name.
@@ -34,15 +34,28 @@ fn module<'a>(modules: &'a mut Modules, name: &str, wgsl: &str) -> Result<&'a (n
     Ok(&modules[name])
 }
 
-/// MSL as wgpu-hal's Metal back end writes it: immediates in buffer 0, then one buffer per
-/// binding in order, then the buffer-sizes buffer.
+/// MSL as wgpu-hal's Metal back end writes it: immediates in buffer 0 (where parameters are
+/// immediates), then one buffer per binding in order, group 0 then group 1 (the parameter slot),
+/// then the buffer-sizes buffer.
 fn to_msl(m: &naga::Module, info: &naga::valid::ModuleInfo, spec: &PipelineSpec) -> Result<(), String> {
     let mut resources = msl::BindingMap::default();
+    let first = match spec.params {
+        Params::Immediates => 1,
+        Params::Uniform => 0,
+    };
+    let mut next = first;
     for (i, ro) in spec.read_only.iter().enumerate() {
-        let target = msl::BindTarget { buffer: Some(1 + i as u8), mutable: !ro, ..Default::default() };
+        let target = msl::BindTarget { buffer: Some(next), mutable: !ro, ..Default::default() };
         resources.insert(naga::ResourceBinding { group: 0, binding: i as u32 }, target);
+        next += 1;
     }
-    let ep = msl::EntryPointResources { resources, immediates_buffer: Some(0), sizes_buffer: Some(1 + spec.read_only.len() as u8) };
+    // Left out with the storage bindings by the harness check in the test below.
+    if spec.params == Params::Uniform && !spec.read_only.is_empty() {
+        resources.insert(naga::ResourceBinding { group: 1, binding: 0 }, msl::BindTarget { buffer: Some(next), ..Default::default() });
+        next += 1;
+    }
+    let immediates_buffer = (spec.params == Params::Immediates).then_some(0);
+    let ep = msl::EntryPointResources { resources, immediates_buffer, sizes_buffer: Some(next) };
     let options = msl::Options {
         lang_version: (2, 4),
         per_entry_point_map: msl::EntryPointResourceMap::from([(spec.entry.clone(), ep)]),
@@ -60,9 +73,10 @@ fn to_msl(m: &naga::Module, info: &naga::valid::ModuleInfo, spec: &PipelineSpec)
     }
 }
 
-/// HLSL as wgpu-hal's DX12 back end writes it: immediates as root constants at b0 space 0, the
-/// special constants (num_workgroups) at b1 space 1, read-only storage as SRVs t0.., read-write
-/// storage as UAVs u0.., in binding order.
+/// HLSL as wgpu-hal's DX12 back end writes it: read-only storage as SRVs t0.., read-write
+/// storage as UAVs u0.., in binding order; with immediates, those as root constants at b0 space 0
+/// and the special constants (num_workgroups) at b1 space 1; with the uniform parameter slot,
+/// that as the CBV b0 space 0 and the special constants at b1 space 0.
 fn to_hlsl(m: &naga::Module, info: &naga::valid::ModuleInfo, spec: &PipelineSpec) -> Result<(), String> {
     let mut binding_map = hlsl::BindingMap::default();
     let (mut srv, mut uav) = (0u32, 0u32);
@@ -71,12 +85,21 @@ fn to_hlsl(m: &naga::Module, info: &naga::valid::ModuleInfo, spec: &PipelineSpec
         binding_map.insert(naga::ResourceBinding { group: 0, binding: i as u32 }, hlsl::BindTarget { space: 0, register: *register, ..Default::default() });
         *register += 1;
     }
+    let (immediates_target, special_space) = match spec.params {
+        Params::Immediates => (Some(hlsl::BindTarget { space: 0, register: 0, ..Default::default() }), 1),
+        Params::Uniform => {
+            if !spec.read_only.is_empty() {
+                binding_map.insert(naga::ResourceBinding { group: 1, binding: 0 }, hlsl::BindTarget { space: 0, register: 0, ..Default::default() });
+            }
+            (None, 0)
+        }
+    };
     let options = hlsl::Options {
         shader_model: hlsl::ShaderModel::V6_0,
         binding_map,
         fake_missing_bindings: false,
-        immediates_target: Some(hlsl::BindTarget { space: 0, register: 0, ..Default::default() }),
-        special_constants_binding: Some(hlsl::BindTarget { space: 1, register: 1, ..Default::default() }),
+        immediates_target,
+        special_constants_binding: Some(hlsl::BindTarget { space: special_space, register: 1, ..Default::default() }),
         zero_initialize_workgroup_memory: false,
         ..Default::default()
     };
@@ -90,7 +113,12 @@ fn to_hlsl(m: &naga::Module, info: &naga::valid::ModuleInfo, spec: &PipelineSpec
 }
 
 fn key(s: &PipelineSpec) -> String {
-    format!("{}::{} {:?}", s.shader, s.entry, s.constants)
+    format!("{}::{} {:?} {}", s.shader, s.entry, s.constants, s.params.name())
+}
+
+/// The module's name: one per shader and parameter path.
+fn module_name(s: &PipelineSpec) -> String {
+    format!("{}{}", s.shader, module_suffix(s.params))
 }
 
 /// (spec, final WGSL) of every logged pipeline in `dir`.
@@ -100,7 +128,7 @@ fn logged(dir: &std::path::Path) -> Vec<(PipelineSpec, String)> {
         .filter(|l| !l.is_empty())
         .map(|l| {
             let spec: PipelineSpec = serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", dir.display()));
-            let wgsl = std::fs::read_to_string(dir.join(format!("{}.wgsl", spec.shader))).unwrap_or_else(|e| panic!("{}: {e}", spec.shader));
+            let wgsl = std::fs::read_to_string(dir.join(format!("{}.wgsl", module_name(&spec)))).unwrap_or_else(|e| panic!("{}: {e}", module_name(&spec)));
             (spec, wgsl)
         })
         .collect()
@@ -119,7 +147,8 @@ fn every_pipeline_translates_to_msl_and_hlsl() {
     assert!(failed_checks.is_empty(), "{failed_checks:?}");
     let mut all: BTreeMap<String, (PipelineSpec, String)> = BTreeMap::new();
     for (spec, source) in gpu.pipeline_specs() {
-        all.insert(key(&spec), (spec, PipelineSpec::wgsl(source)));
+        let wgsl = PipelineSpec::wgsl(source, spec.params).expect("the module was built from this text");
+        all.insert(key(&spec), (spec, wgsl));
     }
     let here = all.len();
     if let Some(dir) = docre::settings::pipeline_log() {
@@ -130,7 +159,7 @@ fn every_pipeline_translates_to_msl_and_hlsl() {
     let mut modules = Modules::new();
     let mut failures = Vec::new();
     for (k, (spec, wgsl)) in &all {
-        let result = module(&mut modules, &spec.shader, wgsl).and_then(|(m, info)| {
+        let result = module(&mut modules, &module_name(spec), wgsl).and_then(|(m, info)| {
             let constants: naga::back::PipelineConstants = spec.constants.iter().cloned().collect();
             let (m, info) = naga::back::pipeline_constants::process_overrides(m, info, Some((naga::ShaderStage::Compute, &spec.entry)), &constants).map_err(|e| format!("overrides: {e:?}"))?;
             to_msl(&m, &info, spec)?;
@@ -142,7 +171,7 @@ fn every_pipeline_translates_to_msl_and_hlsl() {
     }
     // The harness can fail: without its bindings in the maps, a pipeline must not translate.
     let (_, (spec, wgsl)) = all.iter().next().expect("at least one pipeline");
-    let (m, info) = module(&mut modules, &spec.shader, wgsl).expect("translated above");
+    let (m, info) = module(&mut modules, &module_name(spec), wgsl).expect("translated above");
     let constants: naga::back::PipelineConstants = spec.constants.iter().cloned().collect();
     let (m, info) = naga::back::pipeline_constants::process_overrides(m, info, Some((naga::ShaderStage::Compute, &spec.entry)), &constants).unwrap();
     let unbound = PipelineSpec { read_only: Vec::new(), ..spec.clone() };

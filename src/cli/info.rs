@@ -27,6 +27,7 @@ pub fn info(json: bool) -> Result<()> {
         r.limits, r.max_storage_buffer_binding_size >> 20, r.max_buffer_size >> 20, r.max_storage_buffers_per_shader_stage, r.max_compute_workgroup_storage_size >> 10,
         r.max_compute_invocations_per_workgroup, r.max_compute_workgroups_per_dimension, r.max_immediate_size);
     println!("features     shader-f16 {}, timestamp queries {}, subgroups {}", yes(r.shader_f16), yes(r.timestamp_query), yes(r.subgroups));
+    println!("parameters   {} (DOCRE_PARAMS)", r.params);
     for (family, variant) in variants {
         println!("kernel       {family:<10} {variant}");
     }

@@ -5,13 +5,15 @@
 //! `DOCRE_ADAPTER` picks the first adapter whose name contains the given substring.
 //! The device asks for WebGPU's default limits (8 storage buffers per stage, 256 invocations and
 //! 16 KiB of workgroup memory per workgroup), which every kernel fits, raised for the 128 bytes of
-//! immediate data WebGPU lacks, and by default for the adapter's own binding and buffer sizes:
+//! immediate data WebGPU lacks (where kernel parameters travel as immediates; see
+//! `pipeline::Params`), and by default for the adapter's own binding and buffer sizes:
 //! lavapipe and most GPUs allow far larger storage bindings than the 128 MiB / 256 MiB defaults.
 //! `DOCRE_LIMITS=webgpu` keeps those at the defaults too (see `requested_limits`).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::pipeline::{Cached, Kernel, PipelineCache, PipelineSpec, IMMEDIATE_BYTES};
+use super::params::Arena;
+use super::pipeline::{Cached, Kernel, Params, PipelineCache, PipelineSpec, IMMEDIATE_BYTES};
 use super::pool::BufferPool;
 use crate::error::{Error, Result};
 
@@ -39,6 +41,8 @@ pub struct AdapterReport {
     pub max_compute_invocations_per_workgroup: u32,
     pub max_compute_workgroups_per_dimension: u32,
     pub max_immediate_size: u32,
+    /// How kernels receive their scalars: "immediates" or "uniform".
+    pub params: String,
     /// "adapter" or "webgpu": whether binding and buffer sizes are the adapter's own.
     pub limits: String,
     pub max_storage_buffers_per_shader_stage: u32,
@@ -59,6 +63,8 @@ pub(crate) struct GpuInner {
     /// Measured lazily by ops::matmul (None: no subgroup support).
     pub subgroup_size: OnceLock<Option<u32>>,
     pub tuning: Mutex<super::tuning::Tuning>,
+    /// Parameter arenas of finished recorders, for the next ones (`Params::Uniform`).
+    pub arenas: Mutex<Vec<Arena>>,
 }
 
 /// Cheap-to-clone handle to the device, queue, pipeline cache and buffer pool.
@@ -111,12 +117,37 @@ fn limits_mode() -> Result<&'static str> {
     Ok(if crate::settings::webgpu_limits()? { "webgpu" } else { "adapter" })
 }
 
+/// How parameters travel on this adapter: as `chosen`, else `DOCRE_PARAMS`, else immediates
+/// where the adapter offers IMMEDIATE_BYTES of them, else a uniform buffer.
+fn params_mode(name: &str, features: wgpu::Features, limits: &wgpu::Limits, chosen: Option<Params>) -> Result<Params> {
+    let offers = features.contains(wgpu::Features::IMMEDIATES) && limits.max_immediate_size >= IMMEDIATE_BYTES;
+    let wanted = match chosen {
+        Some(p) => Some(p.name()),
+        None => crate::settings::params()?,
+    };
+    match wanted {
+        Some("uniform") => Ok(Params::Uniform),
+        Some(_) if !offers => Err(Error::NoAdapter(format!(
+            "DOCRE_PARAMS=immediates, but adapter {name} offers {} bytes of immediate data{}; docre needs {IMMEDIATE_BYTES}. \
+             Unset DOCRE_PARAMS to pass parameters in a uniform buffer instead.",
+            limits.max_immediate_size,
+            if features.contains(wgpu::Features::IMMEDIATES) { "" } else { " (no immediates feature)" }
+        ))),
+        Some(_) => Ok(Params::Immediates),
+        None if offers => Ok(Params::Immediates),
+        None => Ok(Params::Uniform),
+    }
+}
+
 /// What the device asks for: WebGPU's defaults (lowered where the adapter offers less, so a weak
 /// adapter still opens and its pipelines fail with a clear error), immediates raised to
-/// IMMEDIATE_BYTES, and unless DOCRE_LIMITS=webgpu the adapter's binding and buffer sizes.
-fn requested_limits(adapter: &wgpu::Limits) -> Result<wgpu::Limits> {
+/// IMMEDIATE_BYTES where parameters travel that way, and unless DOCRE_LIMITS=webgpu the
+/// adapter's binding and buffer sizes.
+fn requested_limits(adapter: &wgpu::Limits, params: Params) -> Result<wgpu::Limits> {
     let mut l = wgpu::Limits::default().or_worse_values_from(adapter);
-    l.max_immediate_size = IMMEDIATE_BYTES;
+    if params == Params::Immediates {
+        l.max_immediate_size = IMMEDIATE_BYTES;
+    }
     if limits_mode()? == "adapter" {
         l.max_storage_buffer_binding_size = adapter.max_storage_buffer_binding_size;
         l.max_buffer_size = adapter.max_buffer_size;
@@ -127,10 +158,16 @@ fn requested_limits(adapter: &wgpu::Limits) -> Result<wgpu::Limits> {
 impl Gpu {
     /// Pick an adapter as described in the module docs and open a device on it.
     pub fn new() -> Result<Gpu> {
-        pollster::block_on(Self::new_async())
+        pollster::block_on(Self::new_async(None))
     }
 
-    async fn new_async() -> Result<Gpu> {
+    /// As `new`, with the way parameters travel chosen here instead of by `DOCRE_PARAMS` (tests
+    /// compare the two on one adapter).
+    pub fn with_params(params: Params) -> Result<Gpu> {
+        pollster::block_on(Self::new_async(Some(params)))
+    }
+
+    async fn new_async(params: Option<Params>) -> Result<Gpu> {
         let descriptor = || {
             let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
             // Compute only: the GL backend cannot run our storage-heavy kernels well and would
@@ -185,23 +222,12 @@ impl Gpu {
         adapters.sort_by_key(|a| rank(a.get_info().device_type));
         let adapter = adapters.swap_remove(0);
         let info = adapter.get_info();
-        let limits = adapter.limits();
-        if limits.max_immediate_size < IMMEDIATE_BYTES {
-            return Err(Error::NoAdapter(format!(
-                "adapter {} offers {} bytes of immediate data; docre needs {IMMEDIATE_BYTES}. \
-                 Pick another adapter with DOCRE_ADAPTER.",
-                info.name, limits.max_immediate_size
-            )));
-        }
-        let limits = requested_limits(&limits)?;
         let offered = adapter.features();
-        let wanted_features = wgpu::Features::IMMEDIATES
-            | (offered & (wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP));
-        if !offered.contains(wgpu::Features::IMMEDIATES) {
-            return Err(Error::NoAdapter(format!(
-                "adapter {} lacks immediate data (push constants), which every docre kernel uses.",
-                info.name
-            )));
+        let params = params_mode(&info.name, offered, &adapter.limits(), params)?;
+        let limits = requested_limits(&adapter.limits(), params)?;
+        let mut wanted_features = offered & (wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        if params == Params::Immediates {
+            wanted_features |= wgpu::Features::IMMEDIATES;
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -227,6 +253,7 @@ impl Gpu {
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             max_immediate_size: limits.max_immediate_size,
+            params: params.name().to_string(),
             limits: limits_mode()?.to_string(),
             max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
             shader_f16: wanted_features.contains(wgpu::Features::SHADER_F16),
@@ -240,10 +267,11 @@ impl Gpu {
             report,
             limits,
             features: wanted_features,
-            pipelines: PipelineCache::default(),
+            pipelines: PipelineCache::new(params),
             pool: Arc::new(Mutex::new(BufferPool::default())),
             subgroup_size: OnceLock::new(),
             tuning: Mutex::new(super::tuning::Tuning { settings: super::tuning::Settings::from_env(kind)?, chosen: Default::default() }),
+            arenas: Mutex::new(Vec::new()),
         })))
     }
 
@@ -295,6 +323,16 @@ impl Gpu {
     /// once per device.
     pub fn pipeline(&self, kernel: &Kernel, constants: &[(&'static str, f64)]) -> Result<Arc<Cached>> {
         self.0.pipelines.pipeline(&self.0.device, kernel, constants)
+    }
+
+    /// How kernels receive their scalar parameters on this device.
+    pub fn params(&self) -> Params {
+        self.0.pipelines.params()
+    }
+
+    /// Group 1's layout under `Params::Uniform`.
+    pub(crate) fn params_layout(&self) -> &wgpu::BindGroupLayout {
+        self.0.pipelines.params_layout(&self.0.device)
     }
 
     /// Every pipeline this device has created, with its shader's source (without the prelude).

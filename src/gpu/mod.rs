@@ -2,6 +2,7 @@
 //! and the per-device record of kernel variants chosen by measurement.
 
 mod device;
+mod params;
 mod pipeline;
 mod pool;
 pub mod profile;
@@ -12,7 +13,7 @@ mod timer;
 pub mod tuning;
 
 pub use device::{AdapterKind, AdapterReport, Gpu};
-pub use pipeline::{Access, Kernel, PipelineSpec, Shader};
+pub use pipeline::{module_suffix, Access, Kernel, Params, PipelineSpec, Shader};
 pub use recorder::{grid, Imm, Recorder};
 pub use tensor::{DType, Tensor};
 pub use timer::GpuTimer;

@@ -1,13 +1,16 @@
 //! Shader modules and compute pipelines, cached by (shader, entry point, override constants).
 //!
 //! Every kernel uses one bind group: storage buffers at bindings 0.., in the order its
-//! `Kernel::bindings` lists them, and up to `IMMEDIATE_BYTES` of immediate data for scalars.
+//! `Kernel::bindings` lists them. Its scalars, up to `IMMEDIATE_BYTES`, are immediate data, or
+//! with `Params::Uniform` (WebGPU has no immediates) a uniform buffer at group 1, binding 0,
+//! with a dynamic offset: the module's one `var<immediate>` is rewritten to that declaration, so
+//! both paths run the same kernel source (see gpu::params).
 //! Pipeline creation runs inside an error scope so a WGSL mistake becomes an `Error::Shader`
 //! naming the kernel instead of a panic in wgpu's default error handler.
 //!
 //! Every pipeline created is also kept as a `PipelineSpec` (final WGSL, entry point, override
 //! values, bindings), and with `DOCRE_PIPELINE_LOG=<dir>` appended to `<dir>/pipelines.jsonl`
-//! with its module in `<dir>/<shader>.wgsl`: tests/translate.rs translates them with naga's
+//! with its module in `<dir>/<shader>.wgsl` (`<shader>.uniform.wgsl` for the uniform path): tests/translate.rs translates them with naga's
 //! Metal and HLSL back ends, the only check of those paths possible without such machines.
 
 use std::collections::HashMap;
@@ -57,17 +60,56 @@ pub struct PipelineSpec {
     pub constants: Vec<(String, f64)>,
     /// Per binding, whether it is read-only storage.
     pub read_only: Vec<bool>,
+    #[serde(default)]
+    pub params: Params,
 }
 
-impl PipelineSpec {
-    /// The WGSL the module was built from: the prelude, then the shader's source.
-    pub fn wgsl(source: &str) -> String {
-        format!("{PRELUDE}\n{source}")
+/// How kernels receive their scalar parameters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Params {
+    /// Immediate data (push constants): no buffer, no binding.
+    #[default]
+    Immediates,
+    /// A uniform buffer at group 1, binding 0, with a dynamic offset per dispatch.
+    Uniform,
+}
+
+impl Params {
+    pub fn name(self) -> &'static str {
+        match self {
+            Params::Immediates => "immediates",
+            Params::Uniform => "uniform",
+        }
     }
 }
 
-#[derive(Default)]
+/// The declaration that replaces `var<immediate>` under `Params::Uniform`.
+const UNIFORM_DECL: &str = "@group(1) @binding(0) var<uniform>";
+
+impl PipelineSpec {
+    /// The WGSL the module was built from: the prelude, then the shader's source, its parameter
+    /// block declared for `params`. A module declares at most one block (an entry point can
+    /// have only one immediate variable), so the rewrite cannot make two variables share a slot.
+    pub fn wgsl(source: &str, params: Params) -> Result<String> {
+        let all = format!("{PRELUDE}\n{source}");
+        match params {
+            Params::Immediates => Ok(all),
+            Params::Uniform => {
+                let n = all.matches("var<immediate>").count();
+                if n > 1 {
+                    return Err(Error::Shader("parameter block".into(), format!("the module declares {n} immediate variables; a uniform rewrite needs at most one")));
+                }
+                Ok(all.replace("var<immediate>", UNIFORM_DECL))
+            }
+        }
+    }
+}
+
 pub struct PipelineCache {
+    params: Params,
+    /// Group 1's layout under `Params::Uniform`, created with the first pipeline.
+    params_layout: std::sync::OnceLock<wgpu::BindGroupLayout>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<HashMap<Key, Arc<Cached>>>,
     /// (spec, shader source) of every pipeline created, in order.
@@ -78,13 +120,43 @@ pub struct PipelineCache {
 pub const IMMEDIATE_BYTES: u32 = 128;
 
 impl PipelineCache {
+    pub fn new(params: Params) -> PipelineCache {
+        PipelineCache { params, params_layout: Default::default(), modules: Default::default(), pipelines: Default::default(), specs: Default::default() }
+    }
+
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    /// The layout of group 1 (the parameter slot) under `Params::Uniform`.
+    pub fn params_layout(&self, device: &wgpu::Device) -> &wgpu::BindGroupLayout {
+        self.params_layout.get_or_init(|| {
+            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("docre params"),
+                entries: &[wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: std::num::NonZeroU64::new(IMMEDIATE_BYTES as u64),
+                    },
+                    count: None,
+                }],
+            })
+        })
+    }
+
     fn module(&self, device: &wgpu::Device, shader: &'static Shader) -> Result<Arc<wgpu::ShaderModule>> {
         let cache = self;
         if let Some(m) = cache.modules.lock().unwrap().get(shader.name) {
             return Ok(m.clone());
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let source = PipelineSpec::wgsl(shader.source);
+        let source = PipelineSpec::wgsl(shader.source, self.params).map_err(|e| match e {
+            Error::Shader(_, m) => Error::Shader(shader.name.to_string(), m),
+            e => e,
+        })?;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(shader.name),
             source: wgpu::ShaderSource::Wgsl(source.into()),
@@ -130,11 +202,18 @@ impl PipelineCache {
             label: Some(kernel.entry),
             entries: &entries,
         });
-        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(kernel.entry),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: IMMEDIATE_BYTES,
-        });
+        let pl = match self.params {
+            Params::Immediates => device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.entry),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: IMMEDIATE_BYTES,
+            }),
+            Params::Uniform => device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.entry),
+                bind_group_layouts: &[Some(&layout), Some(self.params_layout(device))],
+                immediate_size: 0,
+            }),
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry),
             layout: Some(&pl),
@@ -162,6 +241,7 @@ impl PipelineCache {
             entry: kernel.entry.to_string(),
             constants: constants.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             read_only: kernel.bindings.iter().map(|a| *a == Access::Read).collect(),
+            params: self.params,
         };
         log_pipeline(&spec, kernel.shader.source)?;
         self.specs.lock().unwrap().push((spec, kernel.shader.source));
@@ -171,6 +251,15 @@ impl PipelineCache {
     /// Every pipeline created so far, with its shader's source (without the prelude).
     pub fn specs(&self) -> Vec<(PipelineSpec, &'static str)> {
         self.specs.lock().unwrap().clone()
+    }
+}
+
+/// The logged module file of a shader is `<shader><suffix>.wgsl`: both parameter paths can be
+/// logged into one folder.
+pub fn module_suffix(params: Params) -> &'static str {
+    match params {
+        Params::Immediates => "",
+        Params::Uniform => ".uniform",
     }
 }
 
@@ -186,9 +275,9 @@ fn log_pipeline(spec: &PipelineSpec, source: &str) -> Result<()> {
     let _guard = LOCK.lock().unwrap();
     let io = |e: std::io::Error| Error::Io { context: format!("DOCRE_PIPELINE_LOG {}", dir.display()), source: e };
     std::fs::create_dir_all(&dir).map_err(io)?;
-    let module = dir.join(format!("{}.wgsl", spec.shader));
+    let module = dir.join(format!("{}{}.wgsl", spec.shader, module_suffix(spec.params)));
     if !module.exists() {
-        crate::fsutil::write_atomic(&module, PipelineSpec::wgsl(source).as_bytes())?;
+        crate::fsutil::write_atomic(&module, PipelineSpec::wgsl(source, spec.params)?.as_bytes())?;
     }
     let mut line = serde_json::to_string(spec).expect("a pipeline spec serializes");
     line.push('\n');

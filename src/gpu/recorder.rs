@@ -7,12 +7,15 @@
 //!
 //! With profiling on (`profile::enabled`), each dispatch gets a compute pass of its own with
 //! timestamp writes, and every flush reads the times back into the profile table.
+//!
+//! Scalar arguments go as immediates, or under `Params::Uniform` into a slot of the recorder's
+//! parameter arena (gpu::params), uploaded just before each submission.
 
 use std::time::Instant;
 
 use super::device::Gpu;
-use super::pipeline::IMMEDIATE_BYTES;
-use super::pipeline::Kernel;
+use super::params::Arena;
+use super::pipeline::{Kernel, Params, IMMEDIATE_BYTES};
 use super::profile::{self, Work};
 use super::tensor::Tensor;
 use crate::error::{shape_err, Error, Result};
@@ -48,6 +51,8 @@ pub struct Recorder {
     keep: Vec<Tensor>,
     pending: usize,
     probe: Option<Probe>,
+    /// Under `Params::Uniform`: where this recorder's dispatches take their parameters from.
+    arena: Option<Arena>,
 }
 
 /// Profiling state of one recorder: the query set of its unflushed dispatches and what each was.
@@ -62,7 +67,7 @@ struct Probe {
 
 impl Recorder {
     pub fn new(gpu: &Gpu) -> Recorder {
-        Recorder { gpu: gpu.clone(), encoder: None, pass: None, keep: Vec::new(), pending: 0, probe: None }
+        Recorder { gpu: gpu.clone(), encoder: None, pass: None, keep: Vec::new(), pending: 0, probe: None, arena: None }
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -131,9 +136,7 @@ impl Recorder {
         let pass = self.pass.as_mut().unwrap();
         pass.set_pipeline(&cached.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
-        if !imm.words.is_empty() {
-            pass.set_immediates(0, bytemuck::cast_slice(&imm.words));
-        }
+        set_params(pass, &self.gpu, &mut self.arena, imm);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         self.keep.extend(bindings.iter().map(|t| (*t).clone()));
         self.pending += 1;
@@ -169,20 +172,20 @@ impl Recorder {
                 beginning_of_pass_write_index: Some(2 * index),
                 end_of_pass_write_index: Some(2 * index + 1),
             });
+            let gpu = self.gpu.clone();
+            let mut arena = self.arena.take();
             let mut pass = self.encoder().begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry), timestamp_writes });
             pass.set_pipeline(&cached.pipeline);
             pass.set_bind_group(0, bind_group, &[]);
-            if !imm.words.is_empty() {
-                pass.set_immediates(0, bytemuck::cast_slice(&imm.words));
-            }
+            set_params(&mut pass, &gpu, &mut arena, imm);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            drop(pass);
+            self.arena = arena;
         }
         self.keep.extend(bindings.iter().map(|t| (*t).clone()));
         self.pending += 1;
         let seconds = if wall {
-            if let Some(enc) = self.encoder.take() {
-                self.gpu.queue().submit([enc.finish()]);
-            }
+            self.submit();
             self.gpu.wait()?;
             Some(started.elapsed().as_secs_f64())
         } else {
@@ -249,14 +252,22 @@ impl Recorder {
             enc.resolve_query_set(set, 0..2 * n, resolve, 0);
             enc.copy_buffer_to_buffer(resolve, 0, readback, 0, 16 * n as u64);
         }
-        if let Some(enc) = self.encoder.take() {
-            self.gpu.queue().submit([enc.finish()]);
-        }
+        self.submit();
         self.keep.clear();
         self.pending = 0;
         if let Some(mut p) = probe {
             p.report(&self.gpu);
             self.probe = Some(p);
+        }
+    }
+
+    /// Submit the open encoder, if any, after its dispatches' parameters.
+    fn submit(&mut self) {
+        if let Some(enc) = self.encoder.take() {
+            if let Some(arena) = self.arena.as_mut() {
+                arena.upload(&self.gpu);
+            }
+            self.gpu.queue().submit([enc.finish()]);
         }
     }
 
@@ -271,6 +282,26 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         // Recorded work is never silently discarded.
         self.flush();
+        if let Some(arena) = self.arena.take() {
+            self.gpu.0.arenas.lock().unwrap().push(arena);
+        }
+    }
+}
+
+/// Hand `imm` to the dispatch about to be recorded in `pass`: as immediates, or in the next slot
+/// of the recorder's arena (taken from the device's spare arenas, or made, on first use).
+fn set_params(pass: &mut wgpu::ComputePass, gpu: &Gpu, arena: &mut Option<Arena>, imm: &Imm) {
+    match gpu.params() {
+        Params::Immediates => {
+            if !imm.words.is_empty() {
+                pass.set_immediates(0, bytemuck::cast_slice(&imm.words));
+            }
+        }
+        Params::Uniform => {
+            let arena = arena.get_or_insert_with(|| gpu.0.arenas.lock().unwrap().pop().unwrap_or_else(|| Arena::new(gpu, FLUSH_EVERY as u32)));
+            let (group, offset) = arena.push(&imm.words);
+            pass.set_bind_group(1, group, &[offset]);
+        }
     }
 }
 
