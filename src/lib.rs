@@ -1,7 +1,9 @@
 //! docre: DocRE-II document-level relation extraction, trained and run on the GPU through wgpu,
 //! with every kernel hand-written in WGSL (see README.md and shaders/).
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod data;
 pub mod error;
@@ -15,6 +17,7 @@ pub mod rng;
 pub mod selftest;
 pub mod settings;
 pub mod train;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod workflow;
 
 pub use error::{Error, Result};

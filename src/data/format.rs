@@ -9,7 +9,8 @@ use crate::data::WordPieceTokenizer;
 use crate::error::Result;
 
 /// Input formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 pub enum Format {
     /// DocRED / Re-DocRED json.
     Docred,

@@ -71,6 +71,7 @@ pub(crate) struct GpuInner {
 #[derive(Clone)]
 pub struct Gpu(pub(crate) Arc<GpuInner>);
 
+#[cfg(not(target_arch = "wasm32"))]
 fn rank(t: wgpu::DeviceType) -> u32 {
     match t {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -81,13 +82,16 @@ fn rank(t: wgpu::DeviceType) -> u32 {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 const NO_ADAPTER_HELP: &str = "docre needs a GPU driver with Vulkan, Metal or DX12. On a machine \
 without a GPU, install a CPU Vulkan device: `apt-get install mesa-vulkan-drivers libvulkan1` \
 (Debian/Ubuntu). Check with `docre info`.";
 
 /// Prints wgpu's warnings and notes to stderr.
+#[cfg(not(target_arch = "wasm32"))]
 struct StderrLog;
 
+#[cfg(not(target_arch = "wasm32"))]
 impl log::Log for StderrLog {
     fn enabled(&self, m: &log::Metadata) -> bool {
         m.level() <= log::Level::Info && m.target().starts_with("wgpu")
@@ -102,6 +106,7 @@ impl log::Log for StderrLog {
 
 /// The Vulkan loader's messages (unless VK_LOADER_DEBUG is already set) and wgpu's, on stderr
 /// from the next instance on: what a failure to find any adapter needs to be explained.
+#[cfg(not(target_arch = "wasm32"))]
 fn diagnostics_on() {
     if std::env::var_os("VK_LOADER_DEBUG").is_none() {
         std::env::set_var("VK_LOADER_DEBUG", "error,warn,info");
@@ -155,72 +160,93 @@ fn requested_limits(adapter: &wgpu::Limits, params: Params) -> Result<wgpu::Limi
     Ok(l)
 }
 
+/// The adapter as the module docs describe, asking again for a while when none is enumerated.
+#[cfg(not(target_arch = "wasm32"))]
+async fn find_adapter() -> Result<wgpu::Adapter> {
+    let descriptor = || {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        // Compute only: the GL backend cannot run our storage-heavy kernels well and would
+        // only add a confusing second software adapter; it stays reachable through
+        // WGPU_BACKEND=gl.
+        if std::env::var_os("WGPU_BACKEND").is_none() {
+            desc.backends = wgpu::Backends::PRIMARY;
+        }
+        desc
+    };
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+    // lavapipe has now and then enumerated nothing, in a long test run and at the start of
+    // a CI lane, and found itself again later; fresh instances, backing off, tell a
+    // transient failure from a machine without a driver. The first empty answer turns on
+    // the Vulkan loader's and wgpu's own messages, so that a lasting failure says why.
+    let wait_s = crate::settings::adapter_wait_s()?;
+    let mut instance = wgpu::Instance::new(descriptor());
+    let mut adapters = instance.enumerate_adapters(backends).await;
+    let (mut waited, mut delay) = (0.0, 0.5);
+    while adapters.is_empty() && waited < wait_s {
+        if waited == 0.0 {
+            eprintln!("docre: no graphics adapter enumerated; asking again for up to {wait_s} s, with the Vulkan loader's and wgpu's messages on");
+            diagnostics_on();
+        }
+        let pause = f64::min(delay, wait_s - waited);
+        std::thread::sleep(std::time::Duration::from_secs_f64(pause));
+        (waited, delay) = (waited + pause, f64::min(delay * 2.0, 4.0));
+        // A new instance loads the Vulkan loader again once the old one is dropped, which
+        // is when it reads VK_LOADER_DEBUG.
+        drop(instance);
+        instance = wgpu::Instance::new(descriptor());
+        adapters = instance.enumerate_adapters(backends).await;
+    }
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter(format!("no graphics adapter was found (asked for {wait_s} s; DOCRE_ADAPTER_WAIT_S sets how long). {NO_ADAPTER_HELP}")));
+    }
+    if waited > 0.0 {
+        eprintln!("docre: an adapter appeared after {waited:.1} s");
+    }
+    let wanted = crate::settings::adapter();
+    if let Some(w) = &wanted {
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        adapters.retain(|a| a.get_info().name.to_lowercase().contains(&w.to_lowercase()));
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(format!(
+                "DOCRE_ADAPTER={w:?} matches none of the adapters found ({}). Unset it or \
+                 give a substring of one of those names.",
+                names.join(", ")
+            )));
+        }
+    }
+    adapters.sort_by_key(|a| rank(a.get_info().device_type));
+    let adapter = adapters.swap_remove(0);
+    Ok(adapter)
+}
+
+/// The browser offers one adapter, through `requestAdapter`.
+#[cfg(target_arch = "wasm32")]
+async fn find_adapter() -> Result<wgpu::Adapter> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::BROWSER_WEBGPU, ..wgpu::InstanceDescriptor::new_without_display_handle() });
+    instance
+        .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+        .await
+        .map_err(|e| Error::NoAdapter(format!("this browser offers no WebGPU adapter ({e}). WebGPU needs a recent Chrome, Edge or Safari, or Firefox with WebGPU enabled.")))
+}
+
 impl Gpu {
     /// Pick an adapter as described in the module docs and open a device on it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Gpu> {
-        pollster::block_on(Self::new_async(None))
+        pollster::block_on(Self::open(None))
     }
 
     /// As `new`, with the way parameters travel chosen here instead of by `DOCRE_PARAMS` (tests
     /// compare the two on one adapter).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_params(params: Params) -> Result<Gpu> {
-        pollster::block_on(Self::new_async(Some(params)))
+        pollster::block_on(Self::open(Some(params)))
     }
 
-    async fn new_async(params: Option<Params>) -> Result<Gpu> {
-        let descriptor = || {
-            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-            // Compute only: the GL backend cannot run our storage-heavy kernels well and would
-            // only add a confusing second software adapter; it stays reachable through
-            // WGPU_BACKEND=gl.
-            if std::env::var_os("WGPU_BACKEND").is_none() {
-                desc.backends = wgpu::Backends::PRIMARY;
-            }
-            desc
-        };
-        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
-        // lavapipe has now and then enumerated nothing, in a long test run and at the start of
-        // a CI lane, and found itself again later; fresh instances, backing off, tell a
-        // transient failure from a machine without a driver. The first empty answer turns on
-        // the Vulkan loader's and wgpu's own messages, so that a lasting failure says why.
-        let wait_s = crate::settings::adapter_wait_s()?;
-        let mut instance = wgpu::Instance::new(descriptor());
-        let mut adapters = instance.enumerate_adapters(backends).await;
-        let (mut waited, mut delay) = (0.0, 0.5);
-        while adapters.is_empty() && waited < wait_s {
-            if waited == 0.0 {
-                eprintln!("docre: no graphics adapter enumerated; asking again for up to {wait_s} s, with the Vulkan loader's and wgpu's messages on");
-                diagnostics_on();
-            }
-            let pause = f64::min(delay, wait_s - waited);
-            std::thread::sleep(std::time::Duration::from_secs_f64(pause));
-            (waited, delay) = (waited + pause, f64::min(delay * 2.0, 4.0));
-            // A new instance loads the Vulkan loader again once the old one is dropped, which
-            // is when it reads VK_LOADER_DEBUG.
-            drop(instance);
-            instance = wgpu::Instance::new(descriptor());
-            adapters = instance.enumerate_adapters(backends).await;
-        }
-        if adapters.is_empty() {
-            return Err(Error::NoAdapter(format!("no graphics adapter was found (asked for {wait_s} s; DOCRE_ADAPTER_WAIT_S sets how long). {NO_ADAPTER_HELP}")));
-        }
-        if waited > 0.0 {
-            eprintln!("docre: an adapter appeared after {waited:.1} s");
-        }
-        let wanted = crate::settings::adapter();
-        if let Some(w) = &wanted {
-            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&w.to_lowercase()));
-            if adapters.is_empty() {
-                return Err(Error::NoAdapter(format!(
-                    "DOCRE_ADAPTER={w:?} matches none of the adapters found ({}). Unset it or \
-                     give a substring of one of those names.",
-                    names.join(", ")
-                )));
-            }
-        }
-        adapters.sort_by_key(|a| rank(a.get_info().device_type));
-        let adapter = adapters.swap_remove(0);
+    /// Open the device without blocking: the browser's way (where `new` cannot wait), and what
+    /// `new` runs on native.
+    pub async fn open(params: Option<Params>) -> Result<Gpu> {
+        let adapter = find_adapter().await?;
         let info = adapter.get_info();
         let offered = adapter.features();
         let params = params_mode(&info.name, offered, &adapter.limits(), params)?;

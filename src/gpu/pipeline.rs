@@ -152,17 +152,18 @@ impl PipelineCache {
         if let Some(m) = cache.modules.lock().unwrap().get(shader.name) {
             return Ok(m.clone());
         }
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let source = PipelineSpec::wgsl(shader.source, self.params).map_err(|e| match e {
             Error::Shader(_, m) => Error::Shader(shader.name.to_string(), m),
             e => e,
         })?;
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(shader.name),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
+        let (module, error) = checked(device, || {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            })
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Shader(shader.name.to_string(), e.to_string()));
+        if let Some(e) = error {
+            return Err(Error::Shader(shader.name.to_string(), e));
         }
         let m = Arc::new(module);
         cache.modules.lock().unwrap().insert(shader.name, m.clone());
@@ -180,7 +181,7 @@ impl PipelineCache {
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
-        let started = std::time::Instant::now();
+        let started = web_time::Instant::now();
         let module = self.module(device, kernel.shader)?;
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings
@@ -197,38 +198,41 @@ impl PipelineCache {
                 count: None,
             })
             .collect();
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(kernel.entry),
-            entries: &entries,
-        });
-        let pl = match self.params {
-            Params::Immediates => device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        let (created, error) = checked(device, || {
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some(kernel.entry),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: IMMEDIATE_BYTES,
-            }),
-            Params::Uniform => device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                entries: &entries,
+            });
+            let pl = match self.params {
+                Params::Immediates => device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(kernel.entry),
+                    bind_group_layouts: &[Some(&layout)],
+                    immediate_size: IMMEDIATE_BYTES,
+                }),
+                Params::Uniform => device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: Some(kernel.entry),
+                    bind_group_layouts: &[Some(&layout), Some(self.params_layout(device))],
+                    immediate_size: 0,
+                }),
+            };
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(kernel.entry),
-                bind_group_layouts: &[Some(&layout), Some(self.params_layout(device))],
-                immediate_size: 0,
-            }),
-        };
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel.entry),
-            layout: Some(&pl),
-            module: &module,
-            entry_point: Some(kernel.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                // Kernels never read workgroup memory before writing it.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(kernel.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    // Kernels never read workgroup memory before writing it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+            (layout, pipeline)
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Shader(format!("{}::{}", kernel.shader.name, kernel.entry), e.to_string()));
+        if let Some(e) = error {
+            return Err(Error::Shader(format!("{}::{}", kernel.shader.name, kernel.entry), e));
         }
+        let (layout, pipeline) = created;
         let mut label = format!("{}/{}", kernel.shader.name, kernel.entry);
         for (k, v) in constants {
             label += &format!(" {k}={v}");
@@ -251,6 +255,23 @@ impl PipelineCache {
     /// Every pipeline created so far, with its shader's source (without the prelude).
     pub fn specs(&self) -> Vec<(PipelineSpec, &'static str)> {
         self.specs.lock().unwrap().clone()
+    }
+}
+
+/// What `create` makes, and the validation error it raised: caught in an error scope on native;
+/// in the browser, where a scope can only be read asynchronously, such errors reach the device's
+/// uncaptured-error handler instead.
+fn checked<T>(device: &wgpu::Device, create: impl FnOnce() -> T) -> (T, Option<String>) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let made = create();
+        (made, pollster::block_on(scope.pop()).map(|e| e.to_string()))
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = device;
+        (create(), None)
     }
 }
 

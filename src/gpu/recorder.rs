@@ -11,7 +11,7 @@
 //! Scalar arguments go as immediates, or under `Params::Uniform` into a slot of the recorder's
 //! parameter arena (gpu::params), uploaded just before each submission.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use super::device::Gpu;
 use super::params::Arena;

@@ -1,7 +1,7 @@
 //! GPU timing for benchmarks: timestamp queries around the recorded work where the adapter
 //! offers them, otherwise wall-clock time of submit + device wait.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use super::device::Gpu;
 use super::recorder::{read_u64s, Recorder};

@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use web_time::Instant;
 
 use super::{AdapterKind, Gpu};
 use crate::error::{Error, Result};

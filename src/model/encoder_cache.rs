@@ -9,7 +9,7 @@
 //! is never read.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use web_time::Instant;
 
 use sha2::{Digest, Sha256};
 

@@ -32,7 +32,7 @@ pub struct Row {
 pub fn run(gpu: &Gpu, only: Option<&str>, mut each: impl FnMut(&Row)) -> Vec<Row> {
     let mut rows = Vec::new();
     for c in checks().into_iter().filter(|c| only.is_none_or(|o| c.family.contains(o) || c.variant.contains(o))) {
-        let t = std::time::Instant::now();
+        let t = web_time::Instant::now();
         let outcome = c.run(gpu);
         let row = Row { family: c.family, variant: c.variant.clone(), outcome, seconds: t.elapsed().as_secs_f64() };
         each(&row);

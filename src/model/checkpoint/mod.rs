@@ -65,7 +65,7 @@ pub struct Sidecar {
     pub frozen_encoder: bool,
     /// The hub repository, revision and commit of an encoder named by id (`--encoder ID`).
     #[serde(default)]
-    pub encoder_hub: Option<crate::model::encoder::hub::HubRef>,
+    pub encoder_hub: Option<crate::model::encoder::HubRef>,
     /// The kernel variant each shape class ran (gpu::tuning), so that a resumed run or a
     /// prediction from this checkpoint runs the same ones and gets the same bits.
     #[serde(default)]

@@ -15,15 +15,7 @@ use crate::error::{Error, Result};
 /// What an encoder folder must hold.
 pub const FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
-/// Where a hub encoder came from, as recorded in checkpoints.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct HubRef {
-    pub id: String,
-    /// As asked for (`main` when none was given).
-    pub revision: String,
-    /// The commit that revision resolved to.
-    pub commit: String,
-}
+pub use super::HubRef;
 
 /// The hub settings, from the environment in the CLI and explicit in tests.
 #[derive(Clone, Debug)]
