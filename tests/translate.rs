@@ -14,7 +14,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::gpu;
-use docre::gpu::{module_suffix, Params, PipelineSpec};
+use docre::gpu::{Params, PipelineSpec};
 use naga::back::{hlsl, msl};
 
 /// Parsed and validated modules by shader name.
@@ -39,11 +39,10 @@ fn module<'a>(modules: &'a mut Modules, name: &str, wgsl: &str) -> Result<&'a (n
 /// then the buffer-sizes buffer.
 fn to_msl(m: &naga::Module, info: &naga::valid::ModuleInfo, spec: &PipelineSpec) -> Result<(), String> {
     let mut resources = msl::BindingMap::default();
-    let first = match spec.params {
+    let mut next = match spec.params {
         Params::Immediates => 1,
         Params::Uniform => 0,
     };
-    let mut next = first;
     for (i, ro) in spec.read_only.iter().enumerate() {
         let target = msl::BindTarget { buffer: Some(next), mutable: !ro, ..Default::default() };
         resources.insert(naga::ResourceBinding { group: 0, binding: i as u32 }, target);
@@ -118,7 +117,7 @@ fn key(s: &PipelineSpec) -> String {
 
 /// The module's name: one per shader and parameter path.
 fn module_name(s: &PipelineSpec) -> String {
-    format!("{}{}", s.shader, module_suffix(s.params))
+    format!("{}{}", s.shader, s.params.module_suffix())
 }
 
 /// (spec, final WGSL) of every logged pipeline in `dir`.
@@ -147,7 +146,7 @@ fn every_pipeline_translates_to_msl_and_hlsl() {
     assert!(failed_checks.is_empty(), "{failed_checks:?}");
     let mut all: BTreeMap<String, (PipelineSpec, String)> = BTreeMap::new();
     for (spec, source) in gpu.pipeline_specs() {
-        let wgsl = PipelineSpec::wgsl(source, spec.params).expect("the module was built from this text");
+        let wgsl = PipelineSpec::wgsl(&spec.shader, source, spec.params).expect("the module was built from this text");
         all.insert(key(&spec), (spec, wgsl));
     }
     let here = all.len();

@@ -127,18 +127,17 @@ fn limits_mode() -> Result<&'static str> {
 fn params_mode(name: &str, features: wgpu::Features, limits: &wgpu::Limits, chosen: Option<Params>) -> Result<Params> {
     let offers = features.contains(wgpu::Features::IMMEDIATES) && limits.max_immediate_size >= IMMEDIATE_BYTES;
     let wanted = match chosen {
-        Some(p) => Some(p.name()),
-        None => crate::settings::params()?,
+        Some(p) => Some(p),
+        None => crate::settings::params()?.map(|v| if v == "uniform" { Params::Uniform } else { Params::Immediates }),
     };
     match wanted {
-        Some("uniform") => Ok(Params::Uniform),
-        Some(_) if !offers => Err(Error::NoAdapter(format!(
-            "DOCRE_PARAMS=immediates, but adapter {name} offers {} bytes of immediate data{}; docre needs {IMMEDIATE_BYTES}. \
+        Some(Params::Immediates) if !offers => Err(Error::NoAdapter(format!(
+            "parameters as immediates (DOCRE_PARAMS=immediates) were asked for, but adapter {name} offers {} bytes of immediate data{}; docre needs {IMMEDIATE_BYTES}. \
              Unset DOCRE_PARAMS to pass parameters in a uniform buffer instead.",
             limits.max_immediate_size,
             if features.contains(wgpu::Features::IMMEDIATES) { "" } else { " (no immediates feature)" }
         ))),
-        Some(_) => Ok(Params::Immediates),
+        Some(p) => Ok(p),
         None if offers => Ok(Params::Immediates),
         None => Ok(Params::Uniform),
     }

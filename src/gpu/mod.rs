@@ -13,7 +13,7 @@ mod timer;
 pub mod tuning;
 
 pub use device::{AdapterKind, AdapterReport, Gpu};
-pub use pipeline::{module_suffix, Access, Kernel, Params, PipelineSpec, Shader};
+pub use pipeline::{Access, Kernel, Params, PipelineSpec, Shader};
 pub use recorder::{grid, Imm, Recorder};
 pub use tensor::{DType, Tensor};
 pub use timer::GpuTimer;

@@ -82,6 +82,15 @@ impl Params {
             Params::Uniform => "uniform",
         }
     }
+
+    /// The logged module file of a shader is `<shader><suffix>.wgsl`, so that both parameter
+    /// paths can be logged into one folder.
+    pub fn module_suffix(self) -> &'static str {
+        match self {
+            Params::Immediates => "",
+            Params::Uniform => ".uniform",
+        }
+    }
 }
 
 /// The declaration that replaces `var<immediate>` under `Params::Uniform`.
@@ -91,14 +100,15 @@ impl PipelineSpec {
     /// The WGSL the module was built from: the prelude, then the shader's source, its parameter
     /// block declared for `params`. A module declares at most one block (an entry point can
     /// have only one immediate variable), so the rewrite cannot make two variables share a slot.
-    pub fn wgsl(source: &str, params: Params) -> Result<String> {
+    /// `shader` names the module in that error.
+    pub fn wgsl(shader: &str, source: &str, params: Params) -> Result<String> {
         let all = format!("{PRELUDE}\n{source}");
         match params {
             Params::Immediates => Ok(all),
             Params::Uniform => {
                 let n = all.matches("var<immediate>").count();
                 if n > 1 {
-                    return Err(Error::Shader("parameter block".into(), format!("the module declares {n} immediate variables; a uniform rewrite needs at most one")));
+                    return Err(Error::Shader(shader.to_string(), format!("the module declares {n} immediate variables; a uniform rewrite needs at most one")));
                 }
                 Ok(all.replace("var<immediate>", UNIFORM_DECL))
             }
@@ -152,10 +162,7 @@ impl PipelineCache {
         if let Some(m) = cache.modules.lock().unwrap().get(shader.name) {
             return Ok(m.clone());
         }
-        let source = PipelineSpec::wgsl(shader.source, self.params).map_err(|e| match e {
-            Error::Shader(_, m) => Error::Shader(shader.name.to_string(), m),
-            e => e,
-        })?;
+        let source = PipelineSpec::wgsl(shader.name, shader.source, self.params)?;
         let (module, error) = checked(device, || {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(shader.name),
@@ -203,18 +210,15 @@ impl PipelineCache {
                 label: Some(kernel.entry),
                 entries: &entries,
             });
-            let pl = match self.params {
-                Params::Immediates => device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(kernel.entry),
-                    bind_group_layouts: &[Some(&layout)],
-                    immediate_size: IMMEDIATE_BYTES,
-                }),
-                Params::Uniform => device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(kernel.entry),
-                    bind_group_layouts: &[Some(&layout), Some(self.params_layout(device))],
-                    immediate_size: 0,
-                }),
+            let (groups, immediate_size) = match self.params {
+                Params::Immediates => (vec![Some(&layout)], IMMEDIATE_BYTES),
+                Params::Uniform => (vec![Some(&layout), Some(self.params_layout(device))], 0),
             };
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.entry),
+                bind_group_layouts: &groups,
+                immediate_size,
+            });
             let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(kernel.entry),
                 layout: Some(&pl),
@@ -275,15 +279,6 @@ fn checked<T>(device: &wgpu::Device, create: impl FnOnce() -> T) -> (T, Option<S
     }
 }
 
-/// The logged module file of a shader is `<shader><suffix>.wgsl`: both parameter paths can be
-/// logged into one folder.
-pub fn module_suffix(params: Params) -> &'static str {
-    match params {
-        Params::Immediates => "",
-        Params::Uniform => ".uniform",
-    }
-}
-
 /// Appends `spec` to `$DOCRE_PIPELINE_LOG/pipelines.jsonl` and writes its module's WGSL beside
 /// it once. Lines are appended whole (one write of one line), so test processes running one after
 /// another, or threads of one, do not interleave.
@@ -296,9 +291,9 @@ fn log_pipeline(spec: &PipelineSpec, source: &str) -> Result<()> {
     let _guard = LOCK.lock().unwrap();
     let io = |e: std::io::Error| Error::Io { context: format!("DOCRE_PIPELINE_LOG {}", dir.display()), source: e };
     std::fs::create_dir_all(&dir).map_err(io)?;
-    let module = dir.join(format!("{}{}.wgsl", spec.shader, module_suffix(spec.params)));
+    let module = dir.join(format!("{}{}.wgsl", spec.shader, spec.params.module_suffix()));
     if !module.exists() {
-        crate::fsutil::write_atomic(&module, PipelineSpec::wgsl(source, spec.params)?.as_bytes())?;
+        crate::fsutil::write_atomic(&module, PipelineSpec::wgsl(&spec.shader, source, spec.params)?.as_bytes())?;
     }
     let mut line = serde_json::to_string(spec).expect("a pipeline spec serializes");
     line.push('\n');

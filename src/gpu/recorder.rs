@@ -75,10 +75,7 @@ impl Recorder {
     }
 
     fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
-        if self.encoder.is_none() {
-            self.encoder = Some(self.gpu.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("docre") }));
-        }
-        self.encoder.as_mut().unwrap()
+        open_encoder(&mut self.encoder, &self.gpu)
     }
 
     fn end_pass(&mut self) {
@@ -172,15 +169,11 @@ impl Recorder {
                 beginning_of_pass_write_index: Some(2 * index),
                 end_of_pass_write_index: Some(2 * index + 1),
             });
-            let gpu = self.gpu.clone();
-            let mut arena = self.arena.take();
-            let mut pass = self.encoder().begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry), timestamp_writes });
+            let mut pass = open_encoder(&mut self.encoder, &self.gpu).begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry), timestamp_writes });
             pass.set_pipeline(&cached.pipeline);
             pass.set_bind_group(0, bind_group, &[]);
-            set_params(&mut pass, &gpu, &mut arena, imm);
+            set_params(&mut pass, &self.gpu, &mut self.arena, imm);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-            drop(pass);
-            self.arena = arena;
         }
         self.keep.extend(bindings.iter().map(|t| (*t).clone()));
         self.pending += 1;
@@ -286,6 +279,12 @@ impl Drop for Recorder {
             self.gpu.0.arenas.lock().unwrap().push(arena);
         }
     }
+}
+
+/// The recorder's open command encoder, opened on first use. A function of the two fields, not
+/// of the recorder, so that a pass on the encoder can be recorded while the arena is borrowed.
+fn open_encoder<'a>(slot: &'a mut Option<wgpu::CommandEncoder>, gpu: &Gpu) -> &'a mut wgpu::CommandEncoder {
+    slot.get_or_insert_with(|| gpu.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("docre") }))
 }
 
 /// Hand `imm` to the dispatch about to be recorded in `pass`: as immediates, or in the next slot
