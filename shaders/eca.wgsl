@@ -39,7 +39,7 @@
 // repeat the slot's row lookup and exponentials in every lane, a lane per task does each once.
 // Dispatch: ceil(P*HEADS / 64) workgroups of 64 over x/y; bindings as eca_forward.
 
-struct Ec { p: u32, d: u32, heads: u32, n: u32, scale: f32, docs_at: u32, cell_at: u32, seed_lo: u32, seed_hi: u32, offset: u32, drop: f32, keep_scale: f32 }
+struct Ec { p: u32, d: u32, heads: u32, n: u32, scale: f32, docs_at: u32, cell_at: u32, seed_lo: u32, seed_hi: u32, offset: u32, drop: f32, keep_scale: f32, docs: u32 }
 var<immediate> c: Ec;
 
 override MODE: u32 = 0u;
@@ -60,7 +60,7 @@ const EMPTY: f32 = -3.0e38;
 @group(0) @binding(6) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dv: array<f32>;
-// eca_forward_lanes: q, k, v as vec4s, out as vec4s
+// eca_forward_lanes, eca_forward_lines: q, k, v as vec4s, out as vec4s
 @group(0) @binding(1) var<storage, read> q4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> v4: array<vec4<f32>>;

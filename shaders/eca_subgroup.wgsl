@@ -134,3 +134,104 @@ fn eca_backward_key_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         dv[row * c.d + base + j * sg] = acc_v[j];
     }
 }
+
+// eca_forward_lines (CPU adapters with subgroups of at most 16 lanes; MODE 0, heads of DH
+// features, DH a multiple of 4 and at most 32, D % 4 == 0). The queries of one ECA line attend
+// the same keys, so one subgroup takes SG of them: lane l loads key kk0 + l of the line once
+// (its k and v features as vec4s) and the SG keys of a chunk reach every lane by subgroupShuffle
+// from a constant lane (line_slot is called with literal lanes, so each shuffle is a broadcast;
+// a shuffle from a loop counter is a loop over the lanes on llvmpipe, as a load is). One load
+// then feeds SG queries, where eca_forward_lanes loads every key in every lane.
+// Head h of entity e: the line is row e (h = 0, h >= 3) or column e (h = 1, 2); its queries are
+// (e, u) for h = 0, 2 and (u, e) for h = 1 and h >= 3, u = chunk·SG + lane. Heads 0 and 1 meet
+// their own pair in the line (the self slot, bias +1); heads 2 and 3 take it first, apart.
+// Dispatch: HEADS·B·N·ceil(N / SG) workgroups of SG over x/y (group_index); bindings as
+// eca_forward_lanes.
+override SG: u32 = 8u;
+
+// The online-softmax state of one query: running max, sum and weighted values.
+struct LineState { m: f32, l: f32, acc: array<vec4<f32>, 8> }
+
+// Folds key `i` of the chunk (lane i's krow, kl, vl) into `st`; masked keys (the diagonal,
+// padding) leave it as it is.
+fn line_slot(i: u32, krow: u32, kl: ptr<function, array<vec4<f32>, 8>>, vl: ptr<function, array<vec4<f32>, 8>>, qv: ptr<function, array<vec4<f32>, 8>>, qrow: u32, g: u32, st: ptr<function, LineState>) {
+    if (i >= SG) { return; }
+    let r = subgroupShuffle(krow, i);
+    var dot = vec4<f32>(0.0);
+    for (var j = 0u; j < DH / 4u; j++) { dot += (*qv)[j] * subgroupShuffle((*kl)[j], i); }
+    let ok = r != NONE;
+    let sc = c.scale * ((dot.x + dot.y) + (dot.z + dot.w)) + select(0.0, 1.0, r == qrow);
+    let m = (*st).m;
+    let mn = select(m, max(m, sc), ok);
+    let corr = exp(m - mn);
+    let pj = select(0.0, exp(sc - mn), ok);
+    (*st).l = (*st).l * corr + pj;
+    let w = pj * prob_keep(g, r);
+    for (var j = 0u; j < DH / 4u; j++) { (*st).acc[j] = (*st).acc[j] * corr + w * subgroupShuffle((*vl)[j], i); }
+    (*st).m = mn;
+}
+
+@compute @workgroup_size(SG)
+fn eca_forward_lines(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+    let chunks = (c.n + SG - 1u) / SG;
+    let per_head = c.docs * c.n * chunks;
+    let t = group_index(wid, nwg);
+    if (t >= c.heads * per_head) { return; } // uniform per workgroup
+    let h = t / per_head;
+    let b = (t % per_head) / (c.n * chunks);
+    let e = (t / chunks) % c.n;
+    let u = (t % chunks) * SG + lane;
+    let row_line = h == 0u || h >= 3u;
+    var qrow: u32;
+    if (h == 0u || h == 2u) { qrow = cell_at(b, e, u); } else { qrow = cell_at(b, u, e); }
+    let live = qrow != NONE;
+    // Lines and chunks past a document's entities (N is the batch's largest count) hold no pair.
+    if (subgroupAll(!live)) { return; }
+    let qr = select(0u, qrow, live);
+    let g = qr * c.heads + h;
+    let q4s = c.d / 4u;
+    let head4 = h * (DH / 4u);
+    var qv: array<vec4<f32>, 8>;
+    var st: LineState;
+    st.m = EMPTY;
+    st.l = 0.0;
+    for (var j = 0u; j < DH / 4u; j++) { qv[j] = q4[qr * q4s + head4 + j]; st.acc[j] = vec4<f32>(0.0); }
+    if (h >= 2u) {
+        var dot = vec4<f32>(0.0);
+        for (var j = 0u; j < DH / 4u; j++) { dot += qv[j] * k4[qr * q4s + head4 + j]; }
+        st.m = c.scale * ((dot.x + dot.y) + (dot.z + dot.w)) + 1.0;
+        st.l = 1.0;
+        let w = prob_keep(g, qr);
+        for (var j = 0u; j < DH / 4u; j++) { st.acc[j] = w * v4[qr * q4s + head4 + j]; }
+    }
+    for (var kk0 = 0u; kk0 < c.n; kk0 += SG) {
+        var krow: u32;
+        if (row_line) { krow = cell_at(b, e, kk0 + lane); } else { krow = cell_at(b, kk0 + lane, e); }
+        if (subgroupAll(krow == NONE)) { continue; }
+        let kr = select(0u, krow, krow != NONE);
+        var kl: array<vec4<f32>, 8>;
+        var vl: array<vec4<f32>, 8>;
+        for (var j = 0u; j < DH / 4u; j++) { kl[j] = k4[kr * q4s + head4 + j]; vl[j] = v4[kr * q4s + head4 + j]; }
+        line_slot(0u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(1u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(2u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(3u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(4u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(5u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(6u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(7u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(8u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(9u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(10u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(11u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(12u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(13u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(14u, krow, &kl, &vl, &qv, qrow, g, &st);
+        line_slot(15u, krow, &kl, &vl, &qv, qrow, g, &st);
+    }
+    if (live) {
+        for (var j = 0u; j < DH / 4u; j++) { out4[qr * q4s + head4 + j] = st.acc[j] / st.l; }
+        stats[2u * g] = st.m;
+        stats[2u * g + 1u] = st.l;
+    }
+}

@@ -14,6 +14,9 @@
 //                                the bilinear layer's operands (bilinear.wgsl) where its block
 //                                is not a multiple of 4
 //   bilinear_vec4.wgsl           the bilinear layer's operands formed on the fly, 16-byte loads
+// and C(m, n..n+3) leaves through store4(cbase, m, n, v) of an epilogue file:
+//   matmul_store_scalar.wgsl     four calls of the prepended file's scalar store (any C)
+//   matmul_store_vec4.wgsl       one 16-byte store, and the bias as one 16-byte load (4-aligned C)
 // SG is an override: the host sets it to the device's subgroup size (any power of two from
 // 4 to 32), and the pipeline is specialized for it, so the shuffle sources below are
 // constants. Grid (ceil(N/(4*SG)), ceil(M/32), batch).
@@ -185,11 +188,4 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invo
 fn live_rows(r: mat4x4<f32>, live: vec4<bool>) -> mat4x4<f32> {
     let z = vec4<f32>(0.0);
     return mat4x4<f32>(select(z, r[0], live.x), select(z, r[1], live.y), select(z, r[2], live.z), select(z, r[3], live.w));
-}
-
-fn store4(cbase: u32, m: u32, n: u32, v: vec4<f32>) {
-    store(cbase, m, n, v.x);
-    store(cbase, m, n + 1u, v.y);
-    store(cbase, m, n + 2u, v.z);
-    store(cbase, m, n + 3u, v.w);
 }

@@ -34,6 +34,11 @@ pub fn kernel_cases(gpu: &Gpu, quick: bool) -> Result<Vec<Case>> {
     cases.push(matmul_case(gpu, "linear attn-out", t, h, h, true)?);
     cases.push(matmul_case(gpu, "linear ffn-up", t, h, f, true)?);
     cases.push(matmul_case(gpu, "linear ffn-down", t, f, h, true)?);
+    // The heads' linear layers at the demo's width 64 over the pairs of a 42-entity document:
+    // k = 64, where the epilogue costs as much as the k loop.
+    let p = 42 * 41;
+    cases.push(matmul_case(gpu, "linear heads", p, 64, 64, true)?);
+    cases.push(matmul_case(gpu, "linear heads ffn-up", p, 64, 128, true)?);
     {
         let dy = filled(gpu, "dy", &[t, f], 3)?;
         let x = filled(gpu, "x", &[t, h], 4)?;
@@ -55,6 +60,18 @@ pub fn kernel_cases(gpu: &Gpu, quick: bool) -> Result<Vec<Case>> {
             kernel: "softmax",
             shape: format!("{heads}x{t}x{t}"),
             work: bytes,
+            unit: Unit::Bytes,
+            flop: None,
+            run: Box::new(move |rec| softmax::softmax(rec, &s, None, 1.0).map(|_| ())),
+        });
+        // A document of 423 tokens: rows that are not whole vec4s take the subgroup kernel on
+        // CPU adapters.
+        let odd = 423;
+        let s = filled(gpu, "scores", &[heads, odd, odd], 5)?;
+        cases.push(Case {
+            kernel: "softmax",
+            shape: format!("{heads}x{odd}x{odd}"),
+            work: 2.0 * (heads * odd * odd * 4) as f64,
             unit: Unit::Bytes,
             flop: None,
             run: Box::new(move |rec| softmax::softmax(rec, &s, None, 1.0).map(|_| ())),

@@ -18,6 +18,7 @@ static SG_SHADER: Shader = Shader {
     name: "eca_subgroup",
     source: concat!(include_str!("../../shaders/workgroup_reduce.wgsl"), include_str!("../../shaders/counter_rng.wgsl"), include_str!("../../shaders/eca.wgsl"), include_str!("../../shaders/eca_subgroup.wgsl")),
 };
+static FORWARD_LINES: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_forward_lines", bindings: &[R, R, R, R, W, W] };
 static FORWARD_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_forward_sg", bindings: &[R, R, R, R, W, W] };
 static BACKWARD_QUERY_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_backward_query_sg", bindings: &[R, R, R, R, R, R, W] };
 static BACKWARD_KEY_SG: Kernel = Kernel { shader: &SG_SHADER, entry: "eca_backward_key_sg", bindings: &[R, R, R, R, R, R, W, W] };
@@ -33,20 +34,41 @@ pub enum EcaKernel {
     /// Forward: one invocation per (pair, head), for heads of at most 32 features (a multiple
     /// of 4) on CPU adapters; backward as `Auto`.
     Lanes,
+    /// Forward of ECA (the dense ablations run `Lanes`): a subgroup per SG queries of one grid
+    /// line, sharing the line's keys by shuffles; heads as `Lanes`, on adapters with subgroups;
+    /// backward as `Auto`.
+    Lines,
 }
 
 /// Largest head the lane forward holds in registers (eca.wgsl's `qv`, `acc`: 8 vec4s).
 const LANES_MAX_DH: usize = 32;
 
-/// Whether the forward runs `eca_forward_lanes`: named, or `Auto` on CPU adapters for heads it
-/// fits (lavapipe, demo checkpoint, dh = 16: 3.5x the subgroup kernel's speed).
-fn lanes_forward(gpu: &Gpu, kernel: EcaKernel, d: usize, dh: usize) -> Result<bool> {
+/// Widest subgroup the line forward serves (shaders/eca_subgroup.wgsl calls `line_slot` for
+/// lanes 0 to 15).
+const LINES_MAX_SG: u32 = 16;
+
+/// Which register forward runs, if any.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegisterForward {
+    Lanes,
+    /// With this subgroup size.
+    Lines(usize),
+}
+
+/// Whether the forward runs `eca_forward_lanes` or `eca_forward_lines`: named, or `Auto` on
+/// CPU adapters for heads they fit (lavapipe, demo checkpoint, dh = 16: the lane forward ran at
+/// 3.5x the subgroup kernel's speed, and the line forward loads each key once per SG queries).
+pub(crate) fn register_forward(gpu: &Gpu, kernel: EcaKernel, kind: Attention, d: usize, dh: usize) -> Result<Option<RegisterForward>> {
     let fits = d % 4 == 0 && dh % 4 == 0 && dh <= LANES_MAX_DH;
+    let lines = kind == Attention::Eca && gpu.subgroup_size()?.is_some_and(|s| s <= LINES_MAX_SG);
+    let register = || if lines { Ok(gpu.subgroup_size()?.map(|s| RegisterForward::Lines(s as usize))) } else { Ok(Some(RegisterForward::Lanes)) };
     match kernel {
-        EcaKernel::Lanes if !fits => shape_err("eca", format!("the lane forward needs heads of a multiple of 4 and at most {LANES_MAX_DH} features and a width divisible by 4; got width {d}, heads of {dh}")),
-        EcaKernel::Lanes => Ok(true),
-        EcaKernel::Auto => Ok(fits && gpu.kind() == AdapterKind::Cpu),
-        _ => Ok(false),
+        EcaKernel::Lanes | EcaKernel::Lines if !fits => shape_err("eca", format!("the register forwards need heads of a multiple of 4 and at most {LANES_MAX_DH} features and a width divisible by 4; got width {d}, heads of {dh}")),
+        EcaKernel::Lines if !gpu.subgroup_size()?.is_some_and(|s| s <= LINES_MAX_SG) => shape_err("eca", format!("the line forward needs subgroups of at most {LINES_MAX_SG} lanes; this adapter has {:?}", gpu.subgroup_size()?)),
+        EcaKernel::Lanes => Ok(Some(RegisterForward::Lanes)),
+        EcaKernel::Lines => register(),
+        EcaKernel::Auto if fits && gpu.kind() == AdapterKind::Cpu => register(),
+        _ => Ok(None),
     }
 }
 
@@ -56,7 +78,7 @@ pub(crate) fn select(gpu: &Gpu, kernel: EcaKernel, kind: Attention, dh: usize) -
     let sg = super::subgroup_lanes(gpu).ok();
     let fits = |s: usize| dh % s == 0 && dh / s <= 64;
     let use_sg = match kernel {
-        EcaKernel::Auto | EcaKernel::Lanes => gpu.kind() == AdapterKind::Cpu && sg.is_some_and(fits),
+        EcaKernel::Auto | EcaKernel::Lanes | EcaKernel::Lines => gpu.kind() == AdapterKind::Cpu && sg.is_some_and(fits),
         EcaKernel::Workgroup => false,
         EcaKernel::Subgroup => {
             if !sg.is_some_and(fits) {
@@ -188,13 +210,14 @@ fn check(idx: &PairIndex, heads: usize, ts: &[&Tensor]) -> Result<(usize, usize)
 
 fn imm(idx: &PairIndex, d: usize, heads: usize, drop: Option<Site>) -> Result<Imm> {
     let im = Imm::new().u(idx.pairs).u(d).u(heads).u(idx.n).f(1.0 / ((d / heads) as f32).sqrt()).u(idx.docs_at).u(idx.cell_at);
-    Ok(match drop {
+    let im = match drop {
         Some(site) => {
             site.check("eca attention dropout")?;
             im.u((site.rng.seed & 0xffff_ffff) as usize).u((site.rng.seed >> 32) as usize).u(site.rng.offset as usize).f(site.p).f(1.0 / (1.0 - site.p))
         }
         None => im.u(0).u(0).u(0).f(0.0).f(1.0),
-    })
+    };
+    Ok(im.u(idx.docs))
 }
 
 /// out = per head, softmax over the attended pairs of (q·k/√dh + [self] 1) times v, the
@@ -212,12 +235,21 @@ pub fn attention_forward_using(rec: &mut Recorder, kernel: EcaKernel, idx: &Pair
     let stats = Tensor::uninit(rec.gpu(), "eca_stats", &[p, heads, 2], DType::F32)?;
     let bindings = [&idx.index, q, k, v, &out, &stats];
     let im = imm(idx, d, heads, drop)?;
-    if lanes_forward(rec.gpu(), kernel, d, d / heads)? {
-        // WG sizes eca.wgsl's workgroup arrays, which this entry point does not use.
-        let consts = [("MODE", kind.mode()), ("DH", (d / heads) as f64), ("WG", workgroup(rec.gpu(), d / heads) as f64)];
-        let g = grid(rec.gpu(), (p * heads).div_ceil(64));
-        rec.dispatch(&FORWARD_LANES, &consts, &bindings, &im, g)?;
-        return Ok((out, stats));
+    // WG sizes eca.wgsl's workgroup arrays, which the register forwards do not use.
+    let consts = [("MODE", kind.mode()), ("DH", (d / heads) as f64), ("WG", workgroup(rec.gpu(), d / heads) as f64)];
+    match register_forward(rec.gpu(), kernel, kind, d, d / heads)? {
+        Some(RegisterForward::Lanes) => {
+            let g = grid(rec.gpu(), (p * heads).div_ceil(64));
+            rec.dispatch(&FORWARD_LANES, &consts, &bindings, &im, g)?;
+            return Ok((out, stats));
+        }
+        Some(RegisterForward::Lines(sg)) => {
+            let consts = [consts[0], consts[1], consts[2], ("SG", sg as f64)];
+            let g = grid(rec.gpu(), heads * idx.docs * idx.n * idx.n.div_ceil(sg));
+            rec.dispatch(&FORWARD_LINES, &consts, &bindings, &im, g)?;
+            return Ok((out, stats));
+        }
+        None => {}
     }
     let (kernels, consts, per_group) = select(rec.gpu(), kernel, kind, d / heads)?;
     let g = grid(rec.gpu(), (p * heads).div_ceil(per_group));

@@ -8,20 +8,42 @@ use crate::gpu::{tuning, Access, AdapterKind, DType, Gpu, Imm, Kernel, Recorder,
 
 static SHADER: Shader = Shader { name: "matmul", source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul.wgsl")) };
 // Separate modules: they only compile on devices with subgroup operations. The subgroup body
-// with 16-byte operand loads, one pipeline per layout (TRANS_A, TRANS_B) ...
+// with 16-byte operand loads, one pipeline per layout (TRANS_A, TRANS_B), storing a 4-aligned C
+// with 16-byte stores ...
+static SUBGROUP_VEC4_C_SHADER: Shader = Shader {
+    name: "matmul_subgroup_vec4_c",
+    source: concat!(
+        include_str!("../../shaders/matmul_common.wgsl"),
+        include_str!("../../shaders/matmul_operands_vec4.wgsl"),
+        include_str!("../../shaders/matmul_store_vec4.wgsl"),
+        include_str!("../../shaders/matmul_subgroup.wgsl")
+    ),
+};
+// ... or any C element by element ...
 static SUBGROUP_SHADER: Shader = Shader {
     name: "matmul_subgroup",
-    source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_operands_vec4.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/matmul_common.wgsl"),
+        include_str!("../../shaders/matmul_operands_vec4.wgsl"),
+        include_str!("../../shaders/matmul_store_scalar.wgsl"),
+        include_str!("../../shaders/matmul_subgroup.wgsl")
+    ),
 };
 // ... and with scalar loads, one pipeline for every layout and alignment.
 static STRIDED_SHADER: Shader = Shader {
     name: "matmul_subgroup_strided",
-    source: concat!(include_str!("../../shaders/matmul_common.wgsl"), include_str!("../../shaders/matmul_operands_scalar.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
+    source: concat!(
+        include_str!("../../shaders/matmul_common.wgsl"),
+        include_str!("../../shaders/matmul_operands_scalar.wgsl"),
+        include_str!("../../shaders/matmul_store_scalar.wgsl"),
+        include_str!("../../shaders/matmul_subgroup.wgsl")
+    ),
 };
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::Write];
 static REG: Kernel = Kernel { shader: &SHADER, entry: "matmul_reg", bindings: BINDINGS };
 static TILED: Kernel = Kernel { shader: &SHADER, entry: "matmul_tiled", bindings: BINDINGS };
 static SUBGROUP: Kernel = Kernel { shader: &SUBGROUP_SHADER, entry: "matmul_subgroup", bindings: BINDINGS };
+static SUBGROUP_VEC4_C: Kernel = Kernel { shader: &SUBGROUP_VEC4_C_SHADER, entry: "matmul_subgroup", bindings: BINDINGS };
 static STRIDED: Kernel = Kernel { shader: &STRIDED_SHADER, entry: "matmul_subgroup", bindings: BINDINGS };
 
 /// Which matmul entry point runs. `Auto` picks by adapter kind; tests name one explicitly so
@@ -48,6 +70,14 @@ pub enum MatmulKernel {
 pub fn vec4_fits(g: &Gemm, a_len: usize, b_len: usize) -> bool {
     let aligned = |v: &View| v.ld % 4 == 0 && v.offset % 4 == 0 && v.s1 % 4 == 0 && v.s2 % 4 == 0;
     a_len % 4 == 0 && b_len % 4 == 0 && (g.a.trans || aligned(&g.a)) && aligned(&g.b) && (g.b.trans || g.n % 4 == 0)
+}
+
+/// Whether the subgroup body may also store C (of `c_len` elements) in 16-byte pieces and read
+/// the bias (n elements, or A's binding when there is none) as vec4s: every C row piece of 4
+/// starts on a multiple of 4 and n is one, so a piece is all inside C or all outside.
+fn vec4_c_fits(g: &Gemm, c_len: usize) -> bool {
+    let c = &g.c;
+    c_len % 4 == 0 && g.n % 4 == 0 && c.ld % 4 == 0 && c.offset % 4 == 0 && c.s1 % 4 == 0 && c.s2 % 4 == 0
 }
 
 /// A strided matrix view inside a flat buffer: element (r, c) of batch (b1, b2) is at
@@ -147,7 +177,11 @@ fn dispatch_gemm(rec: &mut Recorder, body: &Body, g: &Gemm, a: &Tensor, b: &Tens
     let entry = match body.kernel {
         MatmulKernel::Subgroup if vec4_fits(g, a.numel(), b.numel()) => {
             consts.extend([("TRANS_A", g.a.trans as u32 as f64), ("TRANS_B", g.b.trans as u32 as f64)]);
-            &SUBGROUP
+            if vec4_c_fits(g, c.numel()) {
+                &SUBGROUP_VEC4_C
+            } else {
+                &SUBGROUP
+            }
         }
         MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided => &STRIDED,
         MatmulKernel::Register => &REG,

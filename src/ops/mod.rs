@@ -71,7 +71,7 @@ pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
     let sg = gpu.subgroup_size()?;
     let body = matmul::body(gpu, M::Auto)?;
     let mm = match body.kernel {
-        M::Subgroup | M::SubgroupStrided => format!("subgroup, {} lanes, k by 4 (16-byte loads where rows are 4-aligned)", sg.unwrap_or(0)),
+        M::Subgroup | M::SubgroupStrided => format!("subgroup, {} lanes, k by 4 (16-byte loads where rows are 4-aligned, 16-byte stores where C is too)", sg.unwrap_or(0)),
         M::Register => "register".into(),
         _ => "tiled".into(),
     };
@@ -82,8 +82,10 @@ pub fn chosen_variants(gpu: &Gpu) -> Result<Vec<(&'static str, String)>> {
     let ln_odd = layernorm::row_kernel(gpu, softmax::RowKernel::Auto, 767)?;
     let (_, eca_consts, per_group) = eca::select(gpu, eca::EcaKernel::Auto, eca::Attention::Eca, 64)?;
     let mut eca = if per_group > 1 { format!("subgroup, {} lanes ({} features per lane at dh = 64)", 64 / per_group, eca_consts.iter().find(|c| c.0 == "FPL").map_or(0.0, |c| c.1)) } else { "workgroup".into() };
-    if gpu.kind() == crate::gpu::AdapterKind::Cpu {
-        eca.push_str("; forward with heads of up to 32 features: one invocation per (pair, head)");
+    match eca::register_forward(gpu, eca::EcaKernel::Auto, eca::Attention::Eca, 64, 16)? {
+        Some(eca::RegisterForward::Lanes) => eca.push_str("; forward with heads of up to 32 features: one invocation per (pair, head)"),
+        Some(eca::RegisterForward::Lines(s)) => eca.push_str(&format!("; ECA forward with heads of up to 32 features: a subgroup per {s} queries of one grid line, sharing its keys by shuffles (the dense ablation: one invocation per (pair, head))")),
+        None => {}
     }
     Ok(vec![
         ("matmul", mm.clone()),

@@ -19,11 +19,11 @@ static BILINEAR_SHADER: Shader = Shader { name: "bilinear", source: concat!(incl
 // with 16-byte operand loads where the block is a multiple of 4, else with scalar ones.
 static BILINEAR_SUBGROUP_SHADER: Shader = Shader {
     name: "bilinear_subgroup",
-    source: concat!(include_str!("../../shaders/bilinear.wgsl"), include_str!("../../shaders/bilinear_vec4.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
+    source: concat!(include_str!("../../shaders/bilinear.wgsl"), include_str!("../../shaders/bilinear_vec4.wgsl"), include_str!("../../shaders/matmul_store_scalar.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
 };
 static BILINEAR_STRIDED_SHADER: Shader = Shader {
     name: "bilinear_subgroup_strided",
-    source: concat!(include_str!("../../shaders/bilinear.wgsl"), include_str!("../../shaders/matmul_operands_scalar.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
+    source: concat!(include_str!("../../shaders/bilinear.wgsl"), include_str!("../../shaders/matmul_operands_scalar.wgsl"), include_str!("../../shaders/matmul_store_scalar.wgsl"), include_str!("../../shaders/matmul_subgroup.wgsl")),
 };
 const BILINEAR_BINDINGS: &[Access] = &[R, R, R, R, W];
 static BILINEAR_REG: Kernel = Kernel { shader: &BILINEAR_SHADER, entry: "matmul_reg", bindings: BILINEAR_BINDINGS };

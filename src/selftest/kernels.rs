@@ -35,7 +35,7 @@ pub(super) fn checks() -> Vec<Check> {
     for (name, k) in [("workgroup", RowKernel::Workgroup), ("rows", RowKernel::Rows)] {
         v.push(Check::new("layernorm", name, move |g| layernorm_forward_and_backward(g, k)));
     }
-    for (name, k) in [("workgroup", EcaKernel::Workgroup), ("subgroup", EcaKernel::Subgroup), ("lanes", EcaKernel::Lanes)] {
+    for (name, k) in [("workgroup", EcaKernel::Workgroup), ("subgroup", EcaKernel::Subgroup), ("lanes", EcaKernel::Lanes), ("lines", EcaKernel::Lines)] {
         v.push(Check::new("eca", name, move |g| eca_and_dense_attention_forward_and_backward(g, k)));
     }
     v.push(Check::new("lse-pool", "workgroup", lse_pool_forward_and_backward));
@@ -56,9 +56,10 @@ const MATMUL_BODIES: [(&str, MatmulKernel); 4] =
 // f32 products summed over k ≤ 129 terms of magnitude ≤ 1.
 const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
 
-// The last two exceed one tile of every kernel (64 x 64 for the tiled kernel, 32 x 4·SG for the
-// subgroup kernel with SG ≤ 16).
-const MATMUL_SHAPES: [(usize, usize, usize); 6] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131)];
+// (129, 65, 70) and (130, 20, 131) exceed one tile of every kernel (64 x 64 for the tiled kernel,
+// 32 x 4·SG for the subgroup kernel with SG ≤ 16); (36, 20, 68) has every size, view and n a
+// multiple of 4, which the subgroup kernel stores as vec4s (partial tiles in both directions).
+const MATMUL_SHAPES: [(usize, usize, usize); 7] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131), (36, 20, 68)];
 
 /// C = 0.5·op(A)·op(B) + bias + C0 for dense operands with `kernel`, and the f64 reference.
 fn dense_gemm(gpu: &Gpu, rng: &mut Rng, kernel: MatmulKernel, (m, k, n): (usize, usize, usize), (ta, tb): (bool, bool)) -> Result<(Vec<f64>, Vec<f64>), Verdict> {
@@ -449,17 +450,25 @@ fn hts_pairs(counts: &[usize]) -> Vec<(u32, u32, u32)> {
 fn eca_and_dense_attention_forward_and_backward(gpu: &Gpu, kernel: EcaKernel) -> Checked {
     // Documents with 1 (no pairs), 2, a prime count and more, 4 heads. The subgroup kernel gets
     // heads of 1, 2 and 4 features per lane (it needs dh divisible by the subgroup size); the
-    // workgroup kernel heads of 1, 3 and 32 features; the lane forward heads of 4, 8 and 32.
+    // workgroup kernel heads of 1, 3 and 32 features; the lane and line forwards heads of 4, 8
+    // and 32.
     let widths = match kernel {
         EcaKernel::Subgroup => {
             let sg = crate::ops::subgroup_lanes(gpu).map_err(|e| Verdict::Skip(e.to_string()))?;
             [4 * sg, 8 * sg, 16 * sg]
         }
+        EcaKernel::Lines => {
+            if !gpu.subgroup_size()?.is_some_and(|s| s <= 16) {
+                return Err(Verdict::Skip(format!("the line forward needs subgroups of at most 16 lanes; this adapter has {:?}", gpu.subgroup_size()?)));
+            }
+            [16, 32, 128]
+        }
         EcaKernel::Lanes => [16, 32, 128],
         _ => [4, 12, 128],
     };
     let mut rng = Rng::new(77);
-    for (counts, d) in [(vec![2usize], widths[0]), (vec![3, 1, 5], widths[1]), (vec![7, 2], widths[0]), (vec![4, 6], widths[2])] {
+    // 11 entities: lines of more than one chunk of queries and keys for subgroups of 4 and 8.
+    for (counts, d) in [(vec![2usize], widths[0]), (vec![3, 1, 5], widths[1]), (vec![7, 2], widths[0]), (vec![4, 6], widths[2]), (vec![3, 11], widths[1])] {
         let pairs = hts_pairs(&counts);
         let p = pairs.len();
         let idx = PairIndex::new(gpu, &counts, &pairs)?;
