@@ -162,7 +162,9 @@ pub fn read_json_str(text: &str, origin: &str, rels: &Relations) -> Result<Vec<D
     read_json_str_with(text, origin, rels, UnknownRelations::Refuse).map(|(docs, _)| docs)
 }
 
-fn read_json_str_with(text: &str, origin: &str, rels: &Relations, unknown: UnknownRelations) -> Result<(Vec<Document>, usize)> {
+/// `read_json_str`, choosing what a label with an unknown relation does; also returns how many
+/// labels were dropped.
+pub fn read_json_str_with(text: &str, origin: &str, rels: &Relations, unknown: UnknownRelations) -> Result<(Vec<Document>, usize)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut dropped = 0;
     if !text.trim_start().starts_with('[') {

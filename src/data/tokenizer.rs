@@ -52,23 +52,28 @@ impl WordPieceTokenizer {
     /// all-MiniLM-L6-v2 ship with both on, which would silently cut documents at 128 pieces.
     pub fn load(path: &Path) -> Result<WordPieceTokenizer> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io { context: format!("cannot read tokenizer {}", path.display()), source })?;
-        let mut inner = Tokenizer::from_bytes(&bytes).map_err(|e| Error::Input(format!("{}: cannot load tokenizer: {e}", path.display())))?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// `load` on the bytes of a tokenizer.json; `origin` names it in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<WordPieceTokenizer> {
+        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Input(format!("{origin}: cannot load tokenizer: {e}")))?;
         inner
             .with_truncation(None)
-            .map_err(|e| Error::Input(format!("{}: cannot switch truncation off: {e}", path.display())))?
+            .map_err(|e| Error::Input(format!("{origin}: cannot switch truncation off: {e}")))?
             .with_padding(None);
         let id = |candidates: &[&str]| -> Result<u32> {
             candidates
                 .iter()
                 .find_map(|t| inner.token_to_id(t))
-                .ok_or_else(|| Error::Input(format!("{}: the vocabulary has none of the tokens {candidates:?}", path.display())))
+                .ok_or_else(|| Error::Input(format!("{origin}: the vocabulary has none of the tokens {candidates:?}")))
         };
         Ok(WordPieceTokenizer {
             cls: id(&["[CLS]", "<s>"])?,
             sep: id(&["[SEP]", "</s>"])?,
             marker: id(&["*"])?,
-            path: path.display().to_string(),
-            fingerprint: Sha256::digest(&bytes).into(),
+            path: origin.to_string(),
+            fingerprint: Sha256::digest(bytes).into(),
             inner: Backend::Hf(Box::new(inner)),
         })
     }

@@ -23,7 +23,13 @@ pub struct Predictions {
 /// Predicts `examples` in batches of at most `batch_size` documents, longest first; a batch also
 /// stops growing before its [B, H, L, L] attention would pass the adapter's binding limit. With
 /// `cache` (built over these `examples` from this model's frozen encoder) the encoder is not run.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn predict(model: &Model, examples: &[Example], batch_size: usize, cache: Option<&EncoderCache>) -> Result<Predictions> {
+    pollster::block_on(predict_async(model, examples, batch_size, cache))
+}
+
+/// `predict` without blocking: the browser's way (its readbacks are futures).
+pub async fn predict_async(model: &Model, examples: &[Example], batch_size: usize, cache: Option<&EncoderCache>) -> Result<Predictions> {
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(examples[i].ids.len()));
     let classes = model.heads.config.classes;
@@ -48,14 +54,20 @@ pub fn predict(model: &Model, examples: &[Example], batch_size: usize, cache: Op
             continue;
         }
         let batch = Batch::new(&items);
+        // Whatever the device refuses in this batch (in the browser, even a shader it will not
+        // compile only shows here) fails the prediction instead of leaving garbage logits.
+        let scope = model.gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let mut rec = Recorder::new(&model.gpu);
         let e = model.encode(&mut rec, &batch, Pass::eval(), cache)?;
         let pred = model.heads.predict(&mut rec, &e.heads_batch, &e.hidden, &e.attention)?;
         rec.finish()?;
         // The decisions are get_label's at θ = 0, made again on the host from the logits that
         // a tuned threshold needs anyway (tests/train.rs checks they equal the GPU's labels).
-        let base_logits = pred.iterations[0].0.read_f32(&model.gpu)?;
-        let full_logits = pred.logits.read_f32(&model.gpu)?;
+        let base_logits = pred.iterations[0].0.read_f32_async(&model.gpu).await?;
+        let full_logits = pred.logits.read_f32_async(&model.gpu).await?;
+        if let Some(e) = scope.pop().await {
+            return Err(crate::Error::Device(format!("the device refused the prediction of a batch: {e}")));
+        }
         let mut row = 0;
         for (i, ex) in &items {
             let n = ex.pairs.len() * classes;

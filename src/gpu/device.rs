@@ -285,7 +285,7 @@ impl Gpu {
             timestamp_query: wanted_features.contains(wgpu::Features::TIMESTAMP_QUERY),
             subgroups: wanted_features.contains(wgpu::Features::SUBGROUP),
         };
-        Ok(Gpu(Arc::new(GpuInner {
+        let gpu = Gpu(Arc::new(GpuInner {
             device,
             queue,
             kind,
@@ -297,7 +297,9 @@ impl Gpu {
             subgroup_size: OnceLock::new(),
             tuning: Mutex::new(super::tuning::Tuning { settings: super::tuning::Settings::from_env(kind)?, chosen: Default::default() }),
             arenas: Mutex::new(Vec::new()),
-        })))
+        }));
+        gpu.probe_subgroup_size().await?;
+        Ok(gpu)
     }
 
     pub fn device(&self) -> &wgpu::Device {

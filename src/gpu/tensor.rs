@@ -135,16 +135,28 @@ impl Tensor {
         self.storage.buffer.as_ref().expect("tensor storage is only taken on drop")
     }
 
-    /// Copy the contents back to the host (waits for all submitted work).
+    /// Copy the contents back to the host (waits for all submitted work). Native only: the
+    /// browser cannot wait, and reads with `read_f32_async`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
-        Ok(bytemuck::cast_slice(&self.read_bytes(gpu)?).to_vec())
+        pollster::block_on(self.read_f32_async(gpu))
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_u32(&self, gpu: &Gpu) -> Result<Vec<u32>> {
-        Ok(bytemuck::cast_slice(&self.read_bytes(gpu)?).to_vec())
+        pollster::block_on(self.read_u32_async(gpu))
     }
 
-    fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
+    /// Copy the contents back once all submitted work has finished, without blocking.
+    pub async fn read_f32_async(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        Ok(bytemuck::cast_slice(&self.read_bytes(gpu).await?).to_vec())
+    }
+
+    pub async fn read_u32_async(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        Ok(bytemuck::cast_slice(&self.read_bytes(gpu).await?).to_vec())
+    }
+
+    async fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
         let bytes = self.bytes();
         if bytes == 0 {
             return Ok(Vec::new());
@@ -158,12 +170,15 @@ impl Tensor {
         let mut enc = gpu.device().create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(self.buffer(), 0, &staging, 0, bytes);
         gpu.queue().submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        // Native drivers run the callback inside a device poll; the browser from its event loop,
+        // while this future waits.
+        #[cfg(not(target_arch = "wasm32"))]
         gpu.wait()?;
-        rx.recv()
+        rx.await
             .map_err(|_| Error::Device("readback callback never ran".into()))?
             .map_err(|e| Error::Device(format!("mapping `{}` for readback failed: {e}", self.name)))?;
         let view = staging

@@ -49,9 +49,16 @@ impl Settings {
         let policy = match crate::settings::tune()? {
             Some("rule") => Policy::Rule,
             Some(_) => Policy::Measure,
+            // A measurement waits for the device, which the browser cannot do.
+            None if cfg!(target_arch = "wasm32") => Policy::Rule,
             None => if kind == AdapterKind::Cpu { Policy::Rule } else { Policy::Measure },
         };
-        let file = crate::settings::tuning_file().unwrap_or_else(|| crate::fsutil::cache_root().join("tuning.json"));
+        // The browser has no cache folder and never measures (above), so never reads the file.
+        let file = match crate::settings::tuning_file() {
+            Some(f) => f,
+            None if cfg!(target_arch = "wasm32") => PathBuf::new(),
+            None => crate::fsutil::cache_root().join("tuning.json"),
+        };
         Ok(Settings { policy, file })
     }
 }

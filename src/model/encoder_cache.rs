@@ -8,6 +8,10 @@
 //! different tokenizer or an edited document therefore misses and is recomputed; a stale entry
 //! is never read.
 
+// The browser reads cached outputs (`EncoderCache::inputs`) but builds none: building reads the
+// encoder back with blocking readbacks, so those parts are native-only and their imports idle there.
+#![cfg_attr(target_arch = "wasm32", allow(unused_imports))]
+
 use std::path::{Path, PathBuf};
 use web_time::Instant;
 
@@ -39,14 +43,17 @@ pub struct CacheStats {
 }
 
 /// The on-disk store for one encoder and tokenizer.
+#[cfg(not(target_arch = "wasm32"))]
 pub struct EncoderStore {
     dir: PathBuf,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl EncoderStore {
     /// The store under `root` for `model`'s encoder (its weights read back once) and the
     /// tokenizer with this `WordPieceTokenizer::fingerprint`.
@@ -106,6 +113,7 @@ pub struct EncoderCache {
     dim: usize,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn encode(gpu: &Gpu, encoder: &Bert, ex: &Example) -> Result<Entry> {
     let heads = encoder.config.num_attention_heads;
     let mut rec = Recorder::new(gpu);
@@ -125,6 +133,7 @@ fn encode(gpu: &Gpu, encoder: &Bert, ex: &Example) -> Result<Entry> {
 impl EncoderCache {
     /// Encodes `examples`, reading and filling `store` when given; `progress` gets the number
     /// of documents done.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn build(gpu: &Gpu, encoder: &Bert, examples: &[Example], store: Option<&EncoderStore>, mut progress: impl FnMut(usize)) -> Result<(EncoderCache, CacheStats)> {
         let (dim, heads) = (encoder.config.hidden_size, encoder.config.num_attention_heads);
         let mut stats = CacheStats::default();
@@ -177,6 +186,7 @@ impl EncoderCache {
 
 /// The frozen encoder's outputs for `examples`, through `store` (computed where missing); `what`
 /// names the documents in the progress line and the log.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn frozen_outputs(gpu: &Gpu, encoder: &Bert, store: &EncoderStore, examples: &[Example], what: &str, progress: bool) -> Result<EncoderCache> {
     let started = Instant::now();
     let bar = Progress::new(examples.len() as u64, format!("frozen encoder, {what}:"), progress);

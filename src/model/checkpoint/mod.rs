@@ -6,8 +6,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
 
 pub mod tensor_file;
 
@@ -100,7 +98,9 @@ impl Sidecar {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
+    use safetensors::{tensor::TensorView, Dtype};
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let views: Vec<(String, TensorView)> = tensors
         .iter()
@@ -110,6 +110,7 @@ fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
     safetensors::serialize(views, None).map_err(|e| Error::Input(format!("cannot serialize the checkpoint: {e}")))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn download(gpu: &Gpu, name: String, t: &Tensor) -> Result<(String, Vec<usize>, Vec<f32>)> {
     Ok((name, t.shape().to_vec(), t.read_f32(gpu)?))
 }
@@ -117,6 +118,7 @@ fn download(gpu: &Gpu, name: String, t: &Tensor) -> Result<(String, Vec<usize>, 
 /// Writes the model (and, when given, the optimizer moments) as the checkpoint `dir`, replacing
 /// any checkpoint there as a whole (`fsutil::replace_dir`): readers see the old files or the new,
 /// never a mix, whenever the process stops.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn save(dir: &Path, model: &Model, sidecar: &Sidecar, moments: Option<&HashMap<String, (Tensor, Tensor)>>) -> Result<()> {
     let g = &model.gpu;
     let mut tensors = Vec::new();
@@ -169,32 +171,51 @@ fn read_sidecar(dir: &Path) -> Result<Sidecar> {
 fn parse_sidecar(dir: &Path) -> Result<Sidecar> {
     let side_path = dir.join("checkpoint.json");
     let text = std::fs::read_to_string(&side_path).map_err(|source| Error::Io { context: format!("cannot read {} (is {} a docre checkpoint?)", side_path.display(), dir.display()), source })?;
-    serde_json::from_str(&text).map_err(|e| Error::Input(format!("{}: {e}", side_path.display())))
+    sidecar_from_str(&text, &side_path.display().to_string())
+}
+
+/// A `checkpoint.json` from its text; `origin` names it in errors.
+pub fn sidecar_from_str(text: &str, origin: &str) -> Result<Sidecar> {
+    serde_json::from_str(text).map_err(|e| Error::Input(format!("{origin}: {e}")))
+}
+
+/// `bytes` as the checkpoint's tensor file `name`, checked against the SHA-256 its sidecar
+/// (read from `side_origin`) records: files from different saves are refused.
+pub fn checked_bytes(sidecar: &Sidecar, side_origin: &str, name: &str, path: &Path, bytes: Vec<u8>) -> Result<TensorFile> {
+    if let Some(want) = sidecar.files.get(name) {
+        if &fsutil::sha256_hex(&bytes) != want {
+            return Err(Error::Input(format!("{side_origin}: {name} does not match the SHA-256 that field `files` records for it: the checkpoint is torn or mixed (its files come from different saves) and cannot be used")));
+        }
+    }
+    TensorFile::from_bytes(path, bytes)
 }
 
 /// The tensor file `name` of the checkpoint `dir`, read once and checked against the SHA-256
 /// its sidecar records (field `files`); None when the file is absent and not recorded.
 fn checked_file(dir: &Path, sidecar: &Sidecar, name: &str) -> Result<Option<TensorFile>> {
     let (path, side_path) = (dir.join(name), dir.join("checkpoint.json"));
-    let Some(want) = sidecar.files.get(name) else {
+    if !sidecar.files.contains_key(name) {
         return if path.exists() { TensorFile::open(&path).map(Some) } else { Ok(None) };
-    };
-    let bytes = std::fs::read(&path).map_err(|source| Error::Io { context: format!("{}: field `files` lists {name}, which cannot be read: the checkpoint is incomplete", side_path.display()), source })?;
-    if &fsutil::sha256_hex(&bytes) != want {
-        return Err(Error::Input(format!("{}: {name} does not match the SHA-256 that field `files` records for it: the checkpoint is torn or mixed (its files come from different saves) and cannot be used", side_path.display())));
     }
-    TensorFile::from_bytes(&path, bytes).map(Some)
+    let bytes = std::fs::read(&path).map_err(|source| Error::Io { context: format!("{}: field `files` lists {name}, which cannot be read: the checkpoint is incomplete", side_path.display()), source })?;
+    checked_bytes(sidecar, &side_path.display().to_string(), name, &path, bytes).map(Some)
 }
 
 /// Loads a checkpoint directory written by `save`.
 pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
-    let side_path = dir.join("checkpoint.json");
     let sidecar = read_sidecar(dir)?;
+    let file = checked_file(dir, &sidecar, "model.safetensors")?.ok_or_else(|| Error::Input(format!("{}: model.safetensors is missing", dir.display())))?;
+    let model = from_parts(gpu, &sidecar, &dir.join("checkpoint.json").display().to_string(), &file)?;
+    Ok((model, sidecar))
+}
+
+/// The model of a checkpoint whose sidecar (read from `side_origin`) and weights are in memory:
+/// `load` reads them from a folder, the browser from files the reader picked.
+pub fn from_parts(gpu: &Gpu, sidecar: &Sidecar, side_origin: &str, file: &TensorFile) -> Result<Model> {
     if let Some((class, v)) = sidecar.kernel_choices.iter().find(|(_, v)| !crate::ops::matmul::BODY_NAMES.contains(&v.as_str())) {
-        return Err(Error::Input(format!("{}: field `kernel_choices`, class `{class}`: `{v}` is not one of {}", side_path.display(), crate::ops::matmul::BODY_NAMES.join(", "))));
+        return Err(Error::Input(format!("{side_origin}: field `kernel_choices`, class `{class}`: `{v}` is not one of {}", crate::ops::matmul::BODY_NAMES.join(", "))));
     }
     gpu.pin(&sidecar.kernel_choices);
-    let file = checked_file(dir, &sidecar, "model.safetensors")?.ok_or_else(|| Error::Input(format!("{}: model.safetensors is missing", dir.display())))?;
     let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
         let t = file.weights(name)?.ok_or_else(|| Error::Input(format!("{}: tensor `{name}` is missing", file.path().display())))?;
         if t.shape != shape {
@@ -206,7 +227,7 @@ pub fn load(gpu: &Gpu, dir: &Path) -> Result<(Model, Sidecar)> {
     let encoder = Bert::from_host(gpu, sidecar.encoder.clone(), &enc)?;
     let heads: Vec<(String, Vec<usize>, Vec<f32>)> = heads::param_specs(&sidecar.heads).into_iter().map(|(n, s)| Ok((n.clone(), s.clone(), get(&n, &s)?))).collect::<Result<_>>()?;
     let heads = Heads::new(sidecar.heads.clone(), ParamSet::new(gpu, heads)?)?;
-    Ok((Model { gpu: gpu.clone(), encoder, heads }, sidecar))
+    Ok(Model { gpu: gpu.clone(), encoder, heads })
 }
 
 /// The SHA-256 of the weights of the checkpoint `dir` that `load` returned `sidecar` for: what

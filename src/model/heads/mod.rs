@@ -104,9 +104,12 @@ pub struct Stage2Input {
 
 /// Loss terms on the GPU as raw sums, with the host-side factors that turn them into losses.
 pub struct LossTerms {
+    // Read back only by training, which the browser build leaves out.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     terms: Vec<(&'static str, Tensor, f64)>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl LossTerms {
     /// Reads the terms back (after the recording is submitted): (name, value) pairs.
     pub fn read(&self, gpu: &Gpu) -> Result<Vec<(&'static str, f64)>> {
@@ -204,6 +207,7 @@ impl Heads {
     /// These heads' base module beside the inference module exactly as `random(seed)`
     /// initialised it: the control that shows what training the inference module added (stage 1
     /// never changes it, so this is also the model every stage-1 evaluation scores).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_untrained_inference(&self, gpu: &Gpu, seed: u64) -> Result<Heads> {
         let fresh = Heads::random(gpu, self.config.clone(), seed)?;
         let mut params = Vec::new();
