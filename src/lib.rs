@@ -14,7 +14,6 @@ pub mod model;
 pub mod ops;
 pub mod progress;
 pub mod rng;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod selftest;
 pub mod settings;
 #[cfg(not(target_arch = "wasm32"))]

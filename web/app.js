@@ -4,8 +4,9 @@
 // triples with their scores. document.body.dataset.state says where it is ("ready", "loading",
 // "predicting", "done", "error", "no-webgpu"); window.docreResult holds the last result,
 // window.docreSeconds its prediction time, window.docreError the last error, and
-// window.docreRun() predicts again, for tests that drive the page.
-import init, { adapter, Predictor } from "./pkg/docre_web.js";
+// window.docreRun() predicts again, for tests that drive the page. ?selftest runs the kernel
+// checks (window.docreSelftest holds their rows).
+import init, { adapter, Predictor, selftest } from "./pkg/docre_web.js";
 
 const $ = (id) => document.getElementById(id);
 let predictor = null;
@@ -59,6 +60,29 @@ async function start() {
     $("docs").dataset.origin = params.get("documents").split("/").pop();
   }
   if (params.has("checkpoint") && params.has("documents")) await run();
+  if (params.has("selftest")) await check();
+}
+
+// docre selftest on this adapter: each kernel family against its f64 reference.
+async function check() {
+  clearError();
+  $("results").replaceChildren();
+  const table = document.createElement("table");
+  table.innerHTML = "<tr><th>family</th><th>variant</th><th>outcome</th><th>seconds</th></tr>";
+  $("results").append(table);
+  state("checking", "Checking every kernel against its f64 reference…");
+  try {
+    const rows = JSON.parse(await selftest((json) => {
+      const r = JSON.parse(json);
+      const row = table.insertRow();
+      for (const text of [r.family, r.variant, r.outcome + (r.message ? `: ${r.message}` : ""), r.seconds.toFixed(1)]) row.insertCell().textContent = text;
+    }));
+    window.docreSelftest = rows;
+    const failed = rows.filter((r) => r.outcome === "fail").length;
+    state("done", `${rows.length - failed} of ${rows.length} checks passed or were skipped; ${failed} failed`);
+  } catch (e) {
+    fail(e.message ?? String(e));
+  }
 }
 
 function showCheckpoint() {
@@ -184,6 +208,7 @@ drop.addEventListener("drop", async (e) => {
   takeFiles(await droppedFiles([...e.dataTransfer.items]));
 });
 $("run").addEventListener("click", run);
+$("check").addEventListener("click", check);
 window.docreRun = run;
 // A panic in the module stops it without settling the awaited promise: say so instead of waiting.
 window.addEventListener("error", (e) => fail(`docre stopped: ${e.message}`));

@@ -11,6 +11,8 @@ the docre binary (lavapipe). Without --checkpoint, `docre demo` makes one. Check
      shows the triples `docre predict` writes natively, in the same order, each with a positive
      finite score;
   3. a document with an error gets the message the command line gives for the same file;
+  4. `docre selftest`'s kernel checks in the page: none fails, and every kernel family passes
+     at least one variant (variants the adapter cannot run, such as subgroup ones, skip);
 and saves a screenshot of the page with its predictions.
 """
 import argparse, base64, json, math, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
@@ -20,6 +22,8 @@ WEB = os.path.join(ROOT, "web")
 FLAGS = ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader",
          "--use-webgpu-adapter=swiftshader", "--window-size=1200,1600"]
 TIMEOUT_S = 600
+# Every kernel family of `docre selftest` (the tiny-model training check is native-only).
+FAMILIES = ["matmul", "bilinear", "softmax", "layernorm", "eca", "lse-pool", "pair-context", "elementwise", "embedding", "reduce", "dropout", "adamw", "loss"]
 
 
 def free_port():
@@ -147,6 +151,18 @@ def main():
                 failures.append(f"the page says {message!r}; the command line says {cli_message!r}")
             else:
                 print(f"ok   a bad document gets the command line's message: {message}")
+            seconds = settle(f"{page}?selftest", "done")
+            rows = js("return window.docreSelftest;")
+            failed = [f"{r['family']} {r['variant']}: {r['message']}" for r in rows if r["outcome"] == "fail"]
+            passed = {r["family"] for r in rows if r["outcome"] == "pass"}
+            missing = sorted(set(FAMILIES) - passed)
+            for f in failed:
+                failures.append(f"selftest in the page: {f}")
+            if missing:
+                failures.append(f"selftest in the page: no variant of {missing} passed")
+            if not failed and not missing:
+                print(f"ok   selftest in the page: {sum(r['outcome'] == 'pass' for r in rows)} checks passed, "
+                      f"{sum(r['outcome'] == 'skip' for r in rows)} skipped (variants this adapter cannot run), every family covered ({seconds:.0f} s)")
         finally:
             call(wd, "DELETE", f"/session/{sid}")
         for f in failures:

@@ -27,7 +27,10 @@ impl From<crate::Error> for Verdict {
 
 pub type Checked = std::result::Result<(), Verdict>;
 
-type CheckFn = Box<dyn Fn(&Gpu) -> Checked + Send + Sync>;
+/// A check's future: checks read their results back, which the browser can only await.
+pub(crate) type CheckFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Checked> + 'a>>;
+
+type CheckFn = Box<dyn for<'a> Fn(&'a Gpu) -> CheckFuture<'a> + Send + Sync>;
 
 /// One kernel family and variant, checked as one unit.
 pub struct Check {
@@ -37,19 +40,31 @@ pub struct Check {
 }
 
 impl Check {
-    pub(crate) fn new(family: &'static str, variant: impl Into<String>, f: impl Fn(&Gpu) -> Checked + Send + Sync + 'static) -> Check {
+    pub(crate) fn new(family: &'static str, variant: impl Into<String>, f: impl for<'a> Fn(&'a Gpu) -> CheckFuture<'a> + Send + Sync + 'static) -> Check {
         Check { family, variant: variant.into(), f: Box::new(f) }
     }
 
     /// Runs the check; a panic inside it (a bug in the check, or in a launcher) is a failure,
     /// not an abort of the whole self-test.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, gpu: &Gpu) -> Outcome {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.f)(gpu))) {
-            Ok(Ok(())) => Outcome::Pass,
-            Ok(Err(Verdict::Fail(m))) => Outcome::Fail(m),
-            Ok(Err(Verdict::Skip(m))) => Outcome::Skip(m),
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pollster::block_on((self.f)(gpu)))) {
+            Ok(r) => outcome(r),
             Err(p) => Outcome::Fail(format!("panicked: {}", p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default())),
         }
+    }
+
+    /// Runs the check without blocking (the browser's way; a panic there stops the module).
+    pub async fn run_async(&self, gpu: &Gpu) -> Outcome {
+        outcome((self.f)(gpu).await)
+    }
+}
+
+fn outcome(r: Checked) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Pass,
+        Err(Verdict::Fail(m)) => Outcome::Fail(m),
+        Err(Verdict::Skip(m)) => Outcome::Skip(m),
     }
 }
 
@@ -83,8 +98,8 @@ pub(crate) fn upload(gpu: &Gpu, name: &str, shape: &[usize], data: &[f64]) -> cr
     Tensor::from_f32(gpu, name, shape, &v)
 }
 
-pub(crate) fn download(gpu: &Gpu, t: &Tensor) -> crate::Result<Vec<f64>> {
-    Ok(t.read_f32(gpu)?.into_iter().map(|x| x as f64).collect())
+pub(crate) async fn download(gpu: &Gpu, t: &Tensor) -> crate::Result<Vec<f64>> {
+    Ok(t.read_f32_async(gpu).await?.into_iter().map(|x| x as f64).collect())
 }
 
 /// |got − want| ≤ atol + rtol·|want| for every element; the failure names the worst one.

@@ -22,31 +22,31 @@ use crate::ops::softmax::{lse_pool, lse_pool_backward, softmax_backward_using, s
 pub(super) fn checks() -> Vec<Check> {
     let mut v = Vec::new();
     for (name, k) in MATMUL_BODIES {
-        v.push(Check::new("matmul", name, move |g| matmul_all_transposes(g, k)));
-        v.push(Check::new("matmul", format!("{name}, batched head slices"), move |g| matmul_batched_head_slices(g, k)));
-        v.push(Check::new("matmul", format!("{name}, k > 4096"), move |g| matmul_long_contraction(g, k)));
-        v.push(Check::new("matmul", format!("{name}, k % 4 tails and unaligned views"), move |g| matmul_k_tails_and_unaligned_views(g, k)));
-        v.push(Check::new("bilinear", name, move |g| bilinear_forward_and_backward(g, k)));
+        v.push(Check::new("matmul", name, move |g| Box::pin(matmul_all_transposes(g, k))));
+        v.push(Check::new("matmul", format!("{name}, batched head slices"), move |g| Box::pin(matmul_batched_head_slices(g, k))));
+        v.push(Check::new("matmul", format!("{name}, k > 4096"), move |g| Box::pin(matmul_long_contraction(g, k))));
+        v.push(Check::new("matmul", format!("{name}, k % 4 tails and unaligned views"), move |g| Box::pin(matmul_k_tails_and_unaligned_views(g, k))));
+        v.push(Check::new("bilinear", name, move |g| Box::pin(bilinear_forward_and_backward(g, k))));
     }
-    v.push(Check::new("matmul", "auto: linear layers and gradients", matmul_backward_and_linear));
+    v.push(Check::new("matmul", "auto: linear layers and gradients", |g| Box::pin(matmul_backward_and_linear(g))));
     for (name, k) in [("workgroup", RowKernel::Workgroup), ("subgroup", RowKernel::Subgroup), ("rows", RowKernel::Rows)] {
-        v.push(Check::new("softmax", name, move |g| softmax_masked_forward_and_backward(g, k)));
+        v.push(Check::new("softmax", name, move |g| Box::pin(softmax_masked_forward_and_backward(g, k))));
     }
     for (name, k) in [("workgroup", RowKernel::Workgroup), ("rows", RowKernel::Rows)] {
-        v.push(Check::new("layernorm", name, move |g| layernorm_forward_and_backward(g, k)));
+        v.push(Check::new("layernorm", name, move |g| Box::pin(layernorm_forward_and_backward(g, k))));
     }
     for (name, k) in [("workgroup", EcaKernel::Workgroup), ("subgroup", EcaKernel::Subgroup), ("lanes", EcaKernel::Lanes), ("lines", EcaKernel::Lines)] {
-        v.push(Check::new("eca", name, move |g| eca_and_dense_attention_forward_and_backward(g, k)));
+        v.push(Check::new("eca", name, move |g| Box::pin(eca_and_dense_attention_forward_and_backward(g, k))));
     }
-    v.push(Check::new("lse-pool", "workgroup", lse_pool_forward_and_backward));
-    v.push(Check::new("pair-context", "flat", pair_context_forward_and_backward));
-    v.push(Check::new("elementwise", "flat", elementwise_forward_and_backward));
-    v.push(Check::new("elementwise", "launch over two grid dimensions", large_launch_splits_over_two_grid_dimensions));
-    v.push(Check::new("embedding", "flat", embedding_gather_and_scatter_add));
-    v.push(Check::new("reduce", "workgroup", reductions));
-    v.push(Check::new("dropout", "flat", dropout_matches_reference_mask_and_rate));
-    v.push(Check::new("adamw", "flat", adamw_steps_with_and_without_clipping));
-    v.push(Check::new("loss", "atloss, labels, label noise, cosine, batchnorm", losses_labels_and_batchnorm));
+    v.push(Check::new("lse-pool", "workgroup", |g| Box::pin(lse_pool_forward_and_backward(g))));
+    v.push(Check::new("pair-context", "flat", |g| Box::pin(pair_context_forward_and_backward(g))));
+    v.push(Check::new("elementwise", "flat", |g| Box::pin(elementwise_forward_and_backward(g))));
+    v.push(Check::new("elementwise", "launch over two grid dimensions", |g| Box::pin(large_launch_splits_over_two_grid_dimensions(g))));
+    v.push(Check::new("embedding", "flat", |g| Box::pin(embedding_gather_and_scatter_add(g))));
+    v.push(Check::new("reduce", "workgroup", |g| Box::pin(reductions(g))));
+    v.push(Check::new("dropout", "flat", |g| Box::pin(dropout_matches_reference_mask_and_rate(g))));
+    v.push(Check::new("adamw", "flat", |g| Box::pin(adamw_steps_with_and_without_clipping(g))));
+    v.push(Check::new("loss", "atloss, labels, label noise, cosine, batchnorm", |g| Box::pin(losses_labels_and_batchnorm(g))));
     v
 }
 
@@ -62,7 +62,7 @@ const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
 const MATMUL_SHAPES: [(usize, usize, usize); 7] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131), (36, 20, 68)];
 
 /// C = 0.5·op(A)·op(B) + bias + C0 for dense operands with `kernel`, and the f64 reference.
-fn dense_gemm(gpu: &Gpu, rng: &mut Rng, kernel: MatmulKernel, (m, k, n): (usize, usize, usize), (ta, tb): (bool, bool)) -> Result<(Vec<f64>, Vec<f64>), Verdict> {
+async fn dense_gemm(gpu: &Gpu, rng: &mut Rng, kernel: MatmulKernel, (m, k, n): (usize, usize, usize), (ta, tb): (bool, bool)) -> Result<(Vec<f64>, Vec<f64>), Verdict> {
     let (a, b, bias, c0) = (rng.vec(m * k), rng.vec(k * n), rng.vec(n), rng.vec(m * n));
     let (ar, ac) = if ta { (k, m) } else { (m, k) };
     let (br, bc) = if tb { (n, k) } else { (k, n) };
@@ -74,7 +74,7 @@ fn dense_gemm(gpu: &Gpu, rng: &mut Rng, kernel: MatmulKernel, (m, k, n): (usize,
     let at = if ta { r::transpose(&a, k, m) } else { a };
     let bt = if tb { r::transpose(&b, n, k) } else { b };
     let prod = r::matmul(&at, &bt, m, k, n);
-    Ok((download(gpu, &c)?, (0..m * n).map(|i| c0[i] + 0.5 * prod[i] + bias[i % n]).collect()))
+    Ok((download(gpu, &c).await?, (0..m * n).map(|i| c0[i] + 0.5 * prod[i] + bias[i % n]).collect()))
 }
 
 /// Skip a matmul body this adapter cannot run (the subgroup bodies need supported widths).
@@ -84,12 +84,12 @@ fn matmul_available(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
 
 /// k above ops::matmul::K_PER_DISPATCH runs as several accumulating dispatches: llvmpipe cuts
 /// shader loops off after 65535 iterations, which gave wrong sums for k = 8192 in one dispatch.
-fn matmul_long_contraction(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
+async fn matmul_long_contraction(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     matmul_available(gpu, kernel)?;
     let mut rng = Rng::new(5);
     let (m, k, n) = (3, 9001, 5);
     for (ta, tb) in [(false, false), (true, true)] {
-        let (got, want) = dense_gemm(gpu, &mut rng, kernel, (m, k, n), (ta, tb))?;
+        let (got, want) = dense_gemm(gpu, &mut rng, kernel, (m, k, n), (ta, tb)).await?;
         close(&format!("matmul {kernel:?} {m}x{k}x{n} ta={ta} tb={tb}"), &got, &want, 1e-3, 1e-4)?;
     }
     Ok(())
@@ -98,21 +98,21 @@ fn matmul_long_contraction(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
 /// Contractions of every length modulo 4 (the subgroup body steps k by 4 and zeroes the k past
 /// the end), across a K_PER_DISPATCH boundary too, and per-head slices of a [L, H*dh]
 /// activation whose offsets and strides are not multiples of 4 (odd dh), on one body.
-fn matmul_k_tails_and_unaligned_views(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
+async fn matmul_k_tails_and_unaligned_views(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     matmul_available(gpu, kernel)?;
     let mut rng = Rng::new(9);
     for &(m, k, n) in &[(5usize, 1usize, 6usize), (9, 2, 7), (70, 3, 68), (7, 6, 12), (66, 343, 70), (3, 4101, 9)] {
         for (ta, tb) in [(false, false), (true, true)] {
-            let (got, want) = dense_gemm(gpu, &mut rng, kernel, (m, k, n), (ta, tb))?;
+            let (got, want) = dense_gemm(gpu, &mut rng, kernel, (m, k, n), (ta, tb)).await?;
             let tol = if k > 1000 { 1e-3 } else { 1e-4 };
             close(&format!("matmul {kernel:?} {m}x{k}x{n} ta={ta} tb={tb}"), &got, &want, tol, 1e-4)?;
         }
     }
     // Scores Q Kᵀ per head: slices at offsets h*dh with dh = 7.
-    head_slice_scores(gpu, kernel, &mut rng, (1, 20, 3, 7), 1.0, (1e-5, 1e-4))
+    head_slice_scores(gpu, kernel, &mut rng, (1, 20, 3, 7), 1.0, (1e-5, 1e-4)).await
 }
 
-fn matmul_all_transposes(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
+async fn matmul_all_transposes(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     matmul_available(gpu, kernel)?;
     let mut rng = Rng::new(1);
     for &(m, k, n) in &MATMUL_SHAPES {
@@ -133,21 +133,21 @@ fn matmul_all_transposes(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
                 gemm(&mut rec, kernel, &g, &at, &bt, with_bias.then_some(&biast), &ct)?;
                 rec.finish()?;
                 let what = format!("{kernel:?} {m}x{k}x{n} ta={ta} tb={tb} bias/acc={with_bias}");
-                close(&what, &download(gpu, &ct)?, &want, MATMUL_TOL.0, MATMUL_TOL.1)?;
+                close(&what, &download(gpu, &ct).await?, &want, MATMUL_TOL.0, MATMUL_TOL.1)?;
             }
         }
     }
     Ok(())
 }
 
-fn matmul_batched_head_slices(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
+async fn matmul_batched_head_slices(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     matmul_available(gpu, kernel)?;
-    head_slice_scores(gpu, kernel, &mut Rng::new(2), (2, 7, 3, 5), 0.25, MATMUL_TOL)
+    head_slice_scores(gpu, kernel, &mut Rng::new(2), (2, 7, 3, 5), 0.25, MATMUL_TOL).await
 }
 
 /// Q·Kᵀ per (batch, head) out of [B, L, H, dh] activations read in place: the two-level batch
 /// strides, and offsets h*dh that are 4-aligned only when dh is.
-fn head_slice_scores(gpu: &Gpu, kernel: MatmulKernel, rng: &mut Rng, (bsz, l, h, dh): (usize, usize, usize, usize), alpha: f32, (atol, rtol): (f64, f64)) -> Checked {
+async fn head_slice_scores(gpu: &Gpu, kernel: MatmulKernel, rng: &mut Rng, (bsz, l, h, dh): (usize, usize, usize, usize), alpha: f32, (atol, rtol): (f64, f64)) -> Checked {
     let q = rng.vec(bsz * l * h * dh);
     let kx = rng.vec(bsz * l * h * dh);
     let g = Gemm {
@@ -169,10 +169,10 @@ fn head_slice_scores(gpu: &Gpu, kernel: MatmulKernel, rng: &mut Rng, (bsz, l, h,
     let mut rec = Recorder::new(gpu);
     gemm(&mut rec, kernel, &g, &qt, &kt, None, &ct)?;
     rec.finish()?;
-    close(&format!("{kernel:?} batched heads, dh = {dh}"), &download(gpu, &ct)?, &want, atol, rtol)
+    close(&format!("{kernel:?} batched heads, dh = {dh}"), &download(gpu, &ct).await?, &want, atol, rtol)
 }
 
-fn matmul_backward_and_linear(gpu: &Gpu) -> Checked {
+async fn matmul_backward_and_linear(gpu: &Gpu) -> Checked {
     let mut rng = Rng::new(3);
     for &(m, k, n) in &MATMUL_SHAPES {
         // C = A B; dA = dC Bᵀ and dB = Aᵀ dC through the transposed forms of the same kernel.
@@ -184,9 +184,9 @@ fn matmul_backward_and_linear(gpu: &Gpu) -> Checked {
         let db = matmul(&mut rec, &at, &dct, true, false)?;
         rec.finish()?;
         let (wda, wdb) = r::matmul_backward(&a, &b, &dc, m, k, n);
-        close("matmul", &download(gpu, &c)?, &r::matmul(&a, &b, m, k, n), MATMUL_TOL.0, MATMUL_TOL.1)?;
-        close("matmul dA", &download(gpu, &da)?, &wda, MATMUL_TOL.0, MATMUL_TOL.1)?;
-        close("matmul dB", &download(gpu, &db)?, &wdb, MATMUL_TOL.0, MATMUL_TOL.1)?;
+        close("matmul", &download(gpu, &c).await?, &r::matmul(&a, &b, m, k, n), MATMUL_TOL.0, MATMUL_TOL.1)?;
+        close("matmul dA", &download(gpu, &da).await?, &wda, MATMUL_TOL.0, MATMUL_TOL.1)?;
+        close("matmul dB", &download(gpu, &db).await?, &wdb, MATMUL_TOL.0, MATMUL_TOL.1)?;
 
         // Linear layer: rows = m, in = k, out = n.
         let (x, w, bias, dy) = (rng.vec(m * k), rng.vec(n * k), rng.vec(n), rng.vec(m * n));
@@ -196,10 +196,10 @@ fn matmul_backward_and_linear(gpu: &Gpu) -> Checked {
         let grads = linear_backward(&mut rec, &xt, &wt, &dyt)?;
         rec.finish()?;
         let (wdx, wdw, wdb) = r::linear_backward(&x, &w, &dy, m, k, n);
-        close("linear", &download(gpu, &y)?, &r::linear(&x, &w, Some(&bias), m, k, n), MATMUL_TOL.0, MATMUL_TOL.1)?;
-        close("linear dx", &download(gpu, &grads.dx)?, &wdx, MATMUL_TOL.0, MATMUL_TOL.1)?;
-        close("linear dW", &download(gpu, &grads.dw)?, &wdw, MATMUL_TOL.0, MATMUL_TOL.1)?;
-        close("linear db", &download(gpu, &grads.db)?, &wdb, MATMUL_TOL.0, MATMUL_TOL.1)?;
+        close("linear", &download(gpu, &y).await?, &r::linear(&x, &w, Some(&bias), m, k, n), MATMUL_TOL.0, MATMUL_TOL.1)?;
+        close("linear dx", &download(gpu, &grads.dx).await?, &wdx, MATMUL_TOL.0, MATMUL_TOL.1)?;
+        close("linear dW", &download(gpu, &grads.dw).await?, &wdw, MATMUL_TOL.0, MATMUL_TOL.1)?;
+        close("linear db", &download(gpu, &grads.db).await?, &wdb, MATMUL_TOL.0, MATMUL_TOL.1)?;
     }
     Ok(())
 }
@@ -207,7 +207,7 @@ fn matmul_backward_and_linear(gpu: &Gpu) -> Checked {
 // 1000 and 1028 take the vec4 entry points, 1000 with a broadcast operand of 8.
 const SIZES: [usize; 6] = [1, 7, 33, 129, 1000, 1028];
 
-fn elementwise_forward_and_backward(gpu: &Gpu) -> Checked {
+async fn elementwise_forward_and_backward(gpu: &Gpu) -> Checked {
     // Single f32 operations: a few ulps. GELU uses a 1.5e-7 erf approximation.
     let (atol, rtol) = (1e-6, 1e-5);
     let mut rng = Rng::new(4);
@@ -232,24 +232,24 @@ fn elementwise_forward_and_backward(gpu: &Gpu) -> Checked {
             acts.push((act, ew::activation(&mut rec, act, &xt)?, ew::activation_backward(&mut rec, act, &xt, &yt)?));
         }
         rec.finish()?;
-        close("add_scaled", &download(gpu, &s)?, &r::add_scaled(&x, &yb, 0.5, -2.0), atol, rtol)?;
-        close("add", &download(gpu, &a)?, &r::add_scaled(&x, &y, 1.0, 1.0), atol, rtol)?;
-        close("mul", &download(gpu, &m)?, &r::mul(&x, &yb), atol, rtol)?;
+        close("add_scaled", &download(gpu, &s).await?, &r::add_scaled(&x, &yb, 0.5, -2.0), atol, rtol)?;
+        close("add", &download(gpu, &a).await?, &r::add_scaled(&x, &y, 1.0, 1.0), atol, rtol)?;
+        close("mul", &download(gpu, &m).await?, &r::mul(&x, &yb), atol, rtol)?;
         let (wdx, wdy) = r::mul_backward(&x, &yb, &y);
-        close("mul dx", &download(gpu, &mdx)?, &wdx, atol, rtol)?;
-        close("mul dy", &download(gpu, &mdy)?, &wdy, 1e-5, 1e-5)?;
-        close("scale", &download(gpu, &sc)?, &x.iter().map(|v| 3.0 * v).collect::<Vec<_>>(), atol, rtol)?;
-        close("accumulate", &download(gpu, &acc)?, &r::add_scaled(&y, &yb, 1.0, -0.5), atol, rtol)?;
-        close("fill", &download(gpu, &filled)?, &vec![2.5; n], 0.0, 0.0)?;
+        close("mul dx", &download(gpu, &mdx).await?, &wdx, atol, rtol)?;
+        close("mul dy", &download(gpu, &mdy).await?, &wdy, 1e-5, 1e-5)?;
+        close("scale", &download(gpu, &sc).await?, &x.iter().map(|v| 3.0 * v).collect::<Vec<_>>(), atol, rtol)?;
+        close("accumulate", &download(gpu, &acc).await?, &r::add_scaled(&y, &yb, 1.0, -0.5), atol, rtol)?;
+        close("fill", &download(gpu, &filled).await?, &vec![2.5; n], 0.0, 0.0)?;
         for (act, fwd, bwd) in acts {
-            close(&format!("{act:?}"), &download(gpu, &fwd)?, &r::activation(act, &x), 2e-6, 1e-5)?;
-            close(&format!("{act:?} backward"), &download(gpu, &bwd)?, &r::activation_backward(act, &x, &y), 2e-6, 1e-5)?;
+            close(&format!("{act:?}"), &download(gpu, &fwd).await?, &r::activation(act, &x), 2e-6, 1e-5)?;
+            close(&format!("{act:?} backward"), &download(gpu, &bwd).await?, &r::activation_backward(act, &x, &y), 2e-6, 1e-5)?;
         }
     }
     Ok(())
 }
 
-fn large_launch_splits_over_two_grid_dimensions(gpu: &Gpu) -> Checked {
+async fn large_launch_splits_over_two_grid_dimensions(gpu: &Gpu) -> Checked {
     // More than 65535 workgroups of 256: the launch must spill into the y dimension. An odd n
     // keeps `fill` on its one-element-per-invocation entry point.
     let n = 777 * 21601; // > 65535 * 256
@@ -258,12 +258,12 @@ fn large_launch_splits_over_two_grid_dimensions(gpu: &Gpu) -> Checked {
     ew::fill(&mut rec, &t, 1.0)?;
     let s = row_sum(&mut rec, &t.reshape(&[n / 777, 777])?)?;
     rec.finish()?;
-    let v = t.read_f32(gpu)?;
+    let v = t.read_f32_async(gpu).await?;
     ensure(v.iter().all(|&x| x == 1.0), || "some elements were not written".into())?;
-    ensure(s.read_f32(gpu)?.iter().all(|&x| x == 777.0), || "a row sum of 777 ones is not 777".into())
+    ensure(s.read_f32_async(gpu).await?.iter().all(|&x| x == 777.0), || "a row sum of 777 ones is not 777".into())
 }
 
-fn softmax_masked_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Checked {
+async fn softmax_masked_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Checked {
     let (atol, rtol) = (1e-6, 1e-4);
     if kernel == RowKernel::Subgroup {
         available(crate::ops::subgroup_lanes(gpu))?;
@@ -287,14 +287,14 @@ fn softmax_masked_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Checked 
         rec.finish()?;
         let want = r::softmax(&x, cols, Some((&mask, div)), scale as f64);
         let what = format!("softmax {kernel:?} {rows}x{cols}");
-        close(&what, &download(gpu, &y)?, &want, atol, rtol)?;
-        close(&format!("{what} unmasked"), &download(gpu, &y_plain)?, &r::softmax(&x, cols, None, 1.0), atol, rtol)?;
-        close(&format!("{what} backward"), &download(gpu, &dx)?, &r::softmax_backward(&want, &dy, cols, scale as f64), atol, rtol)?;
+        close(&what, &download(gpu, &y).await?, &want, atol, rtol)?;
+        close(&format!("{what} unmasked"), &download(gpu, &y_plain).await?, &r::softmax(&x, cols, None, 1.0), atol, rtol)?;
+        close(&format!("{what} backward"), &download(gpu, &dx).await?, &r::softmax_backward(&want, &dy, cols, scale as f64), atol, rtol)?;
     }
     Ok(())
 }
 
-fn lse_pool_forward_and_backward(gpu: &Gpu) -> Checked {
+async fn lse_pool_forward_and_backward(gpu: &Gpu) -> Checked {
     let (atol, rtol) = (2e-6, 1e-5);
     let mut rng = Rng::new(6);
     for (rows, dim, nsets) in [(1, 1, 1), (7, 33, 4), (33, 7, 9), (129, 5, 40)] {
@@ -310,13 +310,13 @@ fn lse_pool_forward_and_backward(gpu: &Gpu) -> Checked {
         let dx = lse_pool_backward(&mut rec, &xt, &rs, &pooled, &dpt)?;
         rec.finish()?;
         let want = r::lse_pool(&x, dim, &sets);
-        close("lse_pool", &download(gpu, &pooled)?, &want, atol, rtol)?;
-        close("lse_pool backward", &download(gpu, &dx)?, &r::lse_pool_backward(&x, dim, &sets, &want, &dpool), atol, rtol)?;
+        close("lse_pool", &download(gpu, &pooled).await?, &want, atol, rtol)?;
+        close("lse_pool backward", &download(gpu, &dx).await?, &r::lse_pool_backward(&x, dim, &sets, &want, &dpool), atol, rtol)?;
     }
     Ok(())
 }
 
-fn layernorm_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Checked {
+async fn layernorm_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Checked {
     // Reductions over ≤ 384 columns in f32.
     let (atol, rtol) = (2e-5, 1e-4);
     let mut rng = Rng::new(7);
@@ -335,16 +335,16 @@ fn layernorm_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Checked {
         let (wy, ws) = r::layernorm(&x, &gamma, &beta, eps);
         let (wdx, wdg, wdb) = r::layernorm_backward(&x, &gamma, &ws, &dy);
         let what = format!("layernorm {kernel:?} {rows}x{cols}");
-        close(&what, &download(gpu, &out.y)?, &wy, atol, rtol)?;
-        close(&format!("{what} stats"), &download(gpu, &out.stats)?, &ws, atol, rtol)?;
-        close(&format!("{what} dx"), &download(gpu, &g.dx)?, &wdx, atol, rtol)?;
-        close(&format!("{what} dgamma"), &download(gpu, &g.dgamma)?, &wdg, atol, rtol)?;
-        close(&format!("{what} dbeta"), &download(gpu, &g.dbeta)?, &wdb, atol, rtol)?;
+        close(&what, &download(gpu, &out.y).await?, &wy, atol, rtol)?;
+        close(&format!("{what} stats"), &download(gpu, &out.stats).await?, &ws, atol, rtol)?;
+        close(&format!("{what} dx"), &download(gpu, &g.dx).await?, &wdx, atol, rtol)?;
+        close(&format!("{what} dgamma"), &download(gpu, &g.dgamma).await?, &wdg, atol, rtol)?;
+        close(&format!("{what} dbeta"), &download(gpu, &g.dbeta).await?, &wdb, atol, rtol)?;
     }
     Ok(())
 }
 
-fn embedding_gather_and_scatter_add(gpu: &Gpu) -> Checked {
+async fn embedding_gather_and_scatter_add(gpu: &Gpu) -> Checked {
     // Gather is a copy (exact); scatter sums a handful of f32 values.
     let mut rng = Rng::new(8);
     for (vocab, dim, n) in [(1, 1, 1), (7, 33, 20), (33, 7, 129), (129, 5, 300)] {
@@ -360,15 +360,15 @@ fn embedding_gather_and_scatter_add(gpu: &Gpu) -> Checked {
         let out = gather_rows(&mut rec, &tt, &idt)?;
         scatter_add_rows(&mut rec, &dt, &scatter, &dtab)?;
         rec.finish()?;
-        close("gather_rows", &download(gpu, &out)?, &r::gather_rows(&table, dim, &ids), 0.0, 0.0)?;
+        close("gather_rows", &download(gpu, &out).await?, &r::gather_rows(&table, dim, &ids), 0.0, 0.0)?;
         let mut want = dtable0.clone();
         r::scatter_add_rows(&dout, dim, &ids, &mut want);
-        close("scatter_add_rows", &download(gpu, &dtab)?, &want, 1e-6, 1e-6)?;
+        close("scatter_add_rows", &download(gpu, &dtab).await?, &want, 1e-6, 1e-6)?;
     }
     Ok(())
 }
 
-fn reductions(gpu: &Gpu) -> Checked {
+async fn reductions(gpu: &Gpu) -> Checked {
     let mut rng = Rng::new(9);
     for (rows, cols) in [(1, 1), (7, 33), (129, 7), (200, 3), (4100, 2)] {
         let x = rng.vec(rows * cols);
@@ -377,8 +377,8 @@ fn reductions(gpu: &Gpu) -> Checked {
         let rs = row_sum(&mut rec, &xt)?;
         let cs = col_sum(&mut rec, &xt)?;
         rec.finish()?;
-        close("row_sum", &download(gpu, &rs)?, &r::row_sum(&x, cols), 1e-5, 1e-5)?;
-        close("col_sum", &download(gpu, &cs)?, &r::col_sum(&x, rows, cols), 1e-4, 1e-5)?;
+        close("row_sum", &download(gpu, &rs).await?, &r::row_sum(&x, cols), 1e-5, 1e-5)?;
+        close("col_sum", &download(gpu, &cs).await?, &r::col_sum(&x, rows, cols), 1e-4, 1e-5)?;
     }
     let parts: Vec<Vec<f64>> = [1usize, 7, 33, 129, 5000].iter().map(|&n| rng.vec(n)).collect();
     let tensors = parts.iter().map(|p| upload(gpu, "p", &[p.len()], p)).collect::<crate::Result<Vec<Tensor>>>()?;
@@ -386,10 +386,10 @@ fn reductions(gpu: &Gpu) -> Checked {
     let s = sum_squares(&mut rec, &tensors.iter().collect::<Vec<_>>())?;
     rec.finish()?;
     let want = r::sum_squares(&parts.iter().map(|p| &p[..]).collect::<Vec<_>>());
-    close("sum_squares", &download(gpu, &s)?, &[want], 1e-4, 1e-5)
+    close("sum_squares", &download(gpu, &s).await?, &[want], 1e-4, 1e-5)
 }
 
-fn dropout_matches_reference_mask_and_rate(gpu: &Gpu) -> Checked {
+async fn dropout_matches_reference_mask_and_rate(gpu: &Gpu) -> Checked {
     let mut rng = Rng::new(10);
     for (n, p, seed, offset) in [(1usize, 0.1f32, 66u64, 0u32), (129, 0.5, 1 << 40 | 3, 17), (20000, 0.1, 7, 123_456)] {
         let x = rng.vec(n);
@@ -397,7 +397,7 @@ fn dropout_matches_reference_mask_and_rate(gpu: &Gpu) -> Checked {
         let mut rec = Recorder::new(gpu);
         let y = dropout(&mut rec, &xt, p, DropoutRng { seed, offset })?;
         rec.finish()?;
-        let got = download(gpu, &y)?;
+        let got = download(gpu, &y).await?;
         close("dropout", &got, &r::dropout(&x, p as f64, seed, offset), 1e-6, 1e-6)?;
         if n >= 20000 {
             let kept = got.iter().filter(|v| **v != 0.0).count() as f64 / n as f64;
@@ -409,7 +409,7 @@ fn dropout_matches_reference_mask_and_rate(gpu: &Gpu) -> Checked {
     ensure(a != b, || "two dropout seeds gave the same mask".into())
 }
 
-fn adamw_steps_with_and_without_clipping(gpu: &Gpu) -> Checked {
+async fn adamw_steps_with_and_without_clipping(gpu: &Gpu) -> Checked {
     let mut rng = Rng::new(11);
     for (n, max_norm) in [(1usize, 0.0f32), (33, 1.0), (1000, 0.5), (129, 100.0)] {
         let hp = AdamW { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.01, max_norm };
@@ -425,9 +425,9 @@ fn adamw_steps_with_and_without_clipping(gpu: &Gpu) -> Checked {
             rec.finish()?;
             r::adamw_step(&hp, step, r::sum_squares(&[&g]), &mut p, &g, &mut m, &mut v);
         }
-        close("adamw param", &download(gpu, &pt)?, &p, 1e-6, 1e-5)?;
-        close("adamw m", &download(gpu, &mt)?, &m, 1e-6, 1e-5)?;
-        close("adamw v", &download(gpu, &vt)?, &v, 1e-7, 1e-5)?;
+        close("adamw param", &download(gpu, &pt).await?, &p, 1e-6, 1e-5)?;
+        close("adamw m", &download(gpu, &mt).await?, &m, 1e-6, 1e-5)?;
+        close("adamw v", &download(gpu, &vt).await?, &v, 1e-7, 1e-5)?;
     }
     Ok(())
 }
@@ -447,7 +447,7 @@ fn hts_pairs(counts: &[usize]) -> Vec<(u32, u32, u32)> {
     v
 }
 
-fn eca_and_dense_attention_forward_and_backward(gpu: &Gpu, kernel: EcaKernel) -> Checked {
+async fn eca_and_dense_attention_forward_and_backward(gpu: &Gpu, kernel: EcaKernel) -> Checked {
     // Documents with 1 (no pairs), 2, a prime count and more, 4 heads. The subgroup kernel gets
     // heads of 1, 2 and 4 features per lane (it needs dh divisible by the subgroup size); the
     // workgroup kernel heads of 1, 3 and 32 features; the lane and line forwards heads of 4, 8
@@ -486,10 +486,10 @@ fn eca_and_dense_attention_forward_and_backward(gpu: &Gpu, kernel: EcaKernel) ->
                 let what = format!("{kernel:?} {kind:?} counts {counts:?} d {d} dropout {}", drop.map_or(0.0, |s| s.p));
                 let want = r::attention(&pairs, kind, 4, d, &q, &k, &v, drop);
                 let (wq, wk, wv) = r::attention_backward(&pairs, kind, 4, d, &q, &k, &v, &dout, drop);
-                close(&format!("{what} out"), &download(gpu, &out)?, &want, 1e-5, 1e-4)?;
-                close(&format!("{what} dq"), &download(gpu, &dq)?, &wq, 1e-5, 1e-4)?;
-                close(&format!("{what} dk"), &download(gpu, &dk)?, &wk, 1e-5, 1e-4)?;
-                close(&format!("{what} dv"), &download(gpu, &dv)?, &wv, 1e-5, 1e-4)?;
+                close(&format!("{what} out"), &download(gpu, &out).await?, &want, 1e-5, 1e-4)?;
+                close(&format!("{what} dq"), &download(gpu, &dq).await?, &wq, 1e-5, 1e-4)?;
+                close(&format!("{what} dk"), &download(gpu, &dk).await?, &wk, 1e-5, 1e-4)?;
+                close(&format!("{what} dv"), &download(gpu, &dv).await?, &wv, 1e-5, 1e-4)?;
                 if drop.is_some() && kind == Attention::Eca && p * d <= 2048 {
                     // The reference's gradients with dropout, against finite differences of its
                     // output (the mask is fixed by the seed, so the function is smooth).
@@ -498,7 +498,7 @@ fn eca_and_dense_attention_forward_and_backward(gpu: &Gpu, kernel: EcaKernel) ->
                     let fd_v = numeric_grad(&v, |x| r::attention(&pairs, kind, 4, d, &q, &k, x, drop).iter().zip(&dout).map(|(a, b)| a * b).sum());
                     close(&format!("{what} reference dv vs finite differences"), &wv, &fd_v, 1e-6, 1e-5)?;
                 }
-                outs.push(download(gpu, &out)?);
+                outs.push(download(gpu, &out).await?);
             }
             // Dense restricted to ECA's key sets is ECA.
             close("dense with ECA mask vs ECA", &outs[2], &outs[0], 1e-6, 1e-5)?;
@@ -523,7 +523,7 @@ fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
         .collect()
 }
 
-fn pair_context_forward_and_backward(gpu: &Gpu) -> Checked {
+async fn pair_context_forward_and_backward(gpu: &Gpu) -> Checked {
     let mut rng = Rng::new(31);
     for (counts, heads, l) in [(vec![2usize], 1usize, 3usize), (vec![3, 5], 2, 7), (vec![1, 4], 3, 13)] {
         let ne: usize = counts.iter().sum();
@@ -549,9 +549,9 @@ fn pair_context_forward_and_backward(gpu: &Gpu) -> Checked {
         let dea = context_weights_backward(&mut rec, &eat, &pe, &upload(gpu, "dw", &[p, l], &dw)?)?;
         rec.finish()?;
         let what = format!("context {counts:?} h{heads} l{l}");
-        close(&what, &download(gpu, &w)?, &r::context_weights(&ea, heads, l, &pairs), 1e-6, 1e-4)?;
+        close(&what, &download(gpu, &w).await?, &r::context_weights(&ea, heads, l, &pairs), 1e-6, 1e-4)?;
         let want = r::context_weights_backward(&ea, heads, l, &pairs, &dw);
-        close(&format!("{what} backward"), &download(gpu, &dea)?, &want, 1e-5, 1e-4)?;
+        close(&format!("{what} backward"), &download(gpu, &dea).await?, &want, 1e-5, 1e-4)?;
         let fd = numeric_grad(&ea, |e| r::context_weights(e, heads, l, &pairs).iter().zip(&dw).map(|(a, b)| a * b).sum());
         close(&format!("{what} reference vs finite differences"), &want, &fd, 1e-6, 1e-5)?;
     }
@@ -561,7 +561,7 @@ fn pair_context_forward_and_backward(gpu: &Gpu) -> Checked {
 /// The bilinear layer on one matmul body; the larger shapes exceed one 64 x 64 tile in every
 /// mode (P, O, E*K and, per group, K = 64), and P, blocks and sizes of every residue modulo 4
 /// exercise the subgroup body's k tails (the weight gradient contracts over P).
-fn bilinear_forward_and_backward(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
+async fn bilinear_forward_and_backward(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     matmul_available(gpu, kernel)?;
     let mut rng = Rng::new(32);
     for (p, e, o, block) in [(1usize, 4usize, 3usize, 2usize), (7, 6, 5, 3), (3, 8, 4, 4), (13, 16, 8, 8), (70, 128, 65, 64), (66, 24, 70, 4), (5, 8, 5, 4), (68, 128, 66, 64)] {
@@ -574,18 +574,18 @@ fn bilinear_forward_and_backward(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
         let what = format!("bilinear {kernel:?} p{p} e{e} o{o} k{block}");
         // Sums of up to E*K = 8192 products of three values of magnitude <= 1.
         let tol = if e * block > 1000 { (1e-3, 1e-4) } else { (1e-5, 1e-4) };
-        close(&what, &download(gpu, &y)?, &r::bilinear(&zs, &zo, &w, &b, e, block), tol.0, tol.1)?;
+        close(&what, &download(gpu, &y).await?, &r::bilinear(&zs, &zo, &w, &b, e, block), tol.0, tol.1)?;
         let (wzs, wzo, ww, wb) = r::bilinear_backward(&zs, &zo, &w, &dy, e, block);
-        close(&format!("{what} dzs"), &download(gpu, &dzs)?, &wzs, tol.0, tol.1)?;
-        close(&format!("{what} dzo"), &download(gpu, &dzo)?, &wzo, tol.0, tol.1)?;
-        close(&format!("{what} dw"), &download(gpu, &dw)?, &ww, tol.0, tol.1)?;
-        close(&format!("{what} db"), &download(gpu, &db)?, &wb, tol.0, tol.1)?;
+        close(&format!("{what} dzs"), &download(gpu, &dzs).await?, &wzs, tol.0, tol.1)?;
+        close(&format!("{what} dzo"), &download(gpu, &dzo).await?, &wzo, tol.0, tol.1)?;
+        close(&format!("{what} dw"), &download(gpu, &dw).await?, &ww, tol.0, tol.1)?;
+        close(&format!("{what} db"), &download(gpu, &db).await?, &wb, tol.0, tol.1)?;
         if kernel == MatmulKernel::Register {
             let mut rec = Recorder::new(gpu);
             let sq = bilinear_weight_grad_sq(&mut rec, &zst, &zot, &upload(gpu, "dy", &[p, o], &dy)?, block)?;
             rec.finish()?;
             let want: f64 = ww.iter().map(|v| v * v).sum();
-            close(&format!("{what} ‖dW‖² by Gram matrices"), &download(gpu, &sq)?, &[want], 1e-3, 1e-5)?;
+            close(&format!("{what} ‖dW‖² by Gram matrices"), &download(gpu, &sq).await?, &[want], 1e-3, 1e-5)?;
         }
         if kernel == MatmulKernel::Register && p < 20 {
             let fd = numeric_grad(&zs, |z| r::bilinear(z, &zo, &w, &b, e, block).iter().zip(&dy).map(|(a, c)| a * c).sum());
@@ -595,7 +595,7 @@ fn bilinear_forward_and_backward(gpu: &Gpu, kernel: MatmulKernel) -> Checked {
     Ok(())
 }
 
-fn losses_labels_and_batchnorm(gpu: &Gpu) -> Checked {
+async fn losses_labels_and_batchnorm(gpu: &Gpu) -> Checked {
     let mut rng = Rng::new(41);
     for (p, c, k) in [(1usize, 2usize, 1usize), (9, 5, 2), (31, 13, 4)] {
         let logits: Vec<f64> = rng.vec(p * c).iter().map(|v| 3.0 * v).collect();
@@ -616,18 +616,18 @@ fn losses_labels_and_batchnorm(gpu: &Gpu) -> Checked {
         rec.finish()?;
         let loss = |lg: &[f64]| (0..p).map(|r| mask[r] * r::atloss_pair(&lg[r * c..(r + 1) * c], &labels[r * c..(r + 1) * c])).sum::<f64>();
         let what = format!("atloss p{p} c{c}");
-        close(&what, &download(gpu, &sum)?, &[loss(&logits)], 1e-5, 1e-5)?;
+        close(&what, &download(gpu, &sum).await?, &[loss(&logits)], 1e-5, 1e-5)?;
         let fd: Vec<f64> = numeric_grad(&logits, loss).iter().map(|g| 0.5 * g).collect();
-        close(&format!("{what} backward vs finite differences"), &download(gpu, &grad)?, &fd, 1e-5, 1e-4)?;
+        close(&format!("{what} backward vs finite differences"), &download(gpu, &grad).await?, &fd, 1e-5, 1e-4)?;
         let want: Vec<f64> = (0..p).flat_map(|r| r::get_label(&logits[r * c..(r + 1) * c], k)).collect();
-        ensure(download(gpu, &lab)? == want, || format!("get_label p{p} c{c} k{k} differs from the reference"))?;
+        ensure(download(gpu, &lab).await? == want, || format!("get_label p{p} c{c} k{k} differs from the reference"))?;
         // Noise on those labels: every other pair corrupted, u at both ends of [0, 1).
         let picks: Vec<f64> = (0..p).map(|i| if i % 2 == 0 { -1.0 } else { [0.0, 0.999_999, rng.below(1000) as f64 / 1000.0][i % 3] }).collect();
         let mut rec = Recorder::new(gpu);
         let noisy = corrupt_labels(&mut rec, &lab, &upload(gpu, "picks", &[p], &picks)?)?;
         rec.finish()?;
         let want_noisy = r::corrupt_labels(&want, &picks, c);
-        ensure(download(gpu, &noisy)? == want_noisy, || format!("corrupt_labels p{p} c{c} differs from the reference"))?;
+        ensure(download(gpu, &noisy).await? == want_noisy, || format!("corrupt_labels p{p} c{c} differs from the reference"))?;
         ensure(p < 2 || want_noisy != want, || format!("corrupt_labels p{p} c{c} changed nothing"))?;
     }
     for (p, d) in [(1usize, 3usize), (6, 8), (17, 5)] {
@@ -638,9 +638,9 @@ fn losses_labels_and_batchnorm(gpu: &Gpu) -> Checked {
         let g = cosine_backward(&mut rec, &xt, &yt, 2.0)?;
         rec.finish()?;
         let f = |xs: &[f64]| (0..p).map(|r| r::cosine_loss(&xs[r * d..(r + 1) * d], &y[r * d..(r + 1) * d])).sum::<f64>();
-        close("cosine", &download(gpu, &s)?, &[f(&x)], 1e-5, 1e-5)?;
+        close("cosine", &download(gpu, &s).await?, &[f(&x)], 1e-5, 1e-5)?;
         let fd: Vec<f64> = numeric_grad(&x, f).iter().map(|v| 2.0 * v).collect();
-        close("cosine backward vs finite differences", &download(gpu, &g)?, &fd, 1e-5, 1e-4)?;
+        close("cosine backward vs finite differences", &download(gpu, &g).await?, &fd, 1e-5, 1e-4)?;
     }
     for (p, d) in [(2usize, 3usize), (9, 4), (33, 7)] {
         let (x, gm, bt, dy) = (rng.vec(p * d), rng.vec(d), rng.vec(d), rng.vec(p * d));
@@ -652,16 +652,16 @@ fn losses_labels_and_batchnorm(gpu: &Gpu) -> Checked {
         let (dx, dg, db) = batchnorm_backward(&mut rec, &xt, &gt, &stats, &upload(gpu, "dy", &[p, d], &dy)?)?;
         rec.finish()?;
         let (want, mean, var) = r::batchnorm(&x, &gm, &bt, 1e-5);
-        close("batchnorm", &download(gpu, &y)?, &want, 1e-5, 1e-4)?;
+        close("batchnorm", &download(gpu, &y).await?, &want, 1e-5, 1e-4)?;
         let run_want: Vec<f64> = (0..2 * d).map(|i| if i < d { 0.9 * 0.1 + 0.1 * mean[i] } else { 0.9 + 0.1 * var[i - d] * p as f64 / (p - 1) as f64 }).collect();
-        let got_run: Vec<f64> = download(gpu, &rm)?.into_iter().chain(download(gpu, &rv)?).collect();
+        let got_run: Vec<f64> = download(gpu, &rm).await?.into_iter().chain(download(gpu, &rv).await?).collect();
         close("batchnorm running stats", &got_run, &run_want, 1e-6, 1e-5)?;
         let f = |xs: &[f64]| r::batchnorm(xs, &gm, &bt, 1e-5).0.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>();
-        close("batchnorm dx vs finite differences", &download(gpu, &dx)?, &numeric_grad(&x, f), 1e-4, 1e-3)?;
+        close("batchnorm dx vs finite differences", &download(gpu, &dx).await?, &numeric_grad(&x, f), 1e-4, 1e-3)?;
         let fg = |g: &[f64]| r::batchnorm(&x, g, &bt, 1e-5).0.iter().zip(&dy).map(|(a, b)| a * b).sum::<f64>();
-        close("batchnorm dgamma vs finite differences", &download(gpu, &dg)?, &numeric_grad(&gm, fg), 1e-5, 1e-4)?;
+        close("batchnorm dgamma vs finite differences", &download(gpu, &dg).await?, &numeric_grad(&gm, fg), 1e-5, 1e-4)?;
         let want_db: Vec<f64> = (0..d).map(|c| (0..p).map(|r| dy[r * d + c]).sum()).collect();
-        close("batchnorm dbeta", &download(gpu, &db)?, &want_db, 1e-5, 1e-4)?;
+        close("batchnorm dbeta", &download(gpu, &db).await?, &want_db, 1e-5, 1e-4)?;
     }
     Ok(())
 }

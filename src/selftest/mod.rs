@@ -6,17 +6,25 @@
 
 mod harness;
 mod kernels;
+// Training reads losses back synchronously, and is native-only.
+#[cfg(not(target_arch = "wasm32"))]
 mod training;
 
 pub use harness::{close, Check, Outcome, Verdict};
 
 use crate::gpu::Gpu;
 
-/// Every check, kernel families first, in a fixed order.
+/// Every check, kernel families first, in a fixed order (the browser has no training check).
 pub fn checks() -> Vec<Check> {
+    #[allow(unused_mut)]
     let mut v = kernels::checks();
+    #[cfg(not(target_arch = "wasm32"))]
     v.push(training::check());
     v
+}
+
+fn selected(only: Option<&str>) -> impl Iterator<Item = Check> + '_ {
+    checks().into_iter().filter(move |c| only.is_none_or(|o| c.family.contains(o) || c.variant.contains(o)))
 }
 
 /// One check's result, for the report.
@@ -29,11 +37,25 @@ pub struct Row {
 
 /// Runs the checks whose family or variant contains `only` (all when None), calling `each` as
 /// each finishes.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run(gpu: &Gpu, only: Option<&str>, mut each: impl FnMut(&Row)) -> Vec<Row> {
     let mut rows = Vec::new();
-    for c in checks().into_iter().filter(|c| only.is_none_or(|o| c.family.contains(o) || c.variant.contains(o))) {
+    for c in selected(only) {
         let t = web_time::Instant::now();
         let outcome = c.run(gpu);
+        let row = Row { family: c.family, variant: c.variant.clone(), outcome, seconds: t.elapsed().as_secs_f64() };
+        each(&row);
+        rows.push(row);
+    }
+    rows
+}
+
+/// `run` without blocking, for the browser.
+pub async fn run_async(gpu: &Gpu, only: Option<&str>, mut each: impl FnMut(&Row)) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for c in selected(only) {
+        let t = web_time::Instant::now();
+        let outcome = c.run_async(gpu).await;
         let row = Row { family: c.family, variant: c.variant.clone(), outcome, seconds: t.elapsed().as_secs_f64() };
         each(&row);
         rows.push(row);

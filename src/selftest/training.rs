@@ -15,7 +15,7 @@ use crate::train::preset::preset;
 use crate::data::format::examples;
 
 pub(super) fn check() -> Check {
-    Check::new("training", "tiny model, stages 1 and 2, run twice", deterministic_training)
+    Check::new("training", "tiny model, stages 1 and 2, run twice", |g| Box::pin(std::future::ready(deterministic_training(g))))
 }
 
 /// Losses of every step and every parameter's bits after the steps.

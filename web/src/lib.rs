@@ -51,6 +51,28 @@ fn report(gpu: &Gpu) -> String {
     v.to_string()
 }
 
+/// `docre selftest` in the page: every kernel family and variant this adapter can run, forward
+/// and backward, against its f64 reference (the tiny-model training check is native-only).
+/// `progress` is called with each row as it finishes; resolves to all rows, as JSON: family,
+/// variant, outcome ("pass", "fail" or "skip"), message, seconds.
+#[wasm_bindgen]
+pub async fn selftest(progress: js_sys::Function) -> Result<String, JsError> {
+    let gpu = Gpu::open(None).await.map_err(js)?;
+    let row_json = |r: &docre::selftest::Row| {
+        let (outcome, message) = match &r.outcome {
+            docre::selftest::Outcome::Pass => ("pass", String::new()),
+            docre::selftest::Outcome::Fail(m) => ("fail", m.clone()),
+            docre::selftest::Outcome::Skip(m) => ("skip", m.clone()),
+        };
+        serde_json::json!({"family": r.family, "variant": r.variant, "outcome": outcome, "message": message, "seconds": r.seconds})
+    };
+    let rows = docre::selftest::run_async(&gpu, None, |r| {
+        let _ = progress.call1(&JsValue::NULL, &JsValue::from_str(&row_json(r).to_string()));
+    })
+    .await;
+    Ok(serde_json::Value::from(rows.iter().map(row_json).collect::<Vec<_>>()).to_string())
+}
+
 #[wasm_bindgen]
 impl Predictor {
     /// Opens the GPU and loads the checkpoint from its files: `checkpoint.json` (text),
