@@ -60,14 +60,18 @@ pub(crate) enum RegisterForward {
 /// 3.5x the subgroup kernel's speed, and the line forward loads each key once per SG queries).
 pub(crate) fn register_forward(gpu: &Gpu, kernel: EcaKernel, kind: Attention, d: usize, dh: usize) -> Result<Option<RegisterForward>> {
     let fits = d % 4 == 0 && dh % 4 == 0 && dh <= LANES_MAX_DH;
-    let lines = kind == Attention::Eca && gpu.subgroup_size()?.is_some_and(|s| s <= LINES_MAX_SG);
-    let register = || if lines { Ok(gpu.subgroup_size()?.map(|s| RegisterForward::Lines(s as usize))) } else { Ok(Some(RegisterForward::Lanes)) };
+    let sg = gpu.subgroup_size()?.filter(|&s| s <= LINES_MAX_SG);
+    // Lines serve ECA only; the dense ablations run the lane forward.
+    let register = match (kind, sg) {
+        (Attention::Eca, Some(s)) => RegisterForward::Lines(s as usize),
+        _ => RegisterForward::Lanes,
+    };
     match kernel {
         EcaKernel::Lanes | EcaKernel::Lines if !fits => shape_err("eca", format!("the register forwards need heads of a multiple of 4 and at most {LANES_MAX_DH} features and a width divisible by 4; got width {d}, heads of {dh}")),
-        EcaKernel::Lines if !gpu.subgroup_size()?.is_some_and(|s| s <= LINES_MAX_SG) => shape_err("eca", format!("the line forward needs subgroups of at most {LINES_MAX_SG} lanes; this adapter has {:?}", gpu.subgroup_size()?)),
+        EcaKernel::Lines if sg.is_none() => shape_err("eca", format!("the line forward needs subgroups of at most {LINES_MAX_SG} lanes; this adapter has {:?}", gpu.subgroup_size()?)),
         EcaKernel::Lanes => Ok(Some(RegisterForward::Lanes)),
-        EcaKernel::Lines => register(),
-        EcaKernel::Auto if fits && gpu.kind() == AdapterKind::Cpu => register(),
+        EcaKernel::Lines => Ok(Some(register)),
+        EcaKernel::Auto if fits && gpu.kind() == AdapterKind::Cpu => Ok(Some(register)),
         _ => Ok(None),
     }
 }

@@ -68,7 +68,6 @@ pub enum MatmulKernel {
 /// loads: every vec4 the kernel loads starts on a multiple of 4 elements, and each operand's
 /// binding holds whole vec4s (a vec4 view cannot reach a partial one). Any k works.
 pub fn vec4_fits(g: &Gemm, a_len: usize, b_len: usize) -> bool {
-    let aligned = |v: &View| v.ld % 4 == 0 && v.offset % 4 == 0 && v.s1 % 4 == 0 && v.s2 % 4 == 0;
     a_len % 4 == 0 && b_len % 4 == 0 && (g.a.trans || aligned(&g.a)) && aligned(&g.b) && (g.b.trans || g.n % 4 == 0)
 }
 
@@ -76,8 +75,12 @@ pub fn vec4_fits(g: &Gemm, a_len: usize, b_len: usize) -> bool {
 /// the bias (n elements, or A's binding when there is none) as vec4s: every C row piece of 4
 /// starts on a multiple of 4 and n is one, so a piece is all inside C or all outside.
 fn vec4_c_fits(g: &Gemm, c_len: usize) -> bool {
-    let c = &g.c;
-    c_len % 4 == 0 && g.n % 4 == 0 && c.ld % 4 == 0 && c.offset % 4 == 0 && c.s1 % 4 == 0 && c.s2 % 4 == 0
+    c_len % 4 == 0 && g.n % 4 == 0 && aligned(&g.c)
+}
+
+/// Whether every row and batch of view `v` starts on a multiple of 4 elements.
+fn aligned(v: &View) -> bool {
+    v.ld % 4 == 0 && v.offset % 4 == 0 && v.s1 % 4 == 0 && v.s2 % 4 == 0
 }
 
 /// A strided matrix view inside a flat buffer: element (r, c) of batch (b1, b2) is at
