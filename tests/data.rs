@@ -417,6 +417,12 @@ fn three_shards_merge_to_the_unsharded_prediction_and_json_lines_read_alike() {
     assert!(left.is_empty(), "{left:?}");
     let facts: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(whole.join("result.json")).unwrap()).unwrap();
     assert!(!facts.is_empty(), "the model predicts no facts, so the merge of facts goes untested");
+    // Each fact carries its score, a positive margin over the threshold class (the merge above
+    // carried the scores through the shard files unchanged).
+    for f in &facts {
+        let score = f["score"].as_f64().unwrap_or_else(|| panic!("no score in {f}"));
+        assert!(score.is_finite() && score > 0.0, "{f}");
+    }
 
     // Missing, duplicate and mismatched shards are refused, naming them.
     let refused = |args: &[&str], needle: &str| {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::data::docred::Document;
 use crate::data::format::{examples, Format};
 use crate::eval::output;
+use crate::eval::threshold::Scored;
 use crate::fsutil::{cache_root, OutputDir};
 use crate::gpu::Gpu;
 use crate::model::checkpoint::{self, Sidecar};
@@ -18,8 +19,9 @@ use crate::{Error, Result};
 /// its outputs exist for one round at a time, so memory stays flat over a corpus.
 const PREDICT_CHUNK: usize = 256;
 
-/// The full model's facts for each of `docs`, predicted in rounds of PREDICT_CHUNK documents.
-fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], data: &Path) -> Result<Vec<Vec<crate::data::docred::Fact>>> {
+/// The full model's scored facts for each of `docs`, predicted in rounds of PREDICT_CHUNK
+/// documents.
+fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], data: &Path) -> Result<Vec<Vec<Scored>>> {
     let tok = side.tokenizer.load()?;
     let classes = side.relations.len();
     let store = side.frozen_encoder.then(|| EncoderStore::open(&cache_root(), &model.gpu, &model.encoder, tok.fingerprint())).transpose()?;
@@ -27,7 +29,7 @@ fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], data: &Pa
     for (round, chunk) in docs.chunks(PREDICT_CHUNK).enumerate() {
         let exs = examples(chunk, &tok, classes, model.encoder.config.max_ids())?;
         let cache = store.as_ref().map(|s| frozen_outputs(&model.gpu, &model.encoder, s, &exs, &format!("{} (documents from {})", data.display(), round * PREDICT_CHUNK), false)).transpose()?;
-        full.extend(crate::eval::predict::predict(model, &exs, 4, cache.as_ref())?.full);
+        full.extend(crate::eval::predict::predict(model, &exs, 4, cache.as_ref())?.full_scored(&exs));
     }
     Ok(full)
 }
@@ -51,10 +53,9 @@ pub fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, z
         println!("shard {}/{}: {} facts over {} of {total} documents; wrote {}", s.k, s.n, full.iter().map(Vec::len).sum::<usize>(), docs.len(), path.display());
         return Ok(());
     }
-    let titled = output::titled(&docs, &full);
-    let json = output::result_json(&titled, &rels);
+    let json = output::result_json(&docs, &full, &rels);
     let written = output::write_set(dir.as_mut().expect("opened above"), &json, &output::listing(&docs, &full, &rels), zip)?;
-    println!("{} facts over {} documents; wrote {}", titled.len(), docs.len(), written);
+    println!("{} facts over {} documents; wrote {}", full.iter().map(Vec::len).sum::<usize>(), docs.len(), written);
     Ok(())
 }
 

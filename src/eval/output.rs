@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::data::docred::{Document, Fact, Relations};
 use crate::error::Result;
+use crate::eval::threshold::Scored;
 use crate::fsutil::{write_atomic, zip_one, OutputDir};
 
 /// (title, fact) pairs of predictions for scoring and result.json.
@@ -12,18 +13,38 @@ pub fn titled(docs: &[Document], facts: &[Vec<Fact>]) -> Vec<(String, Fact)> {
     facts.iter().enumerate().flat_map(|(i, fs)| fs.iter().map(move |f| (docs[i].title.clone(), *f))).collect()
 }
 
-/// CodaLab `result.json`: a list of {title, h_idx, t_idx, r, evidence}.
-pub fn result_json(preds: &[(String, Fact)], rels: &Relations) -> String {
-    let list: Vec<serde_json::Value> = preds.iter().map(|(t, f)| serde_json::json!({"title": t, "h_idx": f.h, "t_idx": f.t, "r": rels.codes[f.r], "evidence": []})).collect();
-    serde_json::to_string(&list).expect("json")
+/// One entry of CodaLab's `result.json`, with its `score` (the margin over the threshold class;
+/// CodaLab's scorer reads only the other keys). A typed entry, not a JSON map, so that a merge
+/// writes the keys in the same order and the f32 score in the same shortest digits.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ResultFact {
+    pub title: String,
+    pub h_idx: usize,
+    pub t_idx: usize,
+    pub r: String,
+    pub evidence: Vec<usize>,
+    pub score: f32,
+}
+
+/// The `result.json` entries of `docs`' scored facts.
+pub fn result_facts(docs: &[Document], facts: &[Vec<Scored>], rels: &Relations) -> Vec<ResultFact> {
+    docs.iter()
+        .zip(facts)
+        .flat_map(|(d, fs)| fs.iter().map(|s| ResultFact { title: d.title.clone(), h_idx: s.fact.h, t_idx: s.fact.t, r: rels.codes[s.fact.r].clone(), evidence: Vec::new(), score: s.score }))
+        .collect()
+}
+
+/// CodaLab `result.json`: a list of {title, h_idx, t_idx, r, evidence, score}.
+pub fn result_json(docs: &[Document], facts: &[Vec<Scored>], rels: &Relations) -> String {
+    serde_json::to_string(&result_facts(docs, facts, rels)).expect("json")
 }
 
 /// Readable triples: "head name | relation name | tail name" per document.
-pub fn listing(docs: &[Document], facts: &[Vec<Fact>], rels: &Relations) -> String {
+pub fn listing(docs: &[Document], facts: &[Vec<Scored>], rels: &Relations) -> String {
     let mut s = String::new();
     for (d, fs) in docs.iter().zip(facts) {
         s.push_str(&format!("# {}\n", d.title));
-        for f in fs {
+        for Scored { fact: f, .. } in fs {
             s.push_str(&format!("{} | {} | {}\n", d.entities[f.h][0].name, rels.name(f.r), d.entities[f.t][0].name));
         }
     }

@@ -5,7 +5,7 @@ use crate::data::docred::Fact;
 use crate::data::features::Example;
 use crate::error::Result;
 use crate::gpu::Recorder;
-use crate::eval::threshold::{candidates, decide, Candidate};
+use crate::eval::threshold::{candidates, decide, decide_scored, Candidate, Scored};
 use crate::model::Pass;
 use crate::model::encoder_cache::EncoderCache;
 use crate::model::{Batch, Model};
@@ -18,6 +18,13 @@ pub struct Predictions {
     pub full: Vec<Vec<Fact>>,
     pub base_candidates: Vec<Vec<Candidate>>,
     pub full_candidates: Vec<Vec<Candidate>>,
+}
+
+impl Predictions {
+    /// The full model's facts with their scores, per example (`examples` are the predicted ones).
+    pub fn full_scored(&self, examples: &[Example]) -> Vec<Vec<Scored>> {
+        self.full_candidates.iter().zip(examples).map(|(c, e)| decide_scored(c, &e.pairs, 0.0)).collect()
+    }
 }
 
 /// Predicts `examples` in batches of at most `batch_size` documents, longest first; a batch also

@@ -37,9 +37,21 @@ pub fn candidates(logits: &[f32], classes: usize, top_k: usize) -> Vec<Candidate
     out
 }
 
+/// A decided fact with its score: its relation's margin over the threshold class.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    pub fact: Fact,
+    pub score: f32,
+}
+
+/// The facts decided at threshold `theta` (0: the model's own decisions), with their scores.
+pub fn decide_scored(cands: &[Candidate], pairs: &[(usize, usize)], theta: f32) -> Vec<Scored> {
+    cands.iter().filter(|c| c.margin > theta).map(|c| Scored { fact: Fact { h: pairs[c.pair].0, t: pairs[c.pair].1, r: c.r }, score: c.margin }).collect()
+}
+
 /// The facts decided at threshold `theta` (0: the model's own decisions).
 pub fn decide(cands: &[Candidate], pairs: &[(usize, usize)], theta: f32) -> Vec<Fact> {
-    cands.iter().filter(|c| c.margin > theta).map(|c| Fact { h: pairs[c.pair].0, t: pairs[c.pair].1, r: c.r }).collect()
+    decide_scored(cands, pairs, theta).into_iter().map(|s| s.fact).collect()
 }
 
 /// The θ that maximises F1 over `docs` (each with its candidates and pair list), as the scorer

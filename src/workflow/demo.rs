@@ -10,7 +10,7 @@ use crate::data::format::examples;
 use crate::data::sample::{documents, relations, TRAIN_DOCS};
 use crate::error::Result;
 use crate::eval::controls::evaluate;
-use crate::eval::output::{listing, result_json, titled, write_output};
+use crate::eval::output::{listing, result_json, write_output};
 use crate::gpu::Gpu;
 use crate::model::checkpoint::Sidecar;
 use crate::model::heads::Heads;
@@ -68,12 +68,12 @@ pub fn run(out_dir: &Path, encoder: Option<&Path>, cfg: Option<RunConfig>) -> Re
     let (ubase, ufull, _) = evaluate(&model, unseen, &exs[TRAIN_DOCS..], 4, None, None)?;
     println!("on {} unseen documents: base F1 {:.3}, full F1 {:.3} (four training documents teach little beyond them)", unseen.len(), ubase.f1, ufull.f1);
     println!("predicted triples of {:?}:", train_docs[0].title);
-    for line in listing(&train_docs[..1], &preds.full[..1], &rels).lines().skip(1).take(12) {
+    let scored = preds.full_scored(train_ex);
+    for line in listing(&train_docs[..1], &scored[..1], &rels).lines().skip(1).take(12) {
         println!("  {line}");
     }
-    let titled_full = titled(train_docs, &preds.full);
-    write_output(out_dir, "result.json", &result_json(&titled_full, &rels))?;
-    write_output(out_dir, "predictions.txt", &listing(train_docs, &preds.full, &rels))?;
+    write_output(out_dir, "result.json", &result_json(train_docs, &scored, &rels))?;
+    write_output(out_dir, "predictions.txt", &listing(train_docs, &scored, &rels))?;
     super::plot::training_curves(&out_dir.join("metrics.jsonl"), &out_dir.join("curves.png"))?;
     println!("wrote {}/{{best,last}}/ (checkpoints), metrics.jsonl, curves.png, result.json, predictions.txt in {:.0} s", out_dir.display(), t0.elapsed().as_secs_f64());
     Ok(())

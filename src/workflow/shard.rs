@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::eval::output::{listing, result_json};
-use crate::data::docred::{Document, Fact, Relations};
+use crate::eval::output::{listing, result_facts, ResultFact};
+use crate::data::docred::{Document, Relations};
+use crate::eval::threshold::Scored;
 use crate::error::{Error, Result};
 
 /// Shard K of N (0 ≤ K < N), parsed from "K/N".
@@ -65,21 +66,20 @@ struct ShardFile {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct DocResult {
     index: usize,
-    facts: Vec<serde_json::Value>,
+    facts: Vec<ResultFact>,
     listing: String,
 }
 
 /// The shard file's JSON for `docs` (the shard's documents, with their input `indices`) and
 /// their predicted facts.
 #[allow(clippy::too_many_arguments)]
-pub fn shard_json(shard: Shard, data: &Path, provenance: &Provenance, total: usize, indices: &[usize], docs: &[Document], facts: &[Vec<Fact>], rels: &Relations) -> String {
+pub fn shard_json(shard: Shard, data: &Path, provenance: &Provenance, total: usize, indices: &[usize], docs: &[Document], facts: &[Vec<Scored>], rels: &Relations) -> String {
     let results = indices
         .iter()
         .zip(docs.iter().zip(facts))
         .map(|(&index, (d, fs))| {
-            let titled: Vec<(String, Fact)> = fs.iter().map(|f| (d.title.clone(), *f)).collect();
-            let facts = serde_json::from_str(&result_json(&titled, rels)).expect("result_json is a JSON list");
-            DocResult { index, facts, listing: listing(std::slice::from_ref(d), std::slice::from_ref(fs), rels) }
+            let (d, fs) = (std::slice::from_ref(d), std::slice::from_ref(fs));
+            DocResult { index, facts: result_facts(d, fs, rels), listing: listing(d, fs, rels) }
         })
         .collect();
     let f = ShardFile { shard: shard.k, shards: shard.n, data: data.to_path_buf(), documents: total, provenance: provenance.clone(), results };
@@ -151,7 +151,7 @@ pub fn merge(paths: &[PathBuf]) -> Result<(String, String)> {
         return Err(Error::Input(format!("document {i} of {} is in no shard", data.display())));
     }
     let docs: Vec<&DocResult> = by_doc.into_iter().map(|r| r.expect("checked above")).collect();
-    let facts: Vec<&serde_json::Value> = docs.iter().flat_map(|r| &r.facts).collect();
+    let facts: Vec<&ResultFact> = docs.iter().flat_map(|r| &r.facts).collect();
     Ok((serde_json::to_string(&facts).expect("json"), docs.iter().map(|r| r.listing.as_str()).collect()))
 }
 

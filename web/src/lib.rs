@@ -10,6 +10,7 @@ use docre::data::docred::{read_json_str_with, Document, UnknownRelations};
 use docre::data::format::examples;
 use docre::data::WordPieceTokenizer;
 use docre::eval::predict::predict_async;
+use docre::eval::threshold::Scored;
 use docre::gpu::Gpu;
 use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
 use docre::model::Model;
@@ -116,10 +117,9 @@ impl Loaded {
         let exs = examples(&docs, &self.tok, rels.len(), self.model.encoder.config.max_ids())?;
         let pred = predict_async(&self.model, &exs, BATCH, None).await?;
         let mut facts = Vec::new();
-        for ((doc, ex), cands) in docs.iter().zip(&exs).zip(&pred.full_candidates) {
-            for c in cands.iter().filter(|c| c.margin > 0.0) {
-                let (h, t) = ex.pairs[c.pair];
-                facts.push(serde_json::json!({"title": doc.title, "h_idx": h, "t_idx": t, "r": rels.codes[c.r], "relation": rels.name(c.r), "score": c.margin}));
+        for (doc, scored) in docs.iter().zip(pred.full_scored(&exs)) {
+            for Scored { fact: f, score } in scored {
+                facts.push(serde_json::json!({"title": doc.title, "h_idx": f.h, "t_idx": f.t, "r": rels.codes[f.r], "relation": rels.name(f.r), "score": score}));
             }
         }
         Ok(serde_json::json!({"documents": docs.iter().map(document).collect::<Vec<_>>(), "facts": facts}).to_string())
