@@ -323,9 +323,15 @@ impl Gpu {
 
     /// Block until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
+        self.wait_until(None)
+    }
+
+    /// Block until submission `index` has finished (later ones may still run), or all submitted
+    /// work with None.
+    pub fn wait_until(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.0
             .device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait { submission_index: index, timeout: None })
             .map_err(|e| Error::Device(format!("waiting for the device failed: {e}")))?;
         Ok(())
     }
