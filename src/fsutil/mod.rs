@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 use crate::error::{Error, Result};
 
 mod output_set;
+#[cfg(unix)]
+mod set_links;
 pub use output_set::OutputDir;
 
 /// File operations done so far by `replace_dir` and `write_atomic` (see `inject_failure_at`).
@@ -108,7 +110,7 @@ pub fn replace_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
 
 /// Syncs every file of `dir`, then `dir` itself, so the renames that follow never publish
 /// data a power cut could still lose.
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))? {
         sync_file(&entry.map_err(io(format!("cannot list {}", dir.display())))?.path())?;
     }

@@ -1,17 +1,21 @@
 //! A folder that receives one set of outputs (`result.json`, `predictions.txt`, `result.zip`)
 //! and switches it as a whole, across failures and kills.
 //!
-//! The files of a set cannot be renamed into place in one step, so a switch is journalled: every
-//! new file is written and synced under a private temporary name, then a journal
-//! (`.docre.switch`) naming each file's temporary and set-aside names is written atomically,
-//! and only then are the renames done. A failure undoes them. A kill leaves the journal, and the
-//! next docre process that opens the folder rolls the switch
-//! forward from it: every temporary it names is complete, so the new set can always be
-//! finished. Without a journal, the renames never started and the old set stands.
+//! On Unix the members are links into the current set's folder and one rename switches them all
+//! (`set_links`). Elsewhere (Windows, where links need privileges) the files cannot be renamed
+//! into place in one step, so a switch is journalled: every new file is written and synced
+//! under a private temporary name, then a journal (`.docre.switch`) naming each file's temporary
+//! and set-aside names is written atomically, and only then are the renames done. A failure
+//! undoes them. A kill leaves the journal, and the next docre process that opens the folder rolls
+//! the switch forward from it: every temporary it names is complete, so the new set can always
+//! be finished. Without a journal, the renames never started and the old set stands. A journal
+//! that an older docre left is finished on Unix too.
 
 use std::path::{Path, PathBuf};
 
-use super::{io, op, pid_of, pid_running, sync_file, unique, write_atomic, write_staged};
+use super::{io, pid_of, pid_running};
+#[cfg(not(unix))]
+use super::{op, sync_file, unique, write_atomic, write_staged};
 use crate::error::{Error, Result};
 
 const LOCK: &str = ".docre.lock";
@@ -77,10 +81,21 @@ impl OutputDir {
 
     /// Switches the folder to the set `files`; the names in `retire` that are not in `files`
     /// (members of an earlier set, such as a `result.zip` this run does not write) leave with the
-    /// old set. Returns the paths written. On an error before the last rename the folder holds
-    /// the old set and no temporaries; after it, the new set stands and the call succeeds. A
-    /// kill leaves the folder for the next open to finish.
+    /// old set. Returns the paths written. On an error before the switching rename the folder
+    /// holds the old set and no temporaries; after it, the new set stands and the call
+    /// succeeds. After a kill the folder shows the old set or the new: on Unix to any reader at
+    /// once, elsewhere once the next open has finished the journal.
     pub fn write_set(&mut self, files: &[(&str, &[u8])], retire: &[&str]) -> Result<Vec<PathBuf>> {
+        #[cfg(unix)]
+        super::set_links::switch(&self.dir, files, retire)?;
+        #[cfg(not(unix))]
+        self.switch_journalled(files, retire)?;
+        self.written = true;
+        Ok(files.iter().map(|(n, _)| self.dir.join(n)).collect())
+    }
+
+    #[cfg(not(unix))]
+    fn switch_journalled(&mut self, files: &[(&str, &[u8])], retire: &[&str]) -> Result<()> {
         let mut journal = Journal { pid: std::process::id(), files: Vec::new() };
         // How far each entry got, so an undo reverses exactly the steps that were done.
         let mut aside = Vec::new();
@@ -129,14 +144,14 @@ impl OutputDir {
         if tidy && op("remove", &self.dir.join(JOURNAL)).is_ok() {
             let _ = std::fs::remove_file(self.dir.join(JOURNAL));
         }
-        self.written = true;
-        Ok(files.iter().map(|(n, _)| self.dir.join(n)).collect())
+        Ok(())
     }
 
     /// Puts the old set back after a failed switch: each placed file goes back to its temporary
     /// name before its old version returns, so the journal stays true and a kill in the middle
     /// still leaves a switch that the next open finishes; the journal goes once the old set
     /// stands.
+    #[cfg(not(unix))]
     fn undo(&self, journal: &Journal, aside: &[usize], placed: &[usize]) {
         for (i, e) in journal.files.iter().enumerate().rev() {
             let target = self.dir.join(&e.name);
@@ -197,6 +212,8 @@ fn settle(dir: &Path) -> Result<()> {
         let names: Vec<&str> = journal.files.iter().filter(|e| e.staged.is_some()).map(|e| e.name.as_str()).collect();
         eprintln!("docre: {}: finished the switch to the output set ({}) that docre process {} was writing when it stopped", dir.display(), names.join(", "), journal.pid);
     }
+    #[cfg(unix)]
+    super::set_links::tidy(dir);
     // Temporaries and set-aside files of stopped processes that never wrote a journal, or whose
     // journal is now done.
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {

@@ -260,7 +260,10 @@ impl Gpu {
                 required_features: wanted_features,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
-                memory_hints: wgpu::MemoryHints::Performance,
+                // A CPU adapter's device memory is this process's RAM: small blocks (8-64 MB
+                // instead of 128-256) let the resident set follow the working set, which moves
+                // with document size over a corpus.
+                memory_hints: if info.device_type == wgpu::DeviceType::Cpu { wgpu::MemoryHints::MemoryUsage } else { wgpu::MemoryHints::Performance },
                 trace: wgpu::Trace::Off,
             })
             .await
