@@ -4,7 +4,7 @@
 use crate::data::docred::Fact;
 use crate::data::features::Example;
 use crate::error::Result;
-use crate::gpu::{Readback, Recorder};
+use crate::gpu::Recorder;
 use crate::eval::threshold::{candidates, decide, decide_scored, Candidate, Scored};
 use crate::model::Pass;
 use crate::model::encoder_cache::EncoderCache;
@@ -39,6 +39,7 @@ pub fn predict(model: &Model, examples: &[Example], batch_size: usize, cache: Op
 pub async fn predict_async(model: &Model, examples: &[Example], batch_size: usize, cache: Option<&EncoderCache>) -> Result<Predictions> {
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(examples[i].ids.len()));
+    let classes = model.heads.config.classes;
     let limit = model.gpu.limits().max_storage_buffer_binding_size as usize;
     let heads = model.encoder.config.num_attention_heads;
     let mut chunks: Vec<Vec<usize>> = Vec::new();
@@ -49,65 +50,40 @@ pub async fn predict_async(model: &Model, examples: &[Example], batch_size: usiz
             _ => chunks.push(vec![i]),
         }
     }
-    let n = examples.len();
-    let mut out = Predictions { base: vec![Vec::new(); n], full: vec![Vec::new(); n], base_candidates: vec![Vec::new(); n], full_candidates: vec![Vec::new(); n] };
-    // One batch in flight: a batch is recorded and submitted, and only then are the logits of
-    // the one before read, so the host records while the device runs (on lavapipe, recording
-    // took a fifth of the wall time of `docre predict`, the device idle meanwhile).
-    let mut in_flight: Option<InFlight> = None;
+    let mut base = vec![Vec::new(); examples.len()];
+    let mut full = vec![Vec::new(); examples.len()];
+    let (mut base_candidates, mut full_candidates) = (vec![Vec::new(); examples.len()], vec![Vec::new(); examples.len()]);
+    let top_k = model.heads.config.top_k;
     for chunk in &chunks {
         // Documents with fewer than two entities have no pairs to predict.
-        let items: Vec<usize> = chunk.iter().copied().filter(|&i| examples[i].entities() >= 2).collect();
+        let items: Vec<(usize, &Example)> = chunk.iter().map(|&i| (i, &examples[i])).filter(|(_, e)| e.entities() >= 2).collect();
         if items.is_empty() {
             continue;
         }
-        let batch = Batch::new(&items.iter().map(|&i| (i, &examples[i])).collect::<Vec<_>>());
+        let batch = Batch::new(&items);
         // Whatever the device refuses in this batch (in the browser, even a shader it will not
         // compile only shows here) fails the prediction instead of leaving garbage logits.
         let scope = model.gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let mut rec = Recorder::new(&model.gpu);
         let e = model.encode(&mut rec, &batch, Pass::eval(), cache)?;
         let pred = model.heads.predict(&mut rec, &e.heads_batch, &e.hidden, &e.attention)?;
-        let [base_read, full_read]: [Readback; 2] = rec.submit_reading(&[&pred.iterations[0].0, &pred.logits]).try_into().ok().expect("two readbacks");
-        let next = InFlight { items, base: base_read, full: full_read, scope: Box::pin(scope.pop()) };
-        if let Some(done) = in_flight.replace(next) {
-            done.decide(model, examples, &mut out).await?;
-        }
-    }
-    if let Some(done) = in_flight {
-        done.decide(model, examples, &mut out).await?;
-    }
-    Ok(out)
-}
-
-/// A submitted batch: its examples, the readbacks of its logits, and its error scope.
-struct InFlight {
-    items: Vec<usize>,
-    base: Readback,
-    full: Readback,
-    scope: std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>,
-}
-
-impl InFlight {
-    /// Waits for the batch and makes its decisions: get_label's at θ = 0, made again on the host
-    /// from the logits that a tuned threshold needs anyway (tests/train.rs checks they equal the
-    /// GPU's labels).
-    async fn decide(self, model: &Model, examples: &[Example], out: &mut Predictions) -> Result<()> {
-        let (classes, top_k) = (model.heads.config.classes, model.heads.config.top_k);
-        let base_logits = self.base.f32s(&model.gpu).await?;
-        let full_logits = self.full.f32s(&model.gpu).await?;
-        if let Some(e) = self.scope.await {
+        rec.finish()?;
+        // The decisions are get_label's at θ = 0, made again on the host from the logits that
+        // a tuned threshold needs anyway (tests/train.rs checks they equal the GPU's labels).
+        let base_logits = pred.iterations[0].0.read_f32_async(&model.gpu).await?;
+        let full_logits = pred.logits.read_f32_async(&model.gpu).await?;
+        if let Some(e) = scope.pop().await {
             return Err(crate::Error::Device(format!("the device refused the prediction of a batch: {e}")));
         }
         let mut row = 0;
-        for &i in &self.items {
-            let (ex, n) = (&examples[i], examples[i].pairs.len() * classes);
-            out.base_candidates[i] = candidates(&base_logits[row..row + n], classes, top_k);
-            out.full_candidates[i] = candidates(&full_logits[row..row + n], classes, top_k);
-            out.base[i] = decide(&out.base_candidates[i], &ex.pairs, 0.0);
-            out.full[i] = decide(&out.full_candidates[i], &ex.pairs, 0.0);
+        for (i, ex) in &items {
+            let n = ex.pairs.len() * classes;
+            base_candidates[*i] = candidates(&base_logits[row..row + n], classes, top_k);
+            full_candidates[*i] = candidates(&full_logits[row..row + n], classes, top_k);
+            base[*i] = decide(&base_candidates[*i], &ex.pairs, 0.0);
+            full[*i] = decide(&full_candidates[*i], &ex.pairs, 0.0);
             row += n;
         }
-        Ok(())
     }
+    Ok(Predictions { base, full, base_candidates, full_candidates })
 }

@@ -260,10 +260,7 @@ impl Gpu {
                 required_features: wanted_features,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
-                // A CPU adapter's device memory is this process's RAM: small blocks (8-64 MB
-                // instead of 128-256) let the resident set follow the working set, which moves
-                // with document size over a corpus.
-                memory_hints: if info.device_type == wgpu::DeviceType::Cpu { wgpu::MemoryHints::MemoryUsage } else { wgpu::MemoryHints::Performance },
+                memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
             .await
@@ -326,15 +323,9 @@ impl Gpu {
 
     /// Block until all submitted work has finished.
     pub fn wait(&self) -> Result<()> {
-        self.wait_until(None)
-    }
-
-    /// Block until submission `index` has finished (later ones may still run), or all submitted
-    /// work with None.
-    pub fn wait_until(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.0
             .device
-            .poll(wgpu::PollType::Wait { submission_index: index, timeout: None })
+            .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Device(format!("waiting for the device failed: {e}")))?;
         Ok(())
     }

@@ -15,5 +15,5 @@ pub mod tuning;
 pub use device::{AdapterKind, AdapterReport, Gpu};
 pub use pipeline::{Access, Kernel, Params, PipelineSpec, Shader};
 pub use recorder::{grid, Imm, Recorder};
-pub use tensor::{DType, Readback, Tensor};
+pub use tensor::{DType, Tensor};
 pub use timer::GpuTimer;

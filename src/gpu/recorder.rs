@@ -17,7 +17,7 @@ use super::device::Gpu;
 use super::params::Arena;
 use super::pipeline::{Kernel, Params, IMMEDIATE_BYTES};
 use super::profile::{self, Work};
-use super::tensor::{Readback, Tensor};
+use super::tensor::Tensor;
 use crate::error::{shape_err, Error, Result};
 
 const FLUSH_EVERY: usize = 512;
@@ -53,7 +53,6 @@ pub struct Recorder {
     probe: Option<Probe>,
     /// Under `Params::Uniform`: where this recorder's dispatches take their parameters from.
     arena: Option<Arena>,
-    last_submission: Option<wgpu::SubmissionIndex>,
 }
 
 /// Profiling state of one recorder: the query set of its unflushed dispatches and what each was.
@@ -68,7 +67,7 @@ struct Probe {
 
 impl Recorder {
     pub fn new(gpu: &Gpu) -> Recorder {
-        Recorder { gpu: gpu.clone(), encoder: None, pass: None, keep: Vec::new(), pending: 0, probe: None, arena: None, last_submission: None }
+        Recorder { gpu: gpu.clone(), encoder: None, pass: None, keep: Vec::new(), pending: 0, probe: None, arena: None }
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -246,9 +245,7 @@ impl Recorder {
             enc.resolve_query_set(set, 0..2 * n, resolve, 0);
             enc.copy_buffer_to_buffer(resolve, 0, readback, 0, 16 * n as u64);
         }
-        if let Some(index) = self.submit() {
-            self.last_submission = Some(index);
-        }
+        self.submit();
         self.keep.clear();
         self.pending = 0;
         if let Some(mut p) = probe {
@@ -258,27 +255,13 @@ impl Recorder {
     }
 
     /// Submit the open encoder, if any, after its dispatches' parameters.
-    fn submit(&mut self) -> Option<wgpu::SubmissionIndex> {
-        let enc = self.encoder.take()?;
-        if let Some(arena) = self.arena.as_mut() {
-            arena.upload(&self.gpu);
+    fn submit(&mut self) {
+        if let Some(enc) = self.encoder.take() {
+            if let Some(arena) = self.arena.as_mut() {
+                arena.upload(&self.gpu);
+            }
+            self.gpu.queue().submit([enc.finish()]);
         }
-        Some(self.gpu.queue().submit([enc.finish()]))
-    }
-
-    /// Submit the recorded work with copies of `tensors` for reading back in the same
-    /// submission, without waiting. One submission rather than a second for the copies: on
-    /// lavapipe a submission blocks the host until the one before it has run, so a separate
-    /// copy would stall the host for the whole batch instead of letting it record the next.
-    pub fn submit_reading(mut self, tensors: &[&Tensor]) -> Vec<Readback> {
-        self.end_pass();
-        let gpu = self.gpu.clone();
-        // An encoder even with nothing to copy, so that there is a submission to name.
-        self.encoder();
-        let staging: Vec<Option<wgpu::Buffer>> = tensors.iter().map(|t| t.copy_for_reading(&gpu, self.encoder())).collect();
-        self.flush();
-        let index = self.last_submission.clone().expect("the copies were submitted");
-        staging.into_iter().zip(tensors).map(|(s, t)| Readback::map(s, index.clone(), t)).collect()
     }
 
     /// Submit and wait for completion.

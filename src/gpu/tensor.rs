@@ -157,23 +157,9 @@ impl Tensor {
     }
 
     async fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
-        self.start_read(gpu).bytes(gpu).await
-    }
-
-    /// Start copying the contents back after all work submitted so far, in a submission of its
-    /// own (`Recorder::submit_reading` puts the copy into the recorded work's submission).
-    pub fn start_read(&self, gpu: &Gpu) -> Readback {
-        let mut enc = gpu.device().create_command_encoder(&Default::default());
-        let staging = self.copy_for_reading(gpu, &mut enc);
-        let index = gpu.queue().submit([enc.finish()]);
-        Readback::map(staging, index, self)
-    }
-
-    /// Records a copy of the contents into a new mappable buffer (None for an empty tensor).
-    pub(crate) fn copy_for_reading(&self, gpu: &Gpu, enc: &mut wgpu::CommandEncoder) -> Option<wgpu::Buffer> {
         let bytes = self.bytes();
         if bytes == 0 {
-            return None;
+            return Ok(Vec::new());
         }
         let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -181,55 +167,17 @@ impl Tensor {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let mut enc = gpu.device().create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(self.buffer(), 0, &staging, 0, bytes);
-        Some(staging)
-    }
-    /// Require a given shape (launcher argument checks).
-    pub fn expect_shape(&self, op: &'static str, shape: &[usize]) -> Result<()> {
-        if self.shape != shape {
-            return shape_err(op, format!("`{}` has shape {:?}, expected {:?}", self.name, self.shape, shape));
-        }
-        Ok(())
-    }
-
-    pub fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
-        if self.dtype != dtype {
-            return shape_err(op, format!("`{}` is {:?}, expected {:?}", self.name, self.dtype, dtype));
-        }
-        Ok(())
-    }
-}
-
-/// A readback under way: its copy is submitted (submission `index`) and its mapping requested.
-pub struct Readback {
-    pending: Option<(wgpu::Buffer, wgpu::SubmissionIndex, futures_channel::oneshot::Receiver<std::result::Result<(), wgpu::BufferAsyncError>>)>,
-    name: Arc<str>,
-}
-
-impl Readback {
-    /// Requests the mapping of `staging`, copied from `of` in submission `index`.
-    pub(crate) fn map(staging: Option<wgpu::Buffer>, index: wgpu::SubmissionIndex, of: &Tensor) -> Readback {
-        let pending = staging.map(|staging| {
-            let (tx, rx) = futures_channel::oneshot::channel();
-            staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
-            (staging, index, rx)
+        gpu.queue().submit([enc.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
         });
-        Readback { pending, name: of.name.clone() }
-    }
-
-    /// The bytes, once the copy's submission has finished.
-    pub async fn bytes(self, gpu: &Gpu) -> Result<Vec<u8>> {
-        let Some((staging, index, rx)) = self.pending else {
-            return Ok(Vec::new());
-        };
         // Native drivers run the callback inside a device poll; the browser from its event loop,
         // while this future waits.
         #[cfg(not(target_arch = "wasm32"))]
-        gpu.wait_until(Some(index))?;
-        #[cfg(target_arch = "wasm32")]
-        let _ = (gpu, index);
+        gpu.wait()?;
         rx.await
             .map_err(|_| Error::Device("readback callback never ran".into()))?
             .map_err(|e| Error::Device(format!("mapping `{}` for readback failed: {e}", self.name)))?;
@@ -243,7 +191,18 @@ impl Readback {
         Ok(out)
     }
 
-    pub async fn f32s(self, gpu: &Gpu) -> Result<Vec<f32>> {
-        Ok(bytemuck::cast_slice(&self.bytes(gpu).await?).to_vec())
+    /// Require a given shape (launcher argument checks).
+    pub fn expect_shape(&self, op: &'static str, shape: &[usize]) -> Result<()> {
+        if self.shape != shape {
+            return shape_err(op, format!("`{}` has shape {:?}, expected {:?}", self.name, self.shape, shape));
+        }
+        Ok(())
+    }
+
+    pub fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
+        if self.dtype != dtype {
+            return shape_err(op, format!("`{}` is {:?}, expected {:?}", self.name, self.dtype, dtype));
+        }
+        Ok(())
     }
 }

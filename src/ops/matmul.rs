@@ -251,9 +251,9 @@ const SUBGROUP_ROWS: usize = 32;
 const SUBGROUP_COLS_PER_LANE: usize = 4;
 
 /// Rows of the subgroup body's tile (its ROWS override): 16, or the subgroup's width where that
-/// is wider (each row is one lane's load). On lavapipe, 16-row tiles ran every GEMM of
-/// `docre bench kernels` and `docre predict` faster than the 32 rows before (docs/benchmarks.md):
-/// a lane's 32 vec4 accumulators spilled from the 16 vector registers on every k step.
+/// is wider (each row is one lane's load). On lavapipe, 16-row tiles ran the GEMMs of `docre
+/// bench kernels` 1.0-1.8x faster than the 32 rows before (docs/benchmarks.md): a lane's 32 vec4
+/// accumulators spilled from the 16 vector registers on every k step.
 fn subgroup_rows(sg: u32) -> usize {
     (SUBGROUP_ROWS / 2).max(sg as usize)
 }
