@@ -31,11 +31,7 @@
 //   `docre bench kernels` (docs/benchmarks.md, "At the CPU driver's limit"): 1.36-1.59x the time on the
 //   square GEMMs, 0.92-1.16x on the BERT-layer shapes, 1.08-1.28x on the bilinear layer, so the
 //   single-run figures above understate 64 x 8; in the model (encoder, stage-2 step) the two
-//   are at parity, and the first run is 4x shorter. 32 x 4 it was. Once C left as 16-byte
-//   stores (matmul_store_vec4.wgsl), 16 x 4 overtook it: three alternated rounds of
-//   `docre bench kernels --only linear` and `--only matmul` ran every shape faster, 1.02-1.76x by
-//   the median of the rounds (1024^3: 42-72 ms against 66-124; docs/benchmarks.md). 16 x 4 it
-//   is (ROWS = 16; 32 only for subgroups of 32 lanes).
+//   are at parity, and the first run is 4x shorter. 32 x 4 it is, for now.
 // * 16-byte loads matter: the same body on scalar loads (matmul_operands_scalar.wgsl) ran at
 //   0.55-0.8x, and choosing between the two with a branch on an immediate inside the loop at
 //   0.5x, so each layout the model uses (TRANS_A, TRANS_B) is a pipeline of its own and the

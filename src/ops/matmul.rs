@@ -243,20 +243,11 @@ pub(crate) fn k_chunks(k: usize) -> impl Iterator<Item = (usize, usize)> {
 pub(crate) const K_PER_DISPATCH: usize = 4096;
 
 /// Rows and columns of C that one workgroup of matmul_reg (WY*RM x WX*RN) and matmul_tiled
-/// (BM x BN) computes; the generated subgroup body covers at most SUBGROUP_ROWS x
-/// SUBGROUP_COLS_PER_LANE*SG (tools/gen_matmul_subgroup.py's ROWS and COLS4), and
-/// `subgroup_rows` of those rows.
+/// (BM x BN) computes; the generated subgroup body covers SUBGROUP_ROWS x SUBGROUP_COLS_PER_LANE*SG
+/// (tools/gen_matmul_subgroup.py's ROWS and COLS4).
 const TILE: usize = 64;
 const SUBGROUP_ROWS: usize = 32;
 const SUBGROUP_COLS_PER_LANE: usize = 4;
-
-/// Rows of the subgroup body's tile (its ROWS override): 16, or the subgroup's width where that
-/// is wider (each row is one lane's load). On lavapipe, 16-row tiles ran the GEMMs of `docre
-/// bench kernels` 1.0-1.8x faster than the 32 rows before (docs/benchmarks.md): a lane's 32 vec4
-/// accumulators spilled from the 16 vector registers on every k step.
-fn subgroup_rows(sg: u32) -> usize {
-    (SUBGROUP_ROWS / 2).max(sg as usize)
-}
 
 /// Subgroup widths the generated subgroup kernels are written for (powers of two: every row of
 /// the tile is one lane's value, and a lane loads at most SUBGROUP_ROWS / 4 of them).
@@ -312,8 +303,7 @@ pub(crate) fn body(gpu: &Gpu, kernel: MatmulKernel) -> Result<Body> {
         MatmulKernel::Register => (vec![("WX", 8.0), ("WY", 8.0)], TILE, TILE),
         MatmulKernel::Subgroup | MatmulKernel::SubgroupStrided => {
             let sg = sg.expect("checked above");
-            let rows = subgroup_rows(sg);
-            (vec![("SG", sg as f64), ("ROWS", rows as f64)], rows, SUBGROUP_COLS_PER_LANE * sg as usize)
+            (vec![("SG", sg as f64)], SUBGROUP_ROWS, SUBGROUP_COLS_PER_LANE * sg as usize)
         }
         MatmulKernel::Tiled | MatmulKernel::Auto => (vec![("BM", TILE as f64), ("BN", TILE as f64), ("BK", 16.0)], TILE, TILE),
     };

@@ -57,7 +57,7 @@ const MATMUL_BODIES: [(&str, MatmulKernel); 4] =
 const MATMUL_TOL: (f64, f64) = (1e-4, 1e-4);
 
 // (129, 65, 70) and (130, 20, 131) exceed one tile of every kernel (64 x 64 for the tiled kernel,
-// 16 x 4·SG for the subgroup kernel with SG ≤ 16); (36, 20, 68) has every size, view and n a
+// 32 x 4·SG for the subgroup kernel with SG ≤ 16); (36, 20, 68) has every size, view and n a
 // multiple of 4, which the subgroup kernel stores as vec4s (partial tiles in both directions).
 const MATMUL_SHAPES: [(usize, usize, usize); 7] = [(1, 1, 1), (7, 33, 5), (33, 7, 129), (129, 65, 70), (70, 129, 33), (130, 20, 131), (36, 20, 68)];
 
