@@ -413,9 +413,7 @@ fn three_shards_merge_to_the_unsharded_prediction_and_json_lines_read_alike() {
     for f in ["result.json", "predictions.txt"] {
         assert_eq!(std::fs::read(both.join(f)).unwrap(), std::fs::read(whole.join(f)).unwrap(), "{f} after two concurrent runs");
     }
-    // On Unix the set is held by the `.docre.set` link and the folder it names.
-    let current = std::fs::read_link(both.join(".docre.set")).ok().map(|t| t.into_os_string());
-    let left: Vec<_> = std::fs::read_dir(&both).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.') && n != ".docre.set" && Some(n) != current.as_ref()).collect();
+    let left = common::output_strays(&both);
     assert!(left.is_empty(), "{left:?}");
     let facts: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(whole.join("result.json")).unwrap()).unwrap();
     assert!(!facts.is_empty(), "the model predicts no facts, so the merge of facts goes untested");

@@ -25,13 +25,6 @@ fn hidden(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect()
 }
 
-/// Hidden entries of an output folder beyond the current set (on Unix the `.docre.set` link and
-/// the folder it names hold the set; anything else is left over).
-fn strays(dir: &Path) -> Vec<String> {
-    let current = std::fs::read_link(dir.join(".docre.set")).ok().map(|t| t.to_string_lossy().into_owned());
-    hidden(dir).into_iter().filter(|n| n != ".docre.set" && Some(n) != current.as_ref()).collect()
-}
-
 fn bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
@@ -237,14 +230,14 @@ fn an_output_set_failing_at_each_operation_leaves_the_old_set_or_the_new() {
             if result.is_err() {
                 failed += 1;
                 assert_eq!(set_in(&root), as_set(from), "failure at operation {n}: not the old set");
-                assert!(strays(&root).is_empty(), "operation {n}: left {:?}", strays(&root));
+                assert!(common::output_strays(&root).is_empty(), "operation {n}: left {:?}", common::output_strays(&root));
             } else {
                 switched += 1;
                 assert_eq!(set_in(&root), as_set(to), "failure at operation {n}, after the switch");
             }
             // What a failed tidy-up leaves, the next open removes.
             drop(fsutil::OutputDir::open(&root).unwrap());
-            assert!(strays(&root).is_empty(), "operation {n}: the next open left {:?}", strays(&root));
+            assert!(common::output_strays(&root).is_empty(), "operation {n}: the next open left {:?}", common::output_strays(&root));
             fsutil::OutputDir::open(&root).unwrap().write_set(from, &MEMBERS).unwrap();
         }
         assert!(failed >= to.len() && switched >= 1, "{failed} failed and {switched} switched of {} operations", ops + 1);
@@ -309,7 +302,7 @@ fn an_output_set_killed_at_each_operation_shows_the_old_set_or_the_new() {
                 assert_eq!(now, seen, "{start}, kill at operation {n}: the next open changed the set");
             }
             if now == as_set(SET_A) { old += 1 } else { new += 1 }
-            assert!(strays(&dir).is_empty(), "{start}, kill at operation {n}: left {:?}", strays(&dir));
+            assert!(common::output_strays(&dir).is_empty(), "{start}, kill at operation {n}: left {:?}", common::output_strays(&dir));
             let _ = std::fs::remove_dir_all(&dir);
         }
         assert!(old >= 2 && new >= 1, "{start}: {old} kills left the old set and {new} the new, of {ops}");
@@ -384,7 +377,7 @@ fn a_full_disk_leaves_the_old_checkpoint_and_the_old_output_set() {
     let e = fsutil::OutputDir::open(&out).unwrap().write_set(&[("result.json", &big), ("predictions.txt", &big)], &[]).err().expect("6 MB cannot fit in 4");
     assert!(e.to_string().contains("cannot write"), "{e}");
     assert_eq!((std::fs::read(out.join("result.json")).unwrap(), std::fs::read(out.join("predictions.txt")).unwrap()), (b"[1]".to_vec(), b"one".to_vec()));
-    assert!(strays(&out).is_empty(), "{:?}", strays(&out));
+    assert!(common::output_strays(&out).is_empty(), "{:?}", common::output_strays(&out));
     std::fs::remove_dir_all(&out).unwrap();
     // A checkpoint, then the disk fills up, then a save that cannot fit.
     let (model, side) = tiny();

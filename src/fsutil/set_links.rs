@@ -19,38 +19,47 @@ use crate::error::Result;
 
 /// The link naming the current set's folder; set folders are `CURRENT-PID-SEQ`.
 const CURRENT: &str = ".docre.set";
-/// Temporary links, renamed over a member or over CURRENT.
-const LINK_TMP: &str = ".docre.link";
 
 /// Switches `dir` (locked by the caller) to the set `files`; the members of `retire` that are not
 /// in `files` leave with the old set. On an error before the final rename the old set stands and
 /// the new set's folder is removed; after it, what is left is tidying, which cannot fail the
 /// switch.
 pub(super) fn switch(dir: &Path, files: &[(&str, &[u8])], retire: &[&str]) -> Result<()> {
-    let stage = unique(CURRENT);
-    let staged = dir.join(&stage);
-    let result = (|| {
-        op("create", &staged)?;
-        std::fs::create_dir(&staged).map_err(io(format!("cannot create {}", staged.display())))?;
+    publish(dir, |staged| {
         for (name, bytes) in files {
             write_staged(&staged.join(name), bytes)?;
         }
-        sync_dir(&staged)?;
         let mut members: Vec<&str> = files.iter().map(|(n, _)| *n).chain(retire.iter().copied()).collect();
         members.sort_unstable();
         members.dedup();
         adopt_plain_files(dir, &members)?;
         // Links for members the old set lacks lead nowhere until the switch: still the old set.
-        for (name, _) in files {
-            link_member(dir, name)?;
-        }
-        replace_link(dir, CURRENT, &stage)
+        files.iter().try_for_each(|(name, _)| link_member(dir, name))
+    })?;
+    tidy(dir);
+    Ok(())
+}
+
+/// Makes a new set folder that `fill` fills, syncs it, and points CURRENT at it: the one atomic
+/// step. On an error before that the folder is removed and CURRENT names what it named.
+fn publish(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let stage = unique(CURRENT);
+    let staged = dir.join(&stage);
+    let result = (|| {
+        op("create", &staged)?;
+        std::fs::create_dir(&staged).map_err(io(format!("cannot create {}", staged.display())))?;
+        fill(&staged)?;
+        sync_dir(&staged)?;
+        put_link(dir, CURRENT, Path::new(&stage))
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staged);
+        return result;
     }
-    result?;
-    tidy(dir);
+    // The rename is what a power cut must not lose once the call returns.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
 }
 
@@ -80,39 +89,26 @@ fn leads_into_set(path: &Path) -> bool {
     std::fs::read_link(path).is_ok_and(|t| t.starts_with(CURRENT))
 }
 
-/// Makes `dir/name` the link `CURRENT/name`, replacing what is there with one rename.
+/// Makes `dir/name` the link `CURRENT/name`, unless it is already.
 fn link_member(dir: &Path, name: &str) -> Result<()> {
     let target = Path::new(CURRENT).join(name);
-    let path = dir.join(name);
-    if std::fs::read_link(&path).is_ok_and(|t| t == target) {
+    if std::fs::read_link(dir.join(name)).is_ok_and(|t| t == target) {
         return Ok(());
     }
+    put_link(dir, name, &target)
+}
+
+/// Replaces whatever `dir/name` is with a link to `target`, in one rename of a new link.
+fn put_link(dir: &Path, name: &str, target: &Path) -> Result<()> {
     let tmp = dir.join(unique(&format!(".{name}.link")));
     op("link", &tmp)?;
-    symlink(&target, &tmp).map_err(io(format!("cannot create the link {}", tmp.display())))?;
+    symlink(target, &tmp).map_err(io(format!("cannot create the link {}", tmp.display())))?;
+    let path = dir.join(name);
     let moved = op("rename", &tmp).and_then(|_| std::fs::rename(&tmp, &path).map_err(io(format!("cannot move {} to {}", tmp.display(), path.display()))));
     if moved.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     moved
-}
-
-/// Points the link `dir/link` at `target`: a new link renamed over it, the one atomic step.
-fn replace_link(dir: &Path, link: &str, target: &str) -> Result<()> {
-    let tmp = dir.join(unique(LINK_TMP));
-    op("link", &tmp)?;
-    symlink(target, &tmp).map_err(io(format!("cannot create the link {}", tmp.display())))?;
-    let path = dir.join(link);
-    let moved = op("rename", &tmp).and_then(|_| std::fs::rename(&tmp, &path).map_err(io(format!("cannot move {} to {}", tmp.display(), path.display()))));
-    if moved.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return moved;
-    }
-    // The rename is what a power cut must not lose once the call returns.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// Turns a set held as plain files into one held by links (see the module comment). Members
@@ -123,11 +119,7 @@ fn adopt_plain_files(dir: &Path, members: &[&str]) -> Result<()> {
     if plain.is_empty() {
         return Ok(());
     }
-    let stage = unique(CURRENT);
-    let staged = dir.join(&stage);
-    let adopted = (|| {
-        op("create", &staged)?;
-        std::fs::create_dir(&staged).map_err(io(format!("cannot create {}", staged.display())))?;
+    publish(dir, |staged| {
         for m in members {
             // The file the member shows now, plain or through its link.
             let Ok(shown) = std::fs::canonicalize(dir.join(m)) else { continue };
@@ -137,15 +129,7 @@ fn adopt_plain_files(dir: &Path, members: &[&str]) -> Result<()> {
                 std::fs::copy(&shown, &to).map_err(io(format!("cannot copy {} to {}", shown.display(), to.display())))?;
             }
         }
-        sync_dir(&staged)?;
-        replace_link(dir, CURRENT, &stage)
-    })();
-    if adopted.is_err() {
-        let _ = std::fs::remove_dir_all(&staged);
-        return adopted;
-    }
-    for m in plain {
-        link_member(dir, m)?;
-    }
-    Ok(())
+        Ok(())
+    })?;
+    plain.into_iter().try_for_each(|m| link_member(dir, m))
 }

@@ -112,3 +112,15 @@ pub fn fixture_present(path: &std::path::Path, test: &str) -> bool {
     eprintln!("{test}: skipped, {} is missing (set DOCRE_SHARED or DOCRE_REQUIRE_FIXTURES=1)", path.display());
     false
 }
+
+/// Hidden entries of an output folder beyond the current set (on Unix the `.docre.set` link and
+/// the folder it names hold the set; anything else is left over).
+pub fn output_strays(dir: &std::path::Path) -> Vec<String> {
+    let current = std::fs::read_link(dir.join(".docre.set")).ok().map(|t| t.to_string_lossy().into_owned());
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n != ".docre.set" && Some(n) != current.as_ref())
+        .collect()
+}

@@ -10,7 +10,7 @@ use docre::data::docred::{read_json_str_with, Document, UnknownRelations};
 use docre::data::format::examples;
 use docre::data::WordPieceTokenizer;
 use docre::eval::predict::predict_async;
-use docre::eval::threshold::Scored;
+use docre::eval::output::result_facts;
 use docre::gpu::Gpu;
 use docre::model::checkpoint::{self, Sidecar, TokenizerSource};
 use docre::model::Model;
@@ -101,8 +101,9 @@ impl Predictor {
 
     /// Predicts the documents of `text` (a JSON list or JSON Lines in DocRED's format; `origin`
     /// names it in errors). Resolves to JSON: `documents` (title, sentences, entities with their
-    /// mentions) and `facts` (title, h_idx, t_idx, r, relation name, score = the logit's margin
-    /// over the threshold class), the facts in `docre predict`'s order.
+    /// mentions) and `facts`: `docre predict`'s result.json entries in its order (title, h_idx,
+    /// t_idx, r, evidence, score = the logit's margin over the threshold class), each with its
+    /// relation's name as `relation`.
     pub fn predict(&self, text: String, origin: String) -> js_sys::Promise {
         let this = self.0.clone();
         wasm_bindgen_futures::future_to_promise(async move { this.predict(&text, &origin).await.map(JsValue::from).map_err(|e| JsError::new(&e.to_string()).into()) })
@@ -116,12 +117,17 @@ impl Loaded {
         let (docs, _) = read_json_str_with(text, origin, &rels, UnknownRelations::Drop)?;
         let exs = examples(&docs, &self.tok, rels.len(), self.model.encoder.config.max_ids())?;
         let pred = predict_async(&self.model, &exs, BATCH, None).await?;
-        let mut facts = Vec::new();
-        for (doc, scored) in docs.iter().zip(pred.full_scored(&exs)) {
-            for Scored { fact: f, score } in scored {
-                facts.push(serde_json::json!({"title": doc.title, "h_idx": f.h, "t_idx": f.t, "r": rels.codes[f.r], "relation": rels.name(f.r), "score": score}));
-            }
-        }
+        // `docre predict`'s result.json entries, each with its relation's name for the table.
+        let scored = pred.full_scored(&exs);
+        let facts: Vec<serde_json::Value> = result_facts(&docs, &scored, &rels)
+            .into_iter()
+            .zip(scored.iter().flatten())
+            .map(|(entry, s)| {
+                let mut v = serde_json::to_value(entry).expect("a result entry serializes");
+                v["relation"] = rels.name(s.fact.r).into();
+                v
+            })
+            .collect();
         Ok(serde_json::json!({"documents": docs.iter().map(document).collect::<Vec<_>>(), "facts": facts}).to_string())
     }
 }
