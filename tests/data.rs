@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use docre::data::docred::{read_docred, Relations};
-use docre::data::features::featurize;
+use docre::data::features::{featurize, input_len};
 use docre::data::WordPieceTokenizer;
 
 fn tmp(name: &str) -> PathBuf {
@@ -42,6 +42,7 @@ fn reads_and_featurizes_a_document() {
     let tok = WordPieceTokenizer::word_level(words);
     let (ex, warn) = featurize(0, &docs[0], &tok, rels.len(), 1022).unwrap();
     assert!(warn.is_none());
+    assert_eq!(input_len(&docs[0], &tok, 1022).unwrap(), ex.ids.len(), "the length prediction orders a corpus by");
     // [CLS] * Paris * is in * France * . * It * is big ... : markers around every mention.
     assert_eq!(ex.mention_starts, vec![vec![1, 10], vec![6], vec![14]]);
     assert_eq!(ex.ids[1], tok.marker);
@@ -51,6 +52,7 @@ fn reads_and_featurizes_a_document() {
     // A cut: 8 ids keep [SEP] and drop the mentions past the cut, with a warning naming the doc.
     let (ex, warn) = featurize(0, &docs[0], &tok, rels.len(), 8).unwrap();
     assert_eq!(ex.ids.len(), 8);
+    assert_eq!(input_len(&docs[0], &tok, 8).unwrap(), 8);
     assert_eq!(*ex.ids.last().unwrap(), tok.sep);
     assert!(warn.unwrap().contains("Doc A"));
     assert_eq!(ex.mention_starts, vec![vec![1], vec![6], vec![]]);

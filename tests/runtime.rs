@@ -112,6 +112,27 @@ fn the_buffer_pool_keeps_no_more_idle_memory_than_the_working_set_needs() {
 }
 
 #[test]
+fn the_buffer_pool_serves_a_request_from_an_idle_buffer_up_to_twice_its_size() {
+    // A device of its own: the shared one's pool serves other tests at the same time.
+    let _ = gpu();
+    let g = docre::gpu::Gpu::new().unwrap();
+    // Corpus batches ask for ever-different sizes; an exact-size pool would create a buffer for
+    // the smaller tensor and keep the larger idle. (Opening the device leaves a few small
+    // buffers idle, hence the differences.)
+    let before = g.memory_idle();
+    drop(Tensor::from_f32(&g, "long_batch", &[1 << 20], &vec![1.0; 1 << 20]).unwrap());
+    assert_eq!(g.memory_idle() - before, 4 << 20);
+    let shorter = Tensor::zeros(&g, "shorter_batch", &[600_000]).unwrap();
+    assert_eq!(g.memory_idle(), before, "the idle 4 MiB buffer serves a 2.4 MB tensor");
+    assert_eq!(shorter.read_f32(&g).unwrap(), vec![0.0; 600_000], "a reused buffer is cleared like a new one");
+    drop(shorter);
+    // Far smaller requests do not pin a large buffer.
+    let small = Tensor::zeros(&g, "small", &[100_000]).unwrap();
+    assert_eq!(g.memory_idle() - before, 4 << 20, "a 400 kB tensor leaves the 4 MiB buffer idle");
+    drop(small);
+}
+
+#[test]
 fn tensor_above_binding_limit_is_a_clear_error() {
     let gpu = gpu();
     let limit = gpu.limits().max_storage_buffer_binding_size as u64;

@@ -25,6 +25,13 @@ impl Example {
     }
 }
 
+/// Input ids `featurize` gives the document (after the cut at `max_ids`), without building its
+/// example: what ordering a corpus by length needs.
+pub fn input_len(doc: &Document, tok: &WordPieceTokenizer, max_ids: usize) -> Result<usize> {
+    let mentions: Vec<Mention> = doc.entities.iter().flatten().map(|m| Mention { sent: m.sent, start: m.start, end: m.end }).collect();
+    Ok(tok.encode_marked(&doc.sents, &mentions, doc.marker_spans.as_deref())?.ids.len().min(max_ids))
+}
+
 /// Featurizes one document. Documents longer than `max_ids` input ids are cut (the [SEP] kept)
 /// and the returned warning names the document; mentions past the cut are dropped.
 pub fn featurize(index: usize, doc: &Document, tok: &WordPieceTokenizer, classes: usize, max_ids: usize) -> Result<(Example, Option<String>)> {

@@ -1,27 +1,32 @@
-//! Buffer pool: buffers are reused by size class so a steady-state training step allocates
-//! nothing. Size classes are four per power of two (at most 19 % slack), so that a buffer of
-//! a given class fits every tensor that rounds to it. `DOCRE_NO_POOL=1` turns reuse off, which
-//! helps when hunting a use-after-free style bug in a launcher.
+//! Buffer pool: freed buffers are kept and reused so a steady-state training step allocates
+//! nothing. Sizes are rounded to classes, four per power of two (at most 19 % slack), and a
+//! request takes the smallest idle buffer of its class or of up to twice it. The tensors of a
+//! corpus's batches come in ever-different sizes: reuse by exact class missed on about 120
+//! tensors per batch of four documents (the best fit on about 12), and each miss is a buffer
+//! created, zeroed and later freed, whose churn through the driver's memory blocks showed as
+//! passing peaks in the resident set. `DOCRE_NO_POOL=1` turns reuse off, which helps when
+//! hunting a use-after-free style bug in a launcher.
 //!
-//! Idle buffers are capped at the most bytes ever in use at once (at least IDLE_FLOOR), the
-//! least recently returned freed first: over a corpus whose documents each need other sizes,
-//! an uncapped pool kept a buffer of every size it ever met (prediction's memory grew by
-//! 8 MB per document on lavapipe, where buffers are host memory).
+//! Idle buffers are capped at the most bytes ever live at once (at least IDLE_FLOOR), the least
+//! recently returned freed first: over a corpus an uncapped pool kept a buffer of every size it
+//! met (prediction's memory grew by 8 MB per document on lavapipe, where buffers are host
+//! memory). A cap on live plus idle bytes was tried: it missed more often and the resident set
+//! grew faster.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// Idle bytes the pool may always keep, however small the working set.
 const IDLE_FLOOR: u64 = 32 << 20;
 
 #[derive(Default)]
 pub struct BufferPool {
-    /// Free buffers by size class, each with the tick it was returned at (oldest first).
-    free: HashMap<u64, Vec<(u64, wgpu::Buffer)>>,
+    /// Idle buffers by size, each with the tick it was returned at (oldest first).
+    free: BTreeMap<u64, Vec<(u64, wgpu::Buffer)>>,
     idle: u64,
     tick: u64,
     in_use: u64,
     peak: u64,
-    /// The most bytes ever in use at once: what the idle cap follows.
+    /// The most bytes ever live at once: what the idle cap follows.
     high_water: u64,
 }
 
@@ -37,13 +42,16 @@ pub fn size_class(bytes: u64) -> u64 {
 impl BufferPool {
     pub fn take(&mut self, device: &wgpu::Device, bytes: u64, max_buffer: u64, label: &str) -> wgpu::Buffer {
         let class = size_class(bytes).min(max_buffer.max(bytes));
-        self.in_use += class;
-        self.peak = self.peak.max(self.in_use);
-        self.high_water = self.high_water.max(self.in_use);
-        if let Some((_, b)) = self.free.get_mut(&class).and_then(|v| v.pop()) {
-            self.idle -= b.size();
-            return b;
+        let fit = self.free.range_mut(class..=class.saturating_mul(2)).find(|(_, v)| !v.is_empty()).map(|(&size, v)| (size, v.pop().expect("not empty").1));
+        if let Some((size, buffer)) = fit {
+            if self.free.get(&size).is_some_and(Vec::is_empty) {
+                self.free.remove(&size);
+            }
+            self.idle -= size;
+            self.note_live(size);
+            return buffer;
         }
+        self.note_live(class);
         device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: class,
@@ -62,17 +70,27 @@ impl BufferPool {
         self.idle += buffer.size();
         self.free.entry(buffer.size()).or_default().push((self.tick, buffer));
         let cap = self.high_water.max(IDLE_FLOOR);
-        while self.idle > cap {
-            let oldest = self.free.iter().filter_map(|(&c, v)| v.first().map(|(t, _)| (*t, c))).min();
-            let Some((_, class)) = oldest else { break };
-            let list = self.free.get_mut(&class).expect("found above");
-            let (_, b) = list.remove(0);
-            if list.is_empty() {
-                self.free.remove(&class);
-            }
-            self.idle -= b.size();
-            b.destroy();
+        while self.idle > cap && self.free_oldest() {}
+    }
+
+    fn note_live(&mut self, bytes: u64) {
+        self.in_use += bytes;
+        self.peak = self.peak.max(self.in_use);
+        self.high_water = self.high_water.max(self.in_use);
+    }
+
+    /// Frees the idle buffer returned longest ago; false when none is idle.
+    fn free_oldest(&mut self) -> bool {
+        let oldest = self.free.iter().filter_map(|(&size, v)| v.first().map(|(t, _)| (*t, size))).min();
+        let Some((_, size)) = oldest else { return false };
+        let list = self.free.get_mut(&size).expect("found above");
+        let (_, b) = list.remove(0);
+        if list.is_empty() {
+            self.free.remove(&size);
         }
+        self.idle -= size;
+        b.destroy();
+        true
     }
 
     /// Bytes of live tensors (including ones recorded work still holds) and the most there
