@@ -394,6 +394,18 @@ fn three_shards_merge_to_the_unsharded_prediction_and_json_lines_read_alike() {
         assert_eq!(a, b, "{f}: merged shards differ from the unsharded prediction");
     }
     assert!(std::fs::read_to_string(whole.join("predictions.txt")).unwrap().matches("# ").count() == 6, "every document is listed");
+    // A document cut at the encoder's limit is named by its place in the file, also in a shard
+    // and whatever round it is predicted in: here the file's second document, the shard's first.
+    let docs: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&sample).unwrap()).unwrap();
+    let mut long = docs[1].clone();
+    long["title"] = "Long doc".into();
+    let sents = long["sents"].as_array().unwrap().clone();
+    long["sents"] = (0..40).flat_map(|_| sents.iter().cloned()).collect::<Vec<_>>().into();
+    let file = root.join("with_long.json");
+    std::fs::write(&file, serde_json::to_string(&vec![docs[0].clone(), long]).unwrap()).unwrap();
+    let out = ok(docre(&["predict", "--checkpoint", l, "--data", file.to_str().unwrap(), "--shard", "1/2", "--out", root.join("long").to_str().unwrap()]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: document 1 (\"Long doc\")") && err.contains("cut to"), "{err}");
     // Two predicts into one folder at the same time: each either writes the whole set or is
     // refused naming the other process; the folder never holds a mix or a temporary.
     let both = root.join("both");
