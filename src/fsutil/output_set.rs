@@ -54,10 +54,8 @@ impl OutputDir {
         std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
         let lock = dir.join(LOCK);
         for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    let _ = write!(f, "{}", std::process::id());
+            match create_lock(&lock) {
+                Ok(()) => {
                     let out = OutputDir { dir: dir.to_path_buf(), lock, created, written: false };
                     settle(dir)?;
                     return Ok(out);
@@ -166,6 +164,27 @@ impl OutputDir {
         for tmp in journal.files.iter().filter_map(|e| e.staged.as_ref()) {
             let _ = std::fs::remove_file(self.dir.join(tmp));
         }
+    }
+}
+
+/// Creates `lock` already holding this process's id: written under a temporary name, then
+/// hard-linked into place, which fails if the lock exists. A lock created empty and written next
+/// was, for a moment, empty to a docre starting beside it, which took it for a stopped
+/// process's, removed it and took the folder too: two runs then staged and tidied one folder at
+/// once, and a member could end up a link into a set folder the other had removed.
+fn create_lock(lock: &Path) -> std::io::Result<()> {
+    let tmp = lock.with_file_name(super::unique(&format!("{LOCK}.tmp")));
+    std::fs::write(&tmp, std::process::id().to_string())?;
+    let linked = std::fs::hard_link(&tmp, lock);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists && e.kind() != std::io::ErrorKind::NotFound => {
+            // A file system without hard links: create and write, the old way.
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(lock)?;
+            write!(f, "{}", std::process::id())
+        }
+        other => other,
     }
 }
 
