@@ -2,7 +2,7 @@
 //! positions, every ordered entity pair and its multi-hot label.
 
 use super::docred::Document;
-use super::tokenizer::{Mention, WordPieceTokenizer};
+use super::tokenizer::{MarkedDocument, Mention, WordPieceTokenizer};
 use crate::error::Result;
 
 #[derive(Clone, Debug)]
@@ -28,22 +28,21 @@ impl Example {
 /// Input ids `featurize` gives the document (after the cut at `max_ids`), without building its
 /// example: what ordering a corpus by length needs.
 pub fn input_len(doc: &Document, tok: &WordPieceTokenizer, max_ids: usize) -> Result<usize> {
+    Ok(encode(doc, tok)?.ids.len().min(max_ids))
+}
+
+/// The document's word pieces with every mention marked, entity by entity.
+fn encode(doc: &Document, tok: &WordPieceTokenizer) -> Result<MarkedDocument> {
     let mentions: Vec<Mention> = doc.entities.iter().flatten().map(|m| Mention { sent: m.sent, start: m.start, end: m.end }).collect();
-    Ok(tok.encode_marked(&doc.sents, &mentions, doc.marker_spans.as_deref())?.ids.len().min(max_ids))
+    tok.encode_marked(&doc.sents, &mentions, doc.marker_spans.as_deref())
 }
 
 /// Featurizes one document. Documents longer than `max_ids` input ids are cut (the [SEP] kept)
 /// and the returned warning names the document; mentions past the cut are dropped.
 pub fn featurize(index: usize, doc: &Document, tok: &WordPieceTokenizer, classes: usize, max_ids: usize) -> Result<(Example, Option<String>)> {
-    let mut mentions = Vec::new();
-    let mut owner = Vec::new();
-    for (e, ms) in doc.entities.iter().enumerate() {
-        for m in ms {
-            mentions.push(Mention { sent: m.sent, start: m.start, end: m.end });
-            owner.push(e);
-        }
-    }
-    let marked = tok.encode_marked(&doc.sents, &mentions, doc.marker_spans.as_deref())?;
+    // The entity of each mention, in the order `encode` marks them.
+    let owner: Vec<usize> = doc.entities.iter().enumerate().flat_map(|(e, ms)| std::iter::repeat_n(e, ms.len())).collect();
+    let marked = encode(doc, tok)?;
     let mut ids = marked.ids;
     let mut warning = None;
     if ids.len() > max_ids {
@@ -52,7 +51,7 @@ pub fn featurize(index: usize, doc: &Document, tok: &WordPieceTokenizer, classes
             "document {index} ({:?}) has {} word pieces with markers; cut to {max_ids} input ids ({dropped} of {} mentions dropped)",
             doc.title,
             ids.len(),
-            mentions.len()
+            owner.len()
         ));
         ids.truncate(max_ids - 1);
         ids.push(tok.sep);

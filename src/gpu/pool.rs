@@ -42,12 +42,8 @@ pub fn size_class(bytes: u64) -> u64 {
 impl BufferPool {
     pub fn take(&mut self, device: &wgpu::Device, bytes: u64, max_buffer: u64, label: &str) -> wgpu::Buffer {
         let class = size_class(bytes).min(max_buffer.max(bytes));
-        let fit = self.free.range_mut(class..=class.saturating_mul(2)).find(|(_, v)| !v.is_empty()).map(|(&size, v)| (size, v.pop().expect("not empty").1));
-        if let Some((size, buffer)) = fit {
-            if self.free.get(&size).is_some_and(Vec::is_empty) {
-                self.free.remove(&size);
-            }
-            self.idle -= size;
+        if let Some(size) = self.free.range(class..=class.saturating_mul(2)).next().map(|(&size, _)| size) {
+            let buffer = self.remove_idle(size, false);
             self.note_live(size);
             return buffer;
         }
@@ -83,14 +79,20 @@ impl BufferPool {
     fn free_oldest(&mut self) -> bool {
         let oldest = self.free.iter().filter_map(|(&size, v)| v.first().map(|(t, _)| (*t, size))).min();
         let Some((_, size)) = oldest else { return false };
-        let list = self.free.get_mut(&size).expect("found above");
-        let (_, b) = list.remove(0);
+        self.remove_idle(size, true).destroy();
+        true
+    }
+
+    /// Takes an idle buffer of `size` out of the pool: the oldest returned, or the newest (the
+    /// likeliest still in cache). A size's list never stays empty.
+    fn remove_idle(&mut self, size: u64, oldest: bool) -> wgpu::Buffer {
+        let list = self.free.get_mut(&size).expect("an idle size");
+        let (_, buffer) = if oldest { list.remove(0) } else { list.pop().expect("lists are never empty") };
         if list.is_empty() {
             self.free.remove(&size);
         }
         self.idle -= size;
-        b.destroy();
-        true
+        buffer
     }
 
     /// Bytes of live tensors (including ones recorded work still holds) and the most there
