@@ -10,6 +10,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::{download, gpu, upload, Rng};
+use docre::eval::test_loop::{self, LoopWork};
 use docre::gpu::Recorder;
 use docre::model::heads::base::BaseNeeds;
 use docre::model::heads::batch::{HeadBatch, HeadInput};
@@ -67,8 +68,12 @@ struct Case {
 /// Two documents (3 and 4 entities, lengths 9 and 12); A rows are softmaxes over each
 /// document's own tokens, zero elsewhere, as an encoder produces.
 fn case(rng: &mut Rng, c: &HeadConfig) -> Case {
-    let doc_len = vec![9, LEN];
-    let entity_counts = vec![3, 4];
+    documents(rng, c, vec![9, LEN], vec![3, 4])
+}
+
+/// Documents of these lengths (at most LEN) and entity counts, every ordered pair of each.
+fn documents(rng: &mut Rng, c: &HeadConfig, doc_len: Vec<usize>, entity_counts: Vec<usize>) -> Case {
+    let b = doc_len.len();
     let (mut mention_start, mut mention_entity) = (Vec::new(), Vec::new());
     let mut e = 0;
     for (b, &n) in entity_counts.iter().enumerate() {
@@ -90,8 +95,8 @@ fn case(rng: &mut Rng, c: &HeadConfig) -> Case {
             }
         }
     }
-    let x = rng.vec(2 * LEN * c.hidden);
-    let mut a = vec![0.0; 2 * HEADS * LEN * LEN];
+    let x = rng.vec(b * LEN * c.hidden);
+    let mut a = vec![0.0; b * HEADS * LEN * LEN];
     for (b, &l) in doc_len.iter().enumerate() {
         for h in 0..HEADS {
             for q in 0..l {
@@ -388,4 +393,38 @@ fn fresh_heads_are_initialised_as_docre2s_pytorch_modules_are() {
     // Every Linear weight and bias and the relation embedding were checked against their bounds.
     assert_eq!(checked, heads.params.names().iter().filter(|n| matches!(reference_rule(n, &c), Rule::Linear { .. } | Rule::Xavier { .. })).count());
     assert!(checked > 40, "{checked} tensors");
+}
+
+/// The loop `docre predict` runs (eval::test_loop) runs a pass only over the documents whose
+/// labels changed since their last pass; its base and final logits must equal those of
+/// `Heads::predict`, which runs every pass over every pair, bit for bit: with the running output
+/// summed or the last pass's, ECA or dense. Over the seeds each setting must also have run a pass
+/// over some documents only and left work out, or the comparison would not test the subsets.
+#[test]
+fn the_test_loop_passes_over_settled_documents_and_matches_every_pass_bit_for_bit() {
+    let g = gpu();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    for (attention, output) in [(Attention::Eca, TestOutput::Sum), (Attention::Eca, TestOutput::Last), (Attention::Dense, TestOutput::Sum)] {
+        let mut work = LoopWork::default();
+        for seed in 0..6 {
+            let mut c = config(Variant { attention, fusion: true, dropout: 0.0, contrastive: true, noise: Noise::Gold });
+            c.iterations = 4;
+            c.test_output = output;
+            let mut rng = Rng::new(40 + seed);
+            let cs = documents(&mut rng, &c, vec![9, LEN, 7, LEN, 10, 6], vec![3, 4, 2, 5, 3, 2]);
+            let heads = Heads::random(&g, c.clone(), seed).unwrap();
+            let hb = HeadBatch::new(&g, cs.input.clone(), LEN, HEADS).unwrap();
+            let xt = upload(&g, "X", &[6, LEN, c.hidden], &cs.x);
+            let at = upload(&g, "A", &[6, HEADS, LEN, LEN], &cs.a);
+            let mut rec = Recorder::new(&g);
+            let every = heads.predict(&mut rec, &hb, &xt, &at).unwrap();
+            rec.finish().unwrap();
+            let got = pollster::block_on(test_loop::run(&g, &heads, Recorder::new(&g), &hb, &xt, &at)).unwrap();
+            let what = format!("{attention:?}, {output:?}, seed {seed}");
+            assert_eq!(bits(&got.base_logits), bits(&every.iterations[0].0.read_f32(&g).unwrap()), "{what}: base logits");
+            assert_eq!(bits(&got.full_logits), bits(&every.logits.read_f32(&g).unwrap()), "{what}: final logits ({:?})", got.work);
+            work.absorb(got.work);
+        }
+        assert!(work.partial_passes > 0 && work.document_passes < work.document_passes_full, "{attention:?}, {output:?}: no pass ran a subset, or none was left out: {work:?}");
+    }
 }

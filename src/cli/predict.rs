@@ -7,6 +7,7 @@ use crate::data::docred::Document;
 use crate::data::features::{featurize, input_len};
 use crate::data::format::Format;
 use crate::eval::output;
+use crate::eval::test_loop::LoopWork;
 use crate::eval::threshold::Scored;
 use crate::fsutil::{cache_root, OutputDir};
 use crate::gpu::Gpu;
@@ -26,7 +27,7 @@ const PREDICT_CHUNK: usize = 256;
 /// resident set on CPU adapters, grew whenever a round held a longer document than any before
 /// (7 to 19 % above the value at 500 of 5,000 documents); in this order the first round holds the
 /// largest, and later rounds reuse its buffers.
-fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], indices: &[usize], data: &Path) -> Result<Vec<Vec<Scored>>> {
+fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], indices: &[usize], data: &Path) -> Result<(Vec<Vec<Scored>>, LoopWork)> {
     let tok = side.tokenizer.load()?;
     let classes = side.relations.len();
     let max_ids = model.encoder.config.max_ids();
@@ -35,6 +36,7 @@ fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], indices: 
     let mut order: Vec<usize> = (0..docs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
     let mut full = vec![Vec::new(); docs.len()];
+    let mut work = LoopWork::default();
     for (round, chunk) in order.chunks(PREDICT_CHUNK).enumerate() {
         let exs = chunk
             .iter()
@@ -47,12 +49,13 @@ fn predict_in_rounds(model: &Model, side: &Sidecar, docs: &[Document], indices: 
             })
             .collect::<Result<Vec<_>>>()?;
         let cache = store.as_ref().map(|s| frozen_outputs(&model.gpu, &model.encoder, s, &exs, &format!("{} (round {} of {})", data.display(), round + 1, order.len().div_ceil(PREDICT_CHUNK)), false)).transpose()?;
-        let scored = crate::eval::predict::predict(model, &exs, 4, cache.as_ref())?.full_scored(&exs);
-        for (&i, facts) in chunk.iter().zip(scored) {
+        let predictions = crate::eval::predict::predict(model, &exs, 4, cache.as_ref())?;
+        work.absorb(predictions.work);
+        for (&i, facts) in chunk.iter().zip(predictions.full_scored(&exs)) {
             full[i] = facts;
         }
     }
-    Ok(full)
+    Ok((full, work))
 }
 
 pub fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, zip: bool, shard: Option<Shard>) -> Result<()> {
@@ -65,7 +68,10 @@ pub fn predict_cmd(checkpoint: &Path, data: &Path, format: Format, out: &Path, z
     let all = format.read_for_prediction(data, &rels)?;
     let total = all.len();
     let (indices, docs): (Vec<usize>, Vec<Document>) = all.into_iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s.holds(*i))).unzip();
-    let full = predict_in_rounds(&model, &side, &docs, &indices, data)?;
+    let (full, work) = predict_in_rounds(&model, &side, &docs, &indices, data)?;
+    if work.document_passes_full > 0 {
+        eprintln!("test-time loop: {} of {} document passes ran; the others' labels were those of their last pass, so their logits were reused", work.document_passes, work.document_passes_full);
+    }
     if let Some(s) = shard {
         let provenance = Provenance { checkpoint_sha256: checkpoint::weights_sha256(checkpoint, &side)?, corpus_sha256: crate::fsutil::file_sha256(data)? };
         let json = shard_json(s, data, &provenance, total, &indices, &docs, &full, &rels);

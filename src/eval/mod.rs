@@ -5,6 +5,7 @@ pub mod controls;
 pub mod output;
 pub mod predict;
 pub mod score;
+pub mod test_loop;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod summary;
 pub mod threshold;

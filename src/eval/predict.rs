@@ -5,6 +5,7 @@ use crate::data::docred::Fact;
 use crate::data::features::Example;
 use crate::error::Result;
 use crate::gpu::Recorder;
+use crate::eval::test_loop::{self, LoopWork};
 use crate::eval::threshold::{candidates, decide, decide_scored, Candidate, Scored};
 use crate::model::Pass;
 use crate::model::encoder_cache::EncoderCache;
@@ -18,6 +19,8 @@ pub struct Predictions {
     pub full: Vec<Vec<Fact>>,
     pub base_candidates: Vec<Vec<Candidate>>,
     pub full_candidates: Vec<Vec<Candidate>>,
+    /// How much of the test-time loop ran (settled documents are not run again).
+    pub work: LoopWork,
 }
 
 impl Predictions {
@@ -54,6 +57,7 @@ pub async fn predict_async(model: &Model, examples: &[Example], batch_size: usiz
     let mut full = vec![Vec::new(); examples.len()];
     let (mut base_candidates, mut full_candidates) = (vec![Vec::new(); examples.len()], vec![Vec::new(); examples.len()]);
     let top_k = model.heads.config.top_k;
+    let mut work = LoopWork::default();
     for chunk in &chunks {
         // Documents with fewer than two entities have no pairs to predict.
         let items: Vec<(usize, &Example)> = chunk.iter().map(|&i| (i, &examples[i])).filter(|(_, e)| e.entities() >= 2).collect();
@@ -66,12 +70,11 @@ pub async fn predict_async(model: &Model, examples: &[Example], batch_size: usiz
         let scope = model.gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let mut rec = Recorder::new(&model.gpu);
         let e = model.encode(&mut rec, &batch, Pass::eval(), cache)?;
-        let pred = model.heads.predict(&mut rec, &e.heads_batch, &e.hidden, &e.attention)?;
-        rec.finish()?;
         // The decisions are get_label's at θ = 0, made again on the host from the logits that
         // a tuned threshold needs anyway (tests/train.rs checks they equal the GPU's labels).
-        let base_logits = pred.iterations[0].0.read_f32_async(&model.gpu).await?;
-        let full_logits = pred.logits.read_f32_async(&model.gpu).await?;
+        let out = test_loop::run(&model.gpu, &model.heads, rec, &e.heads_batch, &e.hidden, &e.attention).await?;
+        work.absorb(out.work);
+        let (base_logits, full_logits) = (out.base_logits, out.full_logits);
         if let Some(e) = scope.pop().await {
             return Err(crate::Error::Device(format!("the device refused the prediction of a batch: {e}")));
         }
@@ -85,5 +88,5 @@ pub async fn predict_async(model: &Model, examples: &[Example], batch_size: usiz
             row += n;
         }
     }
-    Ok(Predictions { base, full, base_candidates, full_candidates })
+    Ok(Predictions { base, full, base_candidates, full_candidates, work })
 }

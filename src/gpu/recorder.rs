@@ -215,6 +215,27 @@ impl Recorder {
         Ok(())
     }
 
+    /// Copy `rows` rows of `src` from its row `from` into `dst` at its row `to`: both row-major
+    /// with the same row length (their last dimension).
+    pub fn copy_rows(&mut self, src: &Tensor, from: usize, dst: &Tensor, to: usize, rows: usize) -> Result<()> {
+        let cols = |t: &Tensor| t.shape().last().copied().unwrap_or(1);
+        if cols(src) != cols(dst) {
+            return shape_err("copy_rows", format!("`{}` {:?} and `{}` {:?} differ in row length", src.name(), src.shape(), dst.name(), dst.shape()));
+        }
+        let width = cols(src);
+        if (from + rows) * width > src.numel() || (to + rows) * width > dst.numel() {
+            return shape_err("copy_rows", format!("rows {from}..{} of `{}` {:?} into rows {to}..{} of `{}` {:?} reach past a tensor", from + rows, src.name(), src.shape(), to + rows, dst.name(), dst.shape()));
+        }
+        self.end_pass();
+        if rows * width > 0 {
+            let row_bytes = 4 * width as u64;
+            self.encoder().copy_buffer_to_buffer(src.buffer(), from as u64 * row_bytes, dst.buffer(), to as u64 * row_bytes, rows as u64 * row_bytes);
+        }
+        self.keep.push(src.clone());
+        self.keep.push(dst.clone());
+        Ok(())
+    }
+
     /// Write a timestamp into `set[index]` after all work recorded so far (used by GpuTimer).
     pub(crate) fn timestamp(&mut self, set: &wgpu::QuerySet, index: u32) {
         self.end_pass();

@@ -132,6 +132,8 @@ pub struct PairIndex {
     pub n: usize,
     /// Pairs of each document: (first row, count).
     pub doc_ranges: Vec<(usize, usize)>,
+    /// Entities of each document (N_b).
+    pub entity_counts: Vec<usize>,
     /// (doc, s, o) per pair row.
     pub coords: Vec<(u32, u32, u32)>,
     /// tab [P, 4] = (doc, s, o, 0), then docs [B, 2] = (first row, count) at `docs_at`, then the
@@ -181,11 +183,33 @@ impl PairIndex {
             docs: b,
             n,
             doc_ranges: ranges,
+            entity_counts: entity_counts.to_vec(),
             coords: pairs.to_vec(),
             index: Tensor::from_u32(gpu, "pair_index", &[index.len()], &index)?,
             docs_at,
             cell_at,
         })
+    }
+
+    /// The grid of documents `docs` of this one (indices in batch order, increasing), as a batch
+    /// of their own: their pairs keep their order, and each document its rows' relative order.
+    pub fn subset(&self, gpu: &Gpu, docs: &[usize]) -> Result<PairIndex> {
+        if let Some(w) = docs.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(Error::Input(format!("grid subset: documents must be increasing, got {} before {}", w[0], w[1])));
+        }
+        if let Some(&d) = docs.iter().find(|&&d| d >= self.docs) {
+            return Err(Error::Input(format!("grid subset: document {d} is not in this grid of {} documents", self.docs)));
+        }
+        let counts: Vec<usize> = docs.iter().map(|&d| self.entity_counts[d]).collect();
+        let pairs: Vec<(u32, u32, u32)> = docs
+            .iter()
+            .enumerate()
+            .flat_map(|(j, &d)| {
+                let (first, count) = self.doc_ranges[d];
+                self.coords[first..first + count].iter().map(move |&(_, s, o)| (j as u32, s, o))
+            })
+            .collect();
+        PairIndex::new(gpu, &counts, &pairs)
     }
 }
 

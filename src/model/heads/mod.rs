@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{profile, Gpu, Recorder, Tensor};
 use crate::ops::elementwise::{accumulate, add};
 use crate::ops::loss::{atloss_backward, atloss_sum, corrupt_labels, cosine_backward, cosine_sum, get_label};
+use crate::ops::eca::PairIndex;
 use crate::ops::matmul::{linear, linear_backward, matmul};
 
 /// Every head parameter's SPEC 0.3 name and shape, in checkpoint order.
@@ -380,25 +381,44 @@ impl Heads {
         Ok(Step { losses: LossTerms { terms }, grads, dx, da, base_logits: base_out.logits, branches: branch_values, bilinear_output })
     }
 
-    /// The test-time loop (SPEC 3.5): base logits, then K inference passes with the relation
-    /// grid re-derived from the running decision after every pass.
+    /// The test-time loop (SPEC 3.5): base logits, then K inference passes over every pair with
+    /// the relation grid re-derived from the running decision after every pass.
+    /// (`eval::test_loop` runs the same loop without re-running settled documents.)
     pub fn predict(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<Prediction> {
-        let (base_out, _) = self.base_forward(rec, hb, x, a)?;
-        let f0 = self.reduce(rec, &base_out.features)?;
-        let k = self.config.top_k;
-        let mut s = base_out.logits;
-        let mut labels = get_label(rec, &s, k)?;
+        let (mut s, mut labels, f0) = self.predict_start(rec, hb, x, a)?;
         let mut iterations = vec![(s.clone(), labels.clone())];
         for _ in 0..self.config.iterations {
-            let r0 = self.relation_grid(rec, &labels)?;
-            let out = inference::forward(rec, &self.params, &self.config, &hb.grid, &f0, &r0, false, None)?.0;
-            s = match self.config.test_output {
-                TestOutput::Sum => add(rec, &s, &out.logits)?,
-                TestOutput::Last => out.logits,
-            };
-            labels = get_label(rec, &s, k)?;
+            let out = self.predict_pass(rec, &hb.grid, &f0, &labels)?;
+            (s, labels) = self.predict_update(rec, &s, out)?;
             iterations.push((s.clone(), labels.clone()));
         }
         Ok(Prediction { logits: s, labels, iterations })
+    }
+
+    /// The test-time loop's start: the base logits S⁰, their labels, and the inference module's
+    /// feature grid F⁰, which every pass reads unchanged.
+    pub fn predict_start(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (base_out, _) = self.base_forward(rec, hb, x, a)?;
+        let f0 = self.reduce(rec, &base_out.features)?;
+        let labels = get_label(rec, &base_out.logits, self.config.top_k)?;
+        Ok((base_out.logits, labels, f0))
+    }
+
+    /// One inference pass over the pairs of `grid`, from their feature grid `f0` and the labels
+    /// the relation grid is derived from: the pass's logits.
+    pub fn predict_pass(&self, rec: &mut Recorder, grid: &PairIndex, f0: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let r0 = self.relation_grid(rec, labels)?;
+        Ok(inference::forward(rec, &self.params, &self.config, grid, f0, &r0, false, None)?.0.logits)
+    }
+
+    /// The running logits after a pass with logits `out` (their sum with `s`, or `out` itself,
+    /// by `test_output`) and their labels.
+    pub fn predict_update(&self, rec: &mut Recorder, s: &Tensor, out: Tensor) -> Result<(Tensor, Tensor)> {
+        let s = match self.config.test_output {
+            TestOutput::Sum => add(rec, s, &out)?,
+            TestOutput::Last => out,
+        };
+        let labels = get_label(rec, &s, self.config.top_k)?;
+        Ok((s, labels))
     }
 }
