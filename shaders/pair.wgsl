@@ -34,10 +34,8 @@ fn index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
     return group_index(wid, nwg) * WG + li;
 }
 
-// r_l for pair `p`: pc.a = heads, pc.b = L, in0 = ea.
-fn raw_weight(p: u32, l: u32) -> f32 {
-    let s = pe[3u * p];
-    let o = pe[3u * p + 1u];
+// r_l for the pair of entities s and o: pc.a = heads, pc.b = L, in0 = ea.
+fn raw_weight(s: u32, o: u32, l: u32) -> f32 {
     var r = 0.0;
     for (var h = 0u; h < pc.a; h++) {
         r += in0[(s * pc.a + h) * pc.b + l] * in0[(o * pc.a + h) * pc.b + l];
@@ -45,24 +43,35 @@ fn raw_weight(p: u32, l: u32) -> f32 {
     return r;
 }
 
+// r is stored as it is summed, then scaled in place: one load of w per token in the second
+// pass instead of the 2H loads that recomputing r costs (every load is a loop over the lanes
+// on CPU drivers). The same products in the same order: the weights are unchanged to the bit.
 @compute @workgroup_size(64)
 fn context_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let p = index(wid, nwg, li);
     if (p >= pc.p) { return; }
+    let s = pe[3u * p];
+    let o = pe[3u * p + 1u];
     var sum = 0.0;
-    for (var l = 0u; l < pc.b; l++) { sum += raw_weight(p, l); }
+    for (var l = 0u; l < pc.b; l++) {
+        let r = raw_weight(s, o, l);
+        w_out[p * pc.b + l] = r;
+        sum += r;
+    }
     let inv = 1.0 / (sum + 1e-5);
-    for (var l = 0u; l < pc.b; l++) { w_out[p * pc.b + l] = raw_weight(p, l) * inv; }
+    for (var l = 0u; l < pc.b; l++) { w_out[p * pc.b + l] = w_out[p * pc.b + l] * inv; }
 }
 
 @compute @workgroup_size(64)
 fn context_weights_back(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let p = index(wid, nwg, li);
     if (p >= pc.p) { return; }
+    let s = pe[3u * p];
+    let o = pe[3u * p + 1u];
     var sum = 0.0;
     var dot = 0.0;
     for (var l = 0u; l < pc.b; l++) {
-        let r = raw_weight(p, l);
+        let r = raw_weight(s, o, l);
         sum += r;
         dot += r * dw_in[p * pc.b + l];
     }

@@ -4,7 +4,7 @@
 use crate::data::docred::Fact;
 use crate::data::features::Example;
 use crate::error::Result;
-use crate::gpu::Recorder;
+use crate::gpu::{profile, Recorder};
 use crate::eval::test_loop::{self, LoopWork};
 use crate::eval::threshold::{candidates, decide, decide_scored, Candidate, Scored};
 use crate::model::Pass;
@@ -69,6 +69,7 @@ pub async fn predict_async(model: &Model, examples: &[Example], batch_size: usiz
         // compile only shows here) fails the prediction instead of leaving garbage logits.
         let scope = model.gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let mut rec = Recorder::new(&model.gpu);
+        profile::phase("encoder forward");
         let e = model.encode(&mut rec, &batch, Pass::eval(), cache)?;
         // The decisions are get_label's at θ = 0, made again on the host from the logits that
         // a tuned threshold needs anyway (tests/train.rs checks they equal the GPU's labels).

@@ -13,7 +13,7 @@
 //! The labels are read back after every pass to choose the next pass's documents.
 
 use crate::error::Result;
-use crate::gpu::{DType, Gpu, Recorder, Tensor};
+use crate::gpu::{profile, DType, Gpu, Recorder, Tensor};
 use crate::model::config::TestOutput;
 use crate::model::heads::batch::HeadBatch;
 use crate::model::heads::Heads;
@@ -57,7 +57,9 @@ pub async fn run(gpu: &Gpu, heads: &Heads, mut rec: Recorder, hb: &HeadBatch, x:
     let classes = heads.config.classes;
     let passes = heads.config.iterations;
     let grid = &hb.grid;
+    profile::phase("base module");
     let (mut s, mut labels, f0) = heads.predict_start(&mut rec, hb, x, a)?;
+    profile::phase("inference passes");
     rec.finish()?;
     let base_logits = s.read_f32_async(&gpu).await?;
     let docs = grid.docs;
