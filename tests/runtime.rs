@@ -132,6 +132,18 @@ fn the_buffer_pool_serves_a_request_from_an_idle_buffer_up_to_twice_its_size() {
     drop(small);
 }
 
+/// Readbacks reuse their mappable buffers, whatever the sizes: a small tensor read after a large
+/// one gets exactly its own values, not the larger buffer's tail, and so does a large one after.
+#[test]
+fn readbacks_of_any_size_return_exactly_the_tensors_values() {
+    let g = gpu();
+    for n in [5000usize, 3, 1024, 7, 5000, 1] {
+        let want: Vec<f32> = (0..n).map(|i| (i * 7 + n) as f32).collect();
+        let t = Tensor::from_f32(&g, "readback", &[n], &want).unwrap();
+        assert_eq!(t.read_f32(&g).unwrap(), want, "a tensor of {n} values");
+    }
+}
+
 #[test]
 fn tensor_above_binding_limit_is_a_clear_error() {
     let gpu = gpu();

@@ -65,6 +65,8 @@ pub(crate) struct GpuInner {
     pub tuning: Mutex<super::tuning::Tuning>,
     /// Parameter arenas of finished recorders, for the next ones (`Params::Uniform`).
     pub arenas: Mutex<Vec<Arena>>,
+    /// Mappable buffers of finished readbacks, for the next ones (`Tensor::read_f32`).
+    pub readback: Mutex<Vec<wgpu::Buffer>>,
 }
 
 /// Cheap-to-clone handle to the device, queue, pipeline cache and buffer pool.
@@ -297,6 +299,7 @@ impl Gpu {
             subgroup_size: OnceLock::new(),
             tuning: Mutex::new(super::tuning::Tuning { settings: super::tuning::Settings::from_env(kind)?, chosen: Default::default() }),
             arenas: Mutex::new(Vec::new()),
+            readback: Mutex::new(Vec::new()),
         }));
         gpu.probe_subgroup_size().await?;
         Ok(gpu)
