@@ -8,7 +8,9 @@ cd "$(dirname "$0")"
 version=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' Cargo.toml)
 rustup target list --installed | grep -x wasm32-unknown-unknown >/dev/null || rustup target add wasm32-unknown-unknown
 if ! wasm-bindgen --version 2>/dev/null | grep " $version\$" >/dev/null; then
-    cargo install --locked wasm-bindgen-cli --version "$version"
+    # Its own lock file first; a registry that lacks a version it pins (webpki-roots 1.0.11 was
+    # missing from one) gets the newest versions its manifest allows instead.
+    cargo install --locked wasm-bindgen-cli --version "$version" || cargo install wasm-bindgen-cli --version "$version"
 fi
 cargo build --release --target wasm32-unknown-unknown
 wasm-bindgen --target web --no-typescript --out-dir pkg target/wasm32-unknown-unknown/release/docre_web.wasm
