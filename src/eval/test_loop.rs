@@ -53,7 +53,6 @@ impl LoopWork {
 /// Runs the loop of `heads` on a batch whose encoder outputs `x` and `a` are recorded in `rec`
 /// (which this submits); returns once the final logits are read back.
 pub async fn run(gpu: &Gpu, heads: &Heads, mut rec: Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<LoopOut> {
-    let gpu = gpu.clone();
     let classes = heads.config.classes;
     let passes = heads.config.iterations;
     let grid = &hb.grid;
@@ -61,14 +60,14 @@ pub async fn run(gpu: &Gpu, heads: &Heads, mut rec: Recorder, hb: &HeadBatch, x:
     let (mut s, mut labels, f0) = heads.predict_start(&mut rec, hb, x, a)?;
     profile::phase("inference passes");
     rec.finish()?;
-    let base_logits = s.read_f32_async(&gpu).await?;
+    let base_logits = s.read_f32_async(gpu).await?;
     let docs = grid.docs;
     let rows = |d: usize| {
         let (first, count) = grid.doc_ranges[d];
         first * classes..(first + count) * classes
     };
     // Labels now, and the labels each document's stored logits were computed from.
-    let mut now = if passes > 0 { labels.read_f32_async(&gpu).await? } else { Vec::new() };
+    let mut now = if passes > 0 { labels.read_f32_async(gpu).await? } else { Vec::new() };
     let mut read = now.clone();
     let mut out: Option<Tensor> = None;
     let mut work = LoopWork { document_passes_full: passes * docs, ..LoopWork::default() };
@@ -78,7 +77,7 @@ pub async fn run(gpu: &Gpu, heads: &Heads, mut rec: Recorder, hb: &HeadBatch, x:
             Some(_) => (0..docs).filter(|&d| now[rows(d)] != read[rows(d)]).collect(),
         };
         work.document_passes += active.len();
-        let mut rec = Recorder::new(&gpu);
+        let mut rec = Recorder::new(gpu);
         let stored = match out.take() {
             Some(stored) if active.is_empty() => {
                 work.skipped_passes += 1;
@@ -91,22 +90,21 @@ pub async fn run(gpu: &Gpu, heads: &Heads, mut rec: Recorder, hb: &HeadBatch, x:
             }
             Some(stored) if active.len() < docs => {
                 work.partial_passes += 1;
-                let sub = grid.subset(&gpu, &active)?;
-                let width = f0.shape()[1];
-                let f_sub = Tensor::uninit(&gpu, "settled_f0", &[sub.pairs, width], DType::F32)?;
-                let l_sub = Tensor::uninit(&gpu, "settled_labels", &[sub.pairs, classes], DType::F32)?;
-                for (j, &d) in active.iter().enumerate() {
-                    let ((from, count), (to, _)) = (grid.doc_ranges[d], sub.doc_ranges[j]);
-                    rec.copy_rows(&f0, from, &f_sub, to, count)?;
-                    rec.copy_rows(&labels, from, &l_sub, to, count)?;
+                let sub = grid.subset(gpu, &active)?;
+                // (first row in the batch, first row in the subset, rows) of each document run.
+                let blocks: Vec<(usize, usize, usize)> = active.iter().zip(&sub.doc_ranges).map(|(&d, &(at, _))| (grid.doc_ranges[d].0, at, grid.doc_ranges[d].1)).collect();
+                let f_sub = Tensor::uninit(gpu, "settled_f0", &[sub.pairs, f0.shape()[1]], DType::F32)?;
+                let l_sub = Tensor::uninit(gpu, "settled_labels", &[sub.pairs, classes], DType::F32)?;
+                for &(batch_row, sub_row, rows) in &blocks {
+                    rec.copy_rows(&f0, batch_row, &f_sub, sub_row, rows)?;
+                    rec.copy_rows(&labels, batch_row, &l_sub, sub_row, rows)?;
                 }
                 let out_sub = heads.predict_pass(&mut rec, &sub, &f_sub, &l_sub)?;
                 // A new tensor each pass: with test_output = last, S is the stored logits' tensor.
-                let merged = Tensor::uninit(&gpu, "pass_logits", stored.shape(), DType::F32)?;
+                let merged = Tensor::uninit(gpu, "pass_logits", stored.shape(), DType::F32)?;
                 rec.copy(&stored, &merged)?;
-                for (j, &d) in active.iter().enumerate() {
-                    let ((to, count), (from, _)) = (grid.doc_ranges[d], sub.doc_ranges[j]);
-                    rec.copy_rows(&out_sub, from, &merged, to, count)?;
+                for &(batch_row, sub_row, rows) in &blocks {
+                    rec.copy_rows(&out_sub, sub_row, &merged, batch_row, rows)?;
                 }
                 merged
             }
@@ -118,13 +116,18 @@ pub async fn run(gpu: &Gpu, heads: &Heads, mut rec: Recorder, hb: &HeadBatch, x:
         for &d in &active {
             read[rows(d)].copy_from_slice(&now[rows(d)]);
         }
-        (s, labels) = heads.predict_update(&mut rec, &s, stored.clone())?;
+        s = heads.predict_update(&mut rec, &s, stored.clone())?;
         out = Some(stored);
+        // The last pass's labels would choose no further pass: the host decides from the logits.
+        let last = pass + 1 == passes;
+        if !last {
+            labels = heads.predict_labels(&mut rec, &s)?;
+        }
         rec.finish()?;
-        if pass + 1 < passes {
-            now = labels.read_f32_async(&gpu).await?;
+        if !last {
+            now = labels.read_f32_async(gpu).await?;
         }
     }
-    let full_logits = s.read_f32_async(&gpu).await?;
+    let full_logits = s.read_f32_async(gpu).await?;
     Ok(LoopOut { base_logits, full_logits, work })
 }

@@ -206,12 +206,7 @@ impl Recorder {
         if src.bytes() != dst.bytes() {
             return shape_err("copy", format!("`{}` and `{}` differ in size", src.name(), dst.name()));
         }
-        self.end_pass();
-        if src.bytes() > 0 {
-            self.encoder().copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.bytes());
-        }
-        self.keep.push(src.clone());
-        self.keep.push(dst.clone());
+        self.copy_bytes(src, 0, dst, 0, src.bytes());
         Ok(())
     }
 
@@ -226,14 +221,19 @@ impl Recorder {
         if (from + rows) * width > src.numel() || (to + rows) * width > dst.numel() {
             return shape_err("copy_rows", format!("rows {from}..{} of `{}` {:?} into rows {to}..{} of `{}` {:?} reach past a tensor", from + rows, src.name(), src.shape(), to + rows, dst.name(), dst.shape()));
         }
+        let row_bytes = 4 * width as u64;
+        self.copy_bytes(src, from as u64 * row_bytes, dst, to as u64 * row_bytes, rows as u64 * row_bytes);
+        Ok(())
+    }
+
+    /// `bytes` bytes of `src` from byte `from` into `dst` at byte `to` (checked by the callers).
+    fn copy_bytes(&mut self, src: &Tensor, from: u64, dst: &Tensor, to: u64, bytes: u64) {
         self.end_pass();
-        if rows * width > 0 {
-            let row_bytes = 4 * width as u64;
-            self.encoder().copy_buffer_to_buffer(src.buffer(), from as u64 * row_bytes, dst.buffer(), to as u64 * row_bytes, rows as u64 * row_bytes);
+        if bytes > 0 {
+            self.encoder().copy_buffer_to_buffer(src.buffer(), from, dst.buffer(), to, bytes);
         }
         self.keep.push(src.clone());
         self.keep.push(dst.clone());
-        Ok(())
     }
 
     /// Write a timestamp into `set[index]` after all work recorded so far (used by GpuTimer).

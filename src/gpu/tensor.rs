@@ -180,7 +180,7 @@ impl Tensor {
             .slice(..bytes)
             .get_mapped_range()
             .map_err(|e| Error::Device(format!("reading `{}` back failed: {e:?}", self.name)))?;
-        let out = view[..bytes as usize].to_vec();
+        let out = view.to_vec();
         drop(view);
         staging.unmap();
         give_readback(gpu, staging);
@@ -207,10 +207,10 @@ impl Tensor {
 const READBACK_KEEP: usize = 4;
 
 /// A mappable buffer of at least `bytes` (its size class): a kept one, the smallest that fits,
-/// or a new one. Prediction reads logits and labels back after every pass, in ever-different
-/// sizes; a buffer created and freed for each read churned the driver's host-visible memory,
-/// and on lavapipe the resident set climbed by about 50 MB over a 5,000-document corpus while
-/// the buffer pool's bytes stayed flat.
+/// or a new one. Prediction reads labels back after every pass, four or five reads a batch in
+/// ever-different sizes, which made and freed as many buffers. (Keeping them did not by itself
+/// remove the step in the resident set over a corpus; the pool's eviction order did: see
+/// docs/benchmarks.md, "Memory with the settled-document loop".)
 fn take_readback(gpu: &Gpu, bytes: u64) -> wgpu::Buffer {
     let mut kept = gpu.0.readback.lock().unwrap();
     let fit = kept.iter().enumerate().filter(|(_, b)| b.size() >= bytes).min_by_key(|(_, b)| b.size()).map(|(i, _)| i);

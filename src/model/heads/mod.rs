@@ -389,7 +389,8 @@ impl Heads {
         let mut iterations = vec![(s.clone(), labels.clone())];
         for _ in 0..self.config.iterations {
             let out = self.predict_pass(rec, &hb.grid, &f0, &labels)?;
-            (s, labels) = self.predict_update(rec, &s, out)?;
+            s = self.predict_update(rec, &s, out)?;
+            labels = self.predict_labels(rec, &s)?;
             iterations.push((s.clone(), labels.clone()));
         }
         Ok(Prediction { logits: s, labels, iterations })
@@ -400,7 +401,7 @@ impl Heads {
     pub fn predict_start(&self, rec: &mut Recorder, hb: &HeadBatch, x: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (base_out, _) = self.base_forward(rec, hb, x, a)?;
         let f0 = self.reduce(rec, &base_out.features)?;
-        let labels = get_label(rec, &base_out.logits, self.config.top_k)?;
+        let labels = self.predict_labels(rec, &base_out.logits)?;
         Ok((base_out.logits, labels, f0))
     }
 
@@ -411,14 +412,18 @@ impl Heads {
         Ok(inference::forward(rec, &self.params, &self.config, grid, f0, &r0, false, None)?.0.logits)
     }
 
-    /// The running logits after a pass with logits `out` (their sum with `s`, or `out` itself,
-    /// by `test_output`) and their labels.
-    pub fn predict_update(&self, rec: &mut Recorder, s: &Tensor, out: Tensor) -> Result<(Tensor, Tensor)> {
-        let s = match self.config.test_output {
+    /// The running logits after a pass with logits `out`: their sum with `s`, or `out` itself,
+    /// by `test_output`.
+    pub fn predict_update(&self, rec: &mut Recorder, s: &Tensor, out: Tensor) -> Result<Tensor> {
+        Ok(match self.config.test_output {
             TestOutput::Sum => add(rec, s, &out)?,
             TestOutput::Last => out,
-        };
-        let labels = get_label(rec, &s, self.config.top_k)?;
-        Ok((s, labels))
+        })
+    }
+
+    /// The decision the next pass's relation grid is derived from: get_label of the running
+    /// logits `s` at the threshold class.
+    pub fn predict_labels(&self, rec: &mut Recorder, s: &Tensor) -> Result<Tensor> {
+        get_label(rec, s, self.config.top_k)
     }
 }
