@@ -14,13 +14,17 @@
 //                   raw[p, q] = sum over windows holding both p and q of their probability;
 //                   out = raw / (rowsum(raw) + 1e-10) for split documents, raw otherwise.
 //                   zsum keeps the divisor for the backward (1 for documents not split).
+// merge_attention_rows  rows [2R, H, W], pos_src, renorm, att_out [R, H, C], at [R] u32:
+//                   merge_attention for the output rows at positions at[r] = b*C + p only (the
+//                   mention rows evaluation keeps); rows[2r + k] is the probability row of the
+//                   segment row pos_src[2 at[r] + k] (any row where that is NONE: it is skipped).
 // attention_rows_backward  out, dout, renorm, zsum, draw [B, H, C, C]:
 //                   draw[p, q] = (dout[p, q] - sum_q' dout[p, q'] out[p, q']) / z for split
 //                   documents, dout otherwise.
 // split_attention  draw, seg_dst, datt [S, H, W, W] (bindings 0, 1, 2): datt[s, h, r, r'] = draw[b, h, p, q] when
 //                   both rows map to the output, else 0.
 // Dispatch: one invocation per output element (merge_hidden, split_hidden, split_attention) or
-// per attention row (merge_attention, attention_rows_backward); ceil(count / 256) workgroups
+// per attention row (merge_attention, merge_attention_rows, attention_rows_backward); ceil(count / 256) workgroups
 // of 256 over x/y.
 
 struct Win { count: u32, dim: u32, heads: u32, win: u32, c: u32 }
@@ -44,6 +48,8 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(4) var<storage, read_write> draw: array<f32>;
 
 @group(0) @binding(1) var<storage, read> seg_dst_b1: array<u32>;
+
+@group(0) @binding(4) var<storage, read> at_pos: array<u32>;
 
 fn count_of(bp: u32) -> f32 {
     return f32(u32(pos_src[2u * bp] != NONE) + u32(pos_src[2u * bp + 1u] != NONE)) + 1e-10;
@@ -109,6 +115,35 @@ fn merge_attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
     zsum[row] = z;
     for (var q = 0u; q < p.c; q++) { att_out[row * p.c + q] = raw_at(b, h, pp, q) / z; }
+}
+
+// raw_at for output row r of merge_attention_rows (at_pos[r] = b*C + pp).
+fn raw_row_at(r: u32, b: u32, h: u32, bp: u32, q: u32) -> f32 {
+    var acc = 0.0;
+    for (var k = 0u; k < 2u; k++) {
+        let sr = pos_src[2u * bp + k];
+        if (sr == NONE) { continue; }
+        let rq = row_in(b * p.c + q, sr / p.win);
+        if (rq != NONE) { acc += src[((2u * r + k) * p.heads + h) * p.win + rq]; }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(256)
+fn merge_attention_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row = group_index(wid, nwg) * 256u + li; // (r, h)
+    if (row >= p.count) { return; }
+    let r = row / p.heads;
+    let h = row % p.heads;
+    let bp = at_pos[r];
+    let b = bp / p.c;
+    var z = 1.0;
+    if (renorm[b] != 0u) {
+        var s = 0.0;
+        for (var q = 0u; q < p.c; q++) { s += raw_row_at(r, b, h, bp, q); }
+        z = s + 1e-10;
+    }
+    for (var q = 0u; q < p.c; q++) { att_out[row * p.c + q] = raw_row_at(r, b, h, bp, q) / z; }
 }
 
 @compute @workgroup_size(256)

@@ -22,6 +22,7 @@ pub const VARS: &[Var] = &[
     Var { name: "DOCRE_LIMITS", values: "`adapter`, `webgpu`", default: "`adapter`", meaning: "`webgpu`: open the device with WebGPU's default limits (128 MiB bindings, 256 MiB buffers) instead of the adapter's binding and buffer sizes" },
     Var { name: "DOCRE_PARAMS", values: "`immediates`, `uniform`", default: "`immediates` where the adapter offers 128 bytes of them", meaning: "how kernels receive their scalar parameters: immediate data (push constants), or a uniform buffer as in the browser, where WebGPU has no immediates" },
     Var { name: "DOCRE_MATMUL", values: "`register`, `tiled`, `subgroup`", default: "the tuning's choice", meaning: "the matmul body every GEMM and bilinear product runs instead of the adapter's choice (to compare them with the same benchmarks); recorded with the run like any choice" },
+    Var { name: "DOCRE_ENCODER_ATTENTION", values: "`fused`, `unfused`", default: "`fused` where the adapter runs it", meaning: "the encoder's attention in evaluation and prediction: fused (no score tensors; adapters with subgroups of at most 16 lanes) or the training path's GEMMs and softmax; `fused` where it cannot run is an error" },
     Var { name: "DOCRE_TUNE", values: "`rule`, `measure`", default: "`measure` on GPUs, `rule` on CPU adapters", meaning: "how each shape class's matmul and bilinear body is chosen; see docs/platforms.md, \"Variants chosen by measurement\"" },
     Var { name: "DOCRE_TUNING_FILE", values: "path", default: "`tuning.json` in the cache folder", meaning: "where measured choices are kept" },
     Var { name: "DOCRE_CACHE_DIR", values: "path", default: "`$XDG_CACHE_HOME/docre`, else `~/.cache/docre`", meaning: "where the frozen encoder's outputs and the tuning file are kept" },
@@ -95,6 +96,10 @@ pub fn params() -> Result<Option<&'static str>> {
 
 pub fn matmul() -> Result<Option<&'static str>> {
     choice("DOCRE_MATMUL", &["register", "tiled", "subgroup"])
+}
+
+pub fn encoder_attention() -> Result<Option<&'static str>> {
+    choice("DOCRE_ENCODER_ATTENTION", &["fused", "unfused"])
 }
 
 pub fn tune() -> Result<Option<&'static str>> {
@@ -189,6 +194,7 @@ pub fn check() -> Result<()> {
     webgpu_limits()?;
     params()?;
     matmul()?;
+    encoder_attention()?;
     tune()?;
     chunk_bytes()?;
     fail_at()?;

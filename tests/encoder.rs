@@ -160,6 +160,49 @@ fn roberta_forward_matches_reference_in_one_and_two_windows() {
     check_forward(tiny_roberta(), &[24, 11, 29], None);
 }
 
+/// The evaluation forward with the fused attention (`forward_mention_rows`) against the same
+/// reference: hidden states, and the attention rows it keeps, on one window and on documents
+/// split into two (whose rows are merged from both windows where they overlap). Skipped, saying
+/// why, where the adapter cannot run the fused attention.
+fn check_fused_rows(c: BertConfig, lens: &[usize]) {
+    let g = gpu();
+    if let Err(why) = docre::ops::attention::fused_lanes(&g, c.hidden_size, c.head_dim()) {
+        eprintln!("skipped on this adapter: {why}");
+        return;
+    }
+    let params = tiny_params(&c, 7);
+    let host: Vec<Vec<f32>> = params.iter().map(|p| p.iter().map(|&x| x as f32).collect()).collect();
+    let bert = Bert::from_host(&g, c.clone(), &host).unwrap();
+    assert!(bert.fused_attention_runs(&g).unwrap());
+    let b = batch(&mut Rng::new(11), lens, c.vocab_size);
+    let (l, heads) = (b.len(), c.num_attention_heads);
+    // First, last and middle tokens of each document, in no particular order, one twice.
+    let mut picks: Vec<(usize, usize)> = Vec::new();
+    for (i, doc) in b.docs.iter().enumerate().rev() {
+        picks.extend([(i, doc.len() - 1), (i, 0), (i, doc.len() / 2), (i, doc.len() * 2 / 3)]);
+    }
+    picks.push(picks[1]);
+    let rows: Vec<u32> = picks.iter().map(|&(i, p)| (i * l + p) as u32).collect();
+    let mut rec = Recorder::new(&g);
+    let out = bert.forward_mention_rows(&mut rec, &b, &rows).unwrap();
+    rec.finish().unwrap();
+    let (h, a) = (download(&g, &out.hidden), download(&g, &out.attention));
+    assert_eq!(a.len(), rows.len() * heads * l, "one row of {l} per pick and head");
+    let (rh, ra) = encoder_forward(&c, &params, &b, None).unwrap();
+    let want: Vec<f64> = picks.iter().flat_map(|&(i, p)| (0..heads).flat_map(move |hh| (0..l).map(move |q| (i, hh, p, q)))).map(|(i, hh, p, q)| if q < b.docs[i].len() { ra[((i * heads + hh) * l + p) * l + q] } else { 0.0 }).collect();
+    let (h, _) = masked(&b, &c, &h, &ra);
+    let (rh, _) = masked(&b, &c, &rh, &ra);
+    assert_close("hidden (fused attention)", &h, &rh, 2e-5, 2e-5);
+    assert_close("attention rows (fused attention)", &a, &want, 2e-6, 2e-5);
+}
+
+#[test]
+fn fused_attention_forward_matches_reference_in_one_and_two_windows() {
+    check_fused_rows(tiny_config(), &[9, 5, 16]);
+    check_fused_rows(tiny_config(), &[24, 11, 30]);
+    check_fused_rows(tiny_roberta(), &[24, 11, 29]);
+}
+
 #[test]
 fn dropout_forward_matches_reference() {
     check_forward(tiny_config(), &[9, 5], Some(42));

@@ -8,7 +8,7 @@ mod common;
 use common::gpu;
 use docre::selftest::{checks, Outcome};
 
-const FAMILIES: &[&str] = &["matmul", "bilinear", "softmax", "layernorm", "eca", "lse-pool", "pair-context", "elementwise", "embedding", "reduce", "dropout", "adamw", "loss", "training"];
+const FAMILIES: &[&str] = &["matmul", "bilinear", "softmax", "layernorm", "eca", "encoder-attention", "lse-pool", "pair-context", "elementwise", "embedding", "reduce", "dropout", "adamw", "loss", "training"];
 
 fn family(name: &str) {
     let gpu = gpu();
@@ -55,6 +55,11 @@ fn layernorm() {
 #[test]
 fn eca() {
     family("eca");
+}
+
+#[test]
+fn encoder_attention() {
+    family("encoder-attention");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::gpu::{Gpu, Recorder, Tensor};
 use crate::model::encoder_cache::EncoderCache;
-use crate::model::heads::batch::HeadBatch;
+use crate::model::heads::batch::{HeadBatch, HeadInput};
 use crate::model::heads::Heads;
 use crate::model::{Batch, Bert, Pass, Tape};
 
@@ -38,10 +38,23 @@ impl Model {
                 let (hidden, attention) = c.inputs(&self.gpu, batch)?;
                 Ok(Encoded { hidden, attention, tape: None, heads_batch: HeadBatch::new_compact(&self.gpu, batch.input.clone(), batch.tokens.len(), heads)? })
             }
+            None if !pass.grad && pass.dropout.is_none() && self.encoder.fused_attention_runs(&self.gpu)? => {
+                // Checks the mention fields before their rows are formed from them.
+                let heads_batch = HeadBatch::new_compact(&self.gpu, batch.input.clone(), batch.tokens.len(), heads)?;
+                let rows = mention_token_rows(&batch.input, batch.tokens.len());
+                let out = self.encoder.forward_mention_rows(rec, &batch.tokens, &rows)?;
+                Ok(Encoded { hidden: out.hidden, attention: out.attention, tape: None, heads_batch })
+            }
             None => {
                 let (out, tape) = self.encoder.forward(rec, &batch.tokens, pass)?;
                 Ok(Encoded { hidden: out.hidden, attention: out.attention, tape, heads_batch: HeadBatch::new(&self.gpu, batch.input.clone(), batch.tokens.len(), heads)? })
             }
         }
     }
+}
+
+/// Token row (document · L + position) of each mention's marker, in mention order.
+fn mention_token_rows(input: &HeadInput, len: usize) -> Vec<u32> {
+    let doc = input.entity_doc();
+    input.mention_start.iter().zip(&input.mention_entity).map(|(&start, &e)| (doc[e] * len + start) as u32).collect()
 }

@@ -5,6 +5,7 @@
 //! they check shapes and return `Error::Shape` instead of reading out of bounds.
 
 pub mod adamw;
+pub mod attention;
 pub mod dropout;
 pub mod eca;
 pub mod elementwise;

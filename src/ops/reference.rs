@@ -181,6 +181,33 @@ pub fn softmax(x: &[f64], cols: usize, mask: Option<(&[f64], usize)>, scale: f64
     y
 }
 
+/// The encoder's self-attention over segments of `w` token rows (Q, K, V [segments·w, d], heads
+/// of d / heads columns), keys of segment s its first seg_len[s] rows: (context [segments·w, d],
+/// probabilities [segments, heads, w, w] with zeros past the keys).
+pub fn self_attention(q: &[f64], k: &[f64], v: &[f64], d: usize, w: usize, heads: usize, seg_len: &[usize], scale: f64) -> (Vec<f64>, Vec<f64>) {
+    let dh = d / heads;
+    let mut ctx = vec![0.0; q.len()];
+    let mut probs = vec![0.0; seg_len.len() * heads * w * w];
+    for (s, &len) in seg_len.iter().enumerate() {
+        for h in 0..heads {
+            for i in 0..w {
+                let qi = (s * w + i) * d + h * dh;
+                let scores: Vec<f64> = (0..len).map(|j| scale * (0..dh).map(|t| q[qi + t] * k[(s * w + j) * d + h * dh + t]).sum::<f64>()).collect();
+                let mx = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = scores.iter().map(|x| (x - mx).exp()).sum();
+                for (j, x) in scores.iter().enumerate() {
+                    let p = (x - mx).exp() / sum;
+                    probs[((s * heads + h) * w + i) * w + j] = p;
+                    for t in 0..dh {
+                        ctx[qi + t] += p * v[(s * w + j) * d + h * dh + t];
+                    }
+                }
+            }
+        }
+    }
+    (ctx, probs)
+}
+
 pub fn softmax_backward(y: &[f64], dy: &[f64], cols: usize, scale: f64) -> Vec<f64> {
     let mut dx = vec![0.0; y.len()];
     for r in 0..y.len() / cols {

@@ -6,6 +6,7 @@
 use super::harness::{available, close, download, ensure, upload, Check, Checked, Rng, Verdict};
 use crate::gpu::{DType, Gpu, Recorder, Tensor};
 use crate::ops::adamw::{adamw_step, AdamW};
+use crate::ops::attention::{attention_rows, fused_attention, fused_lanes};
 use crate::ops::dropout::{dropout, DropoutRng, Site};
 use crate::ops::eca::{attention_backward_using, attention_forward_using, Attention, EcaKernel, PairIndex};
 use crate::ops::elementwise::{self as ew, Activation};
@@ -38,6 +39,7 @@ pub(super) fn checks() -> Vec<Check> {
     for (name, k) in [("workgroup", EcaKernel::Workgroup), ("subgroup", EcaKernel::Subgroup), ("lanes", EcaKernel::Lanes), ("lines", EcaKernel::Lines)] {
         v.push(Check::new("eca", name, move |g| Box::pin(eca_and_dense_attention_forward_and_backward(g, k))));
     }
+    v.push(Check::new("encoder-attention", "fused lines and mention rows", |g| Box::pin(fused_encoder_attention_and_rows(g))));
     v.push(Check::new("lse-pool", "workgroup", |g| Box::pin(lse_pool_forward_and_backward(g))));
     v.push(Check::new("pair-context", "flat", |g| Box::pin(pair_context_forward_and_backward(g))));
     v.push(Check::new("elementwise", "flat", |g| Box::pin(elementwise_forward_and_backward(g))));
@@ -290,6 +292,44 @@ async fn softmax_masked_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Ch
         close(&what, &download(gpu, &y).await?, &want, atol, rtol)?;
         close(&format!("{what} unmasked"), &download(gpu, &y_plain).await?, &r::softmax(&x, cols, None, 1.0), atol, rtol)?;
         close(&format!("{what} backward"), &download(gpu, &dx).await?, &r::softmax_backward(&want, &dy, cols, scale as f64), atol, rtol)?;
+    }
+    Ok(())
+}
+
+/// The fused self-attention against the f64 reference: segments shorter than the padded width,
+/// segments of one key, lengths that are and are not multiples of the subgroup, heads of 4 to 64
+/// features; then the probabilities of chosen rows (padding rows and the last row included).
+async fn fused_encoder_attention_and_rows(gpu: &Gpu) -> Checked {
+    let (atol, rtol) = (2e-6, 1e-4);
+    let mut rng = Rng::new(41);
+    for (w, seg_len, heads, d) in [(1, vec![1usize], 1, 4), (9, vec![9, 3, 1], 2, 8), (37, vec![37, 20], 4, 64), (70, vec![66, 70, 17], 2, 128), (24, vec![8, 24], 3, 96)] {
+        fused_lanes(gpu, d, d / heads).map_err(Verdict::Skip)?;
+        let rows = seg_len.len() * w;
+        let scale = 1.0 / ((d / heads) as f64).sqrt();
+        let (q, k, v) = (rng.vec(rows * d), rng.vec(rows * d), rng.vec(rows * d));
+        // Scores far apart, so that a wrong max or a missed rescale shows.
+        let q: Vec<f64> = q.iter().map(|x| 4.0 * x).collect();
+        let t = |n: &str, x: &[f64]| upload(gpu, n, &[rows, d], x);
+        let (qt, kt, vt) = (t("q", &q)?, t("k", &k)?, t("v", &v)?);
+        let lens: Vec<u32> = seg_len.iter().map(|&l| l as u32).collect();
+        let lt = Tensor::from_u32(gpu, "seg_len", &[lens.len()], &lens)?;
+        let picks: Vec<u32> = [0, rows / 2, rows - 1, w.saturating_sub(1), rows / 3].iter().map(|&r| r as u32).collect();
+        let pt = Tensor::from_u32(gpu, "rows", &[picks.len()], &picks)?;
+        let mut rec = Recorder::new(gpu);
+        let (ctx, stats) = fused_attention(&mut rec, &qt, &kt, &vt, &lt, w, heads, scale as f32)?;
+        let probs = attention_rows(&mut rec, &qt, &kt, &stats, &lt, &pt, w, heads, scale as f32)?;
+        rec.finish()?;
+        let (want_ctx, want_probs) = r::self_attention(&q, &k, &v, d, w, heads, &seg_len, scale);
+        let what = format!("fused attention w {w}, segments {seg_len:?}, {heads} heads of {}", d / heads);
+        close(&what, &download(gpu, &ctx).await?, &want_ctx, atol, rtol)?;
+        let mut want_rows = Vec::new();
+        for &r in &picks {
+            let (s, i) = (r as usize / w, r as usize % w);
+            for h in 0..heads {
+                want_rows.extend_from_slice(&want_probs[((s * heads + h) * w + i) * w..((s * heads + h) * w + i + 1) * w]);
+            }
+        }
+        close(&format!("{what}: rows {picks:?}"), &download(gpu, &probs).await?, &want_rows, atol, rtol)?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use crate::model::config::{BertConfig, Family};
 use super::windows::{WindowPlan, Windows};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, Gpu, Recorder, Tensor};
+use crate::ops::attention::{attention_rows, fused_attention, fused_lanes};
 use crate::ops::dropout::{dropout, DropoutRng};
 use crate::ops::elementwise::{activation, activation_backward, add, fill, Activation};
 use crate::ops::embedding::{gather_rows, scatter_add_rows, RowScatter};
@@ -160,7 +161,7 @@ pub struct EncoderOutput {
     /// Last hidden states [B, L, hidden].
     pub hidden: Tensor,
     /// Last layer's attention probabilities [B, heads, L, L] (after attention dropout, as HF
-    /// returns them).
+    /// returns them); from `forward_mention_rows`, only the chosen rows [rows · heads, L].
     pub attention: Tensor,
 }
 
@@ -289,8 +290,43 @@ impl Bert {
     /// Runs the encoder on `batch`. Batches longer than one window go through the two-window
     /// scheme; the output always has the batch's padded length.
     pub fn forward(&self, rec: &mut Recorder, batch: &TokenBatch, pass: Pass) -> Result<(EncoderOutput, Option<Tape>)> {
+        self.forward_with(rec, batch, pass, None)
+    }
+
+    /// Whether `forward_mention_rows` runs: an adapter that runs the fused attention
+    /// (ops::attention::fused_lanes), and `DOCRE_ENCODER_ATTENTION` not `unfused`. `Err` where
+    /// the variable asks for the fused attention and it cannot run, saying why.
+    pub fn fused_attention_runs(&self, gpu: &Gpu) -> Result<bool> {
+        let setting = crate::settings::encoder_attention()?;
+        if setting == Some("unfused") {
+            return Ok(false);
+        }
+        let c = &self.config;
+        let why = match fused_lanes(gpu, c.hidden_size, c.head_dim()) {
+            Err(why) => why,
+            Ok(_) => return Ok(true),
+        };
+        match setting {
+            Some(_) => Err(Error::Input(format!("DOCRE_ENCODER_ATTENTION=fused: {why}"))),
+            None => Ok(false),
+        }
+    }
+
+    /// Evaluation forward with the fused attention (check `fused_attention_runs` first): the
+    /// last hidden states [B, L, hidden] and only the last layer's attention rows of the queries
+    /// at `rows` (b·L + position) as [rows · heads, L], row r·heads + h, the layout of
+    /// `HeadBatch::new_compact`. No [segments, heads, win, win] tensor is formed; a batch split
+    /// into windows merges only those rows.
+    pub fn forward_mention_rows(&self, rec: &mut Recorder, batch: &TokenBatch, rows: &[u32]) -> Result<EncoderOutput> {
+        Ok(self.forward_with(rec, batch, Pass::eval(), Some(rows))?.0)
+    }
+
+    fn forward_with(&self, rec: &mut Recorder, batch: &TokenBatch, pass: Pass, fused_rows: Option<&[u32]>) -> Result<(EncoderOutput, Option<Tape>)> {
         self.check_ids(batch)?;
         let plan = WindowPlan::new(&batch.docs, self.config.window(), self.config.window_end_tokens())?;
+        if fused_rows.is_some() && (pass.grad || pass.dropout.is_some()) {
+            return Err(Error::Input("the fused attention serves evaluation only".into()));
+        }
         let gpu = rec.gpu().clone();
         let c = &self.config;
         let (d, heads, w, s) = (c.hidden_size, c.num_attention_heads, plan.win, plan.segments());
@@ -299,6 +335,27 @@ impl Bert {
         let pos = Tensor::from_u32(&gpu, "position_ids", &[rows], &position_ids(c, rows, w))?;
         let types = Tensor::from_u32(&gpu, "token_type_ids", &[rows], &vec![0u32; rows])?;
         let mask = Tensor::from_f32(&gpu, "key_mask", &[s, w], &plan.key_mask())?;
+        let windows = if plan.windowed { Some(Windows::upload(&gpu, plan.clone())?) } else { None };
+        // The fused attention's segment lengths, and the rows whose last-layer attention is kept:
+        // (output positions, the segment rows that hold them), None when there are none.
+        let fused = match fused_rows {
+            Some(picks) => {
+                let out_rows = plan.batch * plan.len;
+                if let Some(&bad) = picks.iter().find(|&&r| r as usize >= out_rows) {
+                    return Err(Error::Input(format!("attention row {bad} is outside the batch's {out_rows} token rows")));
+                }
+                let lens: Vec<u32> = plan.seg_lens.iter().map(|&l| l as u32).collect();
+                let picks = match picks.is_empty() {
+                    true => None,
+                    false => {
+                        let seg_rows = windows.as_ref().map_or_else(|| picks.to_vec(), |win| win.segment_rows(picks));
+                        Some((Tensor::from_u32(&gpu, "attention_positions", &[picks.len()], picks)?, Tensor::from_u32(&gpu, "attention_segment_rows", &[seg_rows.len()], &seg_rows)?))
+                    }
+                };
+                Some((Tensor::from_u32(&gpu, "segment_lengths", &[s], &lens)?, picks))
+            }
+            None => None,
+        };
         let dropout_at = |rec: &mut Recorder, x: &Tensor, p: f64, site: usize| -> Result<Tensor> {
             match pass.dropout {
                 Some(seed) if p > 0.0 => dropout(rec, x, p as f32, DropoutRng { seed: dropout_seed(seed, site), offset: 0 }),
@@ -320,12 +377,35 @@ impl Bert {
             let q = linear(rec, &x, self.p(l, slot::Q_W), Some(self.p(l, slot::Q_B)))?;
             let k = linear(rec, &x, self.p(l, slot::K_W), Some(self.p(l, slot::K_B)))?;
             let v = linear(rec, &x, self.p(l, slot::V_W), Some(self.p(l, slot::V_B)))?;
-            let scores = Tensor::uninit(&gpu, "attention_scores", &[s, heads, w, w], DType::F32)?;
-            gemm(rec, MatmulKernel::Auto, &self.scores_gemm(s, w, alpha), &q, &k, None, &scores)?;
-            let probs = softmax(rec, &scores, Some(Mask { mask: &mask, div: heads * w }), 1.0)?;
-            let probs_used = dropout_at(rec, &probs, c.attention_probs_dropout_prob, 1 + 3 * l)?;
-            let ctx = Tensor::uninit(&gpu, "attention_context", &[rows, d], DType::F32)?;
-            gemm(rec, MatmulKernel::Auto, &self.context_gemm(s, w), &probs_used, &v, None, &ctx)?;
+            let last = l + 1 == c.num_hidden_layers;
+            let (ctx, probs) = match &fused {
+                Some((seg_len, picks)) => {
+                    let (ctx, stats) = fused_attention(rec, &q, &k, &v, seg_len, w, heads, alpha)?;
+                    if last {
+                        last_probs = Some(match (picks, &windows) {
+                            (Some((at, seg_rows)), Some(win)) => {
+                                let rows = attention_rows(rec, &q, &k, &stats, seg_len, seg_rows, w, heads, alpha)?;
+                                win.merge_attention_rows(rec, &rows, at, heads)?
+                            }
+                            (Some((_, seg_rows)), None) => attention_rows(rec, &q, &k, &stats, seg_len, seg_rows, w, heads, alpha)?,
+                            (None, _) => Tensor::uninit(&gpu, "attention_rows", &[0, plan.len], DType::F32)?,
+                        });
+                    }
+                    (ctx, None)
+                }
+                None => {
+                    let scores = Tensor::uninit(&gpu, "attention_scores", &[s, heads, w, w], DType::F32)?;
+                    gemm(rec, MatmulKernel::Auto, &self.scores_gemm(s, w, alpha), &q, &k, None, &scores)?;
+                    let probs = softmax(rec, &scores, Some(Mask { mask: &mask, div: heads * w }), 1.0)?;
+                    let probs_used = dropout_at(rec, &probs, c.attention_probs_dropout_prob, 1 + 3 * l)?;
+                    let ctx = Tensor::uninit(&gpu, "attention_context", &[rows, d], DType::F32)?;
+                    gemm(rec, MatmulKernel::Auto, &self.context_gemm(s, w), &probs_used, &v, None, &ctx)?;
+                    if last {
+                        last_probs = Some(probs_used);
+                    }
+                    (ctx, Some(probs))
+                }
+            };
             let ao = linear(rec, &ctx, self.p(l, slot::AO_W), Some(self.p(l, slot::AO_B)))?;
             let ao = dropout_at(rec, &ao, c.hidden_dropout_prob, 2 + 3 * l)?;
             let r1 = add(rec, &ao, &x)?;
@@ -336,10 +416,8 @@ impl Bert {
             let o = dropout_at(rec, &o, c.hidden_dropout_prob, 3 + 3 * l)?;
             let r2 = add(rec, &o, &ln1.y)?;
             let ln2 = layernorm(rec, &r2, self.p(l, slot::LN2_W), self.p(l, slot::LN2_B), c.layer_norm_eps as f32)?;
-            if l + 1 == c.num_hidden_layers {
-                last_probs = Some(probs_used.clone());
-            }
             if pass.grad {
+                let probs = probs.expect("training runs the unfused attention");
                 layers.push(LayerTape { x, q, k, v, probs, ctx, r1, ln1_stats: ln1.stats, h1: ln1.y, pre, act, r2, ln2_stats: ln2.stats });
             }
             x = ln2.y;
@@ -348,12 +426,15 @@ impl Bert {
             rec.flush();
         }
         let probs = last_probs.ok_or_else(|| Error::Input("the encoder config has no layers".into()))?;
-        let (out, windows, merged) = if plan.windowed {
-            let win = Windows::upload(&gpu, plan.clone())?;
+        let (out, windows, merged) = if let Some(win) = windows {
             let hidden = win.merge_hidden(rec, &x)?;
-            let (attention, z) = win.merge_attention(rec, &probs, heads)?;
-            let merged = pass.grad.then(|| (attention.clone(), z));
-            (EncoderOutput { hidden, attention }, Some(win), merged)
+            if fused.is_some() {
+                (EncoderOutput { hidden, attention: probs }, Some(win), None)
+            } else {
+                let (attention, z) = win.merge_attention(rec, &probs, heads)?;
+                let merged = pass.grad.then(|| (attention.clone(), z));
+                (EncoderOutput { hidden, attention }, Some(win), merged)
+            }
         } else {
             let (b, len) = (plan.batch, plan.len);
             (EncoderOutput { hidden: x.reshape(&[b, len, d])?, attention: probs }, None, None)

@@ -143,6 +143,11 @@ static MERGE_ATTENTION: Kernel = Kernel {
     entry: "merge_attention",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write],
 };
+static MERGE_ATTENTION_ROWS: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "merge_attention_rows",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Read],
+};
 static ROWS_BACKWARD: Kernel = Kernel {
     shader: &SHADER,
     entry: "attention_rows_backward",
@@ -197,6 +202,28 @@ impl Windows {
         let rows = b * heads * c;
         launch_flat(rec, &MERGE_ATTENTION, &[], &[att, &self.pos_src, &self.renorm, &out, &z], &self.imm(rows, 0, heads), rows)?;
         Ok((out, z))
+    }
+
+    /// The segment rows whose probabilities `merge_attention_rows` reads for output positions
+    /// `at` (b·len + p): two per position, the second a repeat of the first where only one
+    /// window holds it (the merge skips it).
+    pub fn segment_rows(&self, at: &[u32]) -> Vec<u32> {
+        at.iter()
+            .flat_map(|&bp| {
+                let (a, b) = (self.plan.pos_src[2 * bp as usize], self.plan.pos_src[2 * bp as usize + 1]);
+                [a, if b == NONE { a } else { b }]
+            })
+            .collect()
+    }
+
+    /// `merge_attention` for the output rows at positions `at` [R] (b·len + p) only, from the
+    /// probability rows of `segment_rows(at)` [2R·heads, win]: [R·heads, len], row r·heads + h.
+    pub fn merge_attention_rows(&self, rec: &mut Recorder, rows: &Tensor, at: &Tensor, heads: usize) -> Result<Tensor> {
+        let r = at.numel();
+        rows.expect_shape("merge attention rows", &[2 * r * heads, self.plan.win])?;
+        let out = Tensor::uninit(rec.gpu(), "attention_rows", &[r * heads, self.plan.len], DType::F32)?;
+        launch_flat(rec, &MERGE_ATTENTION_ROWS, &[], &[rows, &self.pos_src, &self.renorm, &out, at], &self.imm(r * heads, 0, heads), r * heads)?;
+        Ok(out)
     }
 
     pub fn split_attention(&self, rec: &mut Recorder, out: &Tensor, dout: &Tensor, z: &Tensor, heads: usize) -> Result<Tensor> {
