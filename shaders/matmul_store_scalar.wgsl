@@ -3,7 +3,13 @@
 // which applies alpha, the bias, accumulation and the bounds.
 // Bindings: those of the prepended file.
 
-fn store4(cbase: u32, m: u32, n: u32, v: vec4<f32>) {
+// The scalar store adds the bias itself (after alpha, as the prepended file defines it), so the
+// column term here is zero and store4 ignores it.
+fn column_add4(n: u32) -> vec4<f32> {
+    return vec4<f32>(0.0);
+}
+
+fn store4(cbase: u32, m: u32, n: u32, v: vec4<f32>, _add: vec4<f32>) {
     store(cbase, m, n, v.x);
     store(cbase, m, n + 1u, v.y);
     store(cbase, m, n + 2u, v.z);

@@ -14,7 +14,8 @@
 //                                the bilinear layer's operands (bilinear.wgsl) where its block
 //                                is not a multiple of 4
 //   bilinear_vec4.wgsl           the bilinear layer's operands formed on the fly, 16-byte loads
-// and C(m, n..n+3) leaves through store4(cbase, m, n, v) of an epilogue file:
+// and C(m, n..n+3) leaves through store4(cbase, m, n, v, add) of an epilogue file, add being
+// column_add4(n), which the body loads once per column group rather than once per row:
 //   matmul_store_scalar.wgsl     four calls of the prepended file's scalar store (any C)
 //   matmul_store_vec4.wgsl       one 16-byte store, and the bias as one 16-byte load (4-aligned C)
 // SG is an override: the host sets it to the device's subgroup size (any power of two from
@@ -150,38 +151,39 @@ fn matmul_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invo
         let s31 = subgroupShuffle(ar[31u / SG], 31u % SG);
         acc31_0 = fma(vec4<f32>(s31.w), b0[3], fma(vec4<f32>(s31.z), b0[2], fma(vec4<f32>(s31.y), b0[1], fma(vec4<f32>(s31.x), b0[0], acc31_0))));
     }
-    store4(cbase, m0 + 0u, n0 + 0u, acc0_0);
-    store4(cbase, m0 + 1u, n0 + 0u, acc1_0);
-    store4(cbase, m0 + 2u, n0 + 0u, acc2_0);
-    store4(cbase, m0 + 3u, n0 + 0u, acc3_0);
-    store4(cbase, m0 + 4u, n0 + 0u, acc4_0);
-    store4(cbase, m0 + 5u, n0 + 0u, acc5_0);
-    store4(cbase, m0 + 6u, n0 + 0u, acc6_0);
-    store4(cbase, m0 + 7u, n0 + 0u, acc7_0);
-    store4(cbase, m0 + 8u, n0 + 0u, acc8_0);
-    store4(cbase, m0 + 9u, n0 + 0u, acc9_0);
-    store4(cbase, m0 + 10u, n0 + 0u, acc10_0);
-    store4(cbase, m0 + 11u, n0 + 0u, acc11_0);
-    store4(cbase, m0 + 12u, n0 + 0u, acc12_0);
-    store4(cbase, m0 + 13u, n0 + 0u, acc13_0);
-    store4(cbase, m0 + 14u, n0 + 0u, acc14_0);
-    store4(cbase, m0 + 15u, n0 + 0u, acc15_0);
-    store4(cbase, m0 + 16u, n0 + 0u, acc16_0);
-    store4(cbase, m0 + 17u, n0 + 0u, acc17_0);
-    store4(cbase, m0 + 18u, n0 + 0u, acc18_0);
-    store4(cbase, m0 + 19u, n0 + 0u, acc19_0);
-    store4(cbase, m0 + 20u, n0 + 0u, acc20_0);
-    store4(cbase, m0 + 21u, n0 + 0u, acc21_0);
-    store4(cbase, m0 + 22u, n0 + 0u, acc22_0);
-    store4(cbase, m0 + 23u, n0 + 0u, acc23_0);
-    store4(cbase, m0 + 24u, n0 + 0u, acc24_0);
-    store4(cbase, m0 + 25u, n0 + 0u, acc25_0);
-    store4(cbase, m0 + 26u, n0 + 0u, acc26_0);
-    store4(cbase, m0 + 27u, n0 + 0u, acc27_0);
-    store4(cbase, m0 + 28u, n0 + 0u, acc28_0);
-    store4(cbase, m0 + 29u, n0 + 0u, acc29_0);
-    store4(cbase, m0 + 30u, n0 + 0u, acc30_0);
-    store4(cbase, m0 + 31u, n0 + 0u, acc31_0);
+    let add0 = column_add4(n0 + 0u);
+    store4(cbase, m0 + 0u, n0 + 0u, acc0_0, add0);
+    store4(cbase, m0 + 1u, n0 + 0u, acc1_0, add0);
+    store4(cbase, m0 + 2u, n0 + 0u, acc2_0, add0);
+    store4(cbase, m0 + 3u, n0 + 0u, acc3_0, add0);
+    store4(cbase, m0 + 4u, n0 + 0u, acc4_0, add0);
+    store4(cbase, m0 + 5u, n0 + 0u, acc5_0, add0);
+    store4(cbase, m0 + 6u, n0 + 0u, acc6_0, add0);
+    store4(cbase, m0 + 7u, n0 + 0u, acc7_0, add0);
+    store4(cbase, m0 + 8u, n0 + 0u, acc8_0, add0);
+    store4(cbase, m0 + 9u, n0 + 0u, acc9_0, add0);
+    store4(cbase, m0 + 10u, n0 + 0u, acc10_0, add0);
+    store4(cbase, m0 + 11u, n0 + 0u, acc11_0, add0);
+    store4(cbase, m0 + 12u, n0 + 0u, acc12_0, add0);
+    store4(cbase, m0 + 13u, n0 + 0u, acc13_0, add0);
+    store4(cbase, m0 + 14u, n0 + 0u, acc14_0, add0);
+    store4(cbase, m0 + 15u, n0 + 0u, acc15_0, add0);
+    store4(cbase, m0 + 16u, n0 + 0u, acc16_0, add0);
+    store4(cbase, m0 + 17u, n0 + 0u, acc17_0, add0);
+    store4(cbase, m0 + 18u, n0 + 0u, acc18_0, add0);
+    store4(cbase, m0 + 19u, n0 + 0u, acc19_0, add0);
+    store4(cbase, m0 + 20u, n0 + 0u, acc20_0, add0);
+    store4(cbase, m0 + 21u, n0 + 0u, acc21_0, add0);
+    store4(cbase, m0 + 22u, n0 + 0u, acc22_0, add0);
+    store4(cbase, m0 + 23u, n0 + 0u, acc23_0, add0);
+    store4(cbase, m0 + 24u, n0 + 0u, acc24_0, add0);
+    store4(cbase, m0 + 25u, n0 + 0u, acc25_0, add0);
+    store4(cbase, m0 + 26u, n0 + 0u, acc26_0, add0);
+    store4(cbase, m0 + 27u, n0 + 0u, acc27_0, add0);
+    store4(cbase, m0 + 28u, n0 + 0u, acc28_0, add0);
+    store4(cbase, m0 + 29u, n0 + 0u, acc29_0, add0);
+    store4(cbase, m0 + 30u, n0 + 0u, acc30_0, add0);
+    store4(cbase, m0 + 31u, n0 + 0u, acc31_0, add0);
 }
 
 // Rows t of B where live[t], zeros elsewhere.

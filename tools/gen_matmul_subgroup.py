@@ -42,7 +42,8 @@ w(f"""// ---------------------------------------------------------------- CPU ad
 //                                the bilinear layer's operands (bilinear.wgsl) where its block
 //                                is not a multiple of 4
 //   bilinear_vec4.wgsl           the bilinear layer's operands formed on the fly, 16-byte loads
-// and C(m, n..n+3) leaves through store4(cbase, m, n, v) of an epilogue file:
+// and C(m, n..n+3) leaves through store4(cbase, m, n, v, add) of an epilogue file, add being
+// column_add4(n), which the body loads once per column group rather than once per row:
 //   matmul_store_scalar.wgsl     four calls of the prepended file's scalar store (any C)
 //   matmul_store_vec4.wgsl       one 16-byte store, and the bias as one 16-byte load (4-aligned C)
 // SG is an override: the host sets it to the device's subgroup size (any power of two from
@@ -83,9 +84,11 @@ for i in range(ROWS):
     for j in range(COLS4):
         w(f"        acc{i}_{j} = fma(vec4<f32>(s{i}.w), b{j}[3], fma(vec4<f32>(s{i}.z), b{j}[2], fma(vec4<f32>(s{i}.y), b{j}[1], fma(vec4<f32>(s{i}.x), b{j}[0], acc{i}_{j}))));")
 w("    }")
+for j in range(COLS4):
+    w(f"    let add{j} = column_add4(n0 + {4*j}u);")
 for i in range(ROWS):
     for j in range(COLS4):
-        w(f"    store4(cbase, m0 + {i}u, n0 + {4*j}u, acc{i}_{j});")
+        w(f"    store4(cbase, m0 + {i}u, n0 + {4*j}u, acc{i}_{j}, add{j});")
 w("}")
 w("""
 // Rows t of B where live[t], zeros elsewhere.
