@@ -8,7 +8,8 @@
 // Dispatch (both): one workgroup of WG invocations per row, rows split over x/y.
 // layernorm_forward_rows, layernorm_backward_input_rows: the same bindings and results with one
 // invocation per row, vec4 loads (cols % 4 == 0) and no reduction across invocations: CPU
-// adapters, where that beats a workgroup's tree reduction (see softmax.wgsl).
+// adapters, where that beats a workgroup's tree reduction (see softmax.wgsl). The forward is
+// specialized for its width (COLS4) and holds rows of up to 128 columns in registers.
 // Dispatch: ceil(rows / 64) workgroups of 64 over x/y.
 // layernorm_backward_params  in0 = x, in1 = dy, in2 = stats, out3 = dgamma [cols], out4 = dbeta [cols]:
 //                            column sums over all rows in row order (deterministic, no atomics).
@@ -79,13 +80,32 @@ fn layernorm_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
     }
 }
 
+// The row width in vec4s, fixed per pipeline (0: read p.cols): a constant bound lets the
+// compiler unroll the loops, and then gamma's and beta's addresses are constants, which CPU
+// drivers load once for all lanes instead of in a loop over the lanes.
+override COLS4: u32 = 0u;
+
 @compute @workgroup_size(64)
 fn layernorm_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let r = group_index(wid, nwg) * 64u + li;
     if (r >= p.rows) { return; }
-    let q = p.cols / 4u;
+    let q = select(p.cols / 4u, COLS4, COLS4 != 0u);
     let base = r * q;
     let n = f32(p.cols);
+    if (COLS4 != 0u && COLS4 <= 32u) {
+        // Unrolled: the row stays in registers, one load per vec4 instead of three.
+        var xs: array<vec4<f32>, 32>;
+        var s = vec4<f32>(0.0);
+        for (var c = 0u; c < COLS4; c++) { xs[c] = in0v[base + c]; s += xs[c]; }
+        let mean = hsum(s) / n;
+        var v = vec4<f32>(0.0);
+        for (var c = 0u; c < COLS4; c++) { let d = xs[c] - mean; v += d * d; }
+        let rstd = inverseSqrt(hsum(v) / n + p.eps);
+        for (var c = 0u; c < COLS4; c++) { out3v[base + c] = (xs[c] - mean) * rstd * in1v[c] + in2v[c]; }
+        out4[2u * r] = mean;
+        out4[2u * r + 1u] = rstd;
+        return;
+    }
     var s = vec4<f32>(0.0);
     for (var c = 0u; c < q; c++) { s += in0v[base + c]; }
     let mean = hsum(s) / n;

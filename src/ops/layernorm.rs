@@ -67,7 +67,10 @@ pub fn layernorm_using(rec: &mut Recorder, kernel: RowKernel, x: &Tensor, gamma:
     let y = Tensor::uninit(rec.gpu(), "layernorm", x.shape(), DType::F32)?;
     let stats = Tensor::uninit(rec.gpu(), "layernorm_stats", &[rows, 2], DType::F32)?;
     let imm = Imm::new().u(rows).u(cols).f(eps);
-    launch(rec, kernel, [&FORWARD, &FORWARD_ROWS], &[x, gamma, beta, &y, &stats], &imm, rows)?;
+    match kernel {
+        RowKernel::Rows => rec.dispatch(&FORWARD_ROWS, &[("COLS4", (cols / 4) as f64)], &[x, gamma, beta, &y, &stats], &imm, grid(rec.gpu(), rows.div_ceil(64)))?,
+        _ => launch_rows(rec, &FORWARD, &[("WG", row_wg(rec.gpu()))], &[x, gamma, beta, &y, &stats], &imm, rows)?,
+    }
     rec.work(Work::bytes(8.0 * x.numel() as f64));
     Ok(LayerNormOut { y, stats })
 }
