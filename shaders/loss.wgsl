@@ -114,21 +114,45 @@ fn atloss_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
 }
 
+// "Fewer than top_k logits are larger than v" is "v >= the top_k-th largest logit" (counted
+// with repeats), so one pass keeps the row's largest TOP_MAX logits, sorted, in registers: each
+// logit is read twice instead of once per class (every load is a loop over the lanes on CPU
+// drivers). top_k above TOP_MAX counts, as the definition reads.
+const TOP_MAX: u32 = 8u;
+
 @compute @workgroup_size(64)
 fn get_label(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let p = idx(wid, nwg, li);
     if (p >= ls.rows) { return; }
-    let th = x[p * ls.cols];
+    let row = p * ls.cols;
+    let th = x[row];
+    var kth = -3.0e38;
+    if (ls.top_k <= TOP_MAX) {
+        var top: array<f32, 8>;
+        for (var i = 0u; i < TOP_MAX; i++) { top[i] = -3.0e38; }
+        for (var j = 0u; j < ls.cols; j++) {
+            var v = x[row + j];
+            for (var i = 0u; i < TOP_MAX; i++) {
+                let hi = max(top[i], v);
+                v = min(top[i], v);
+                top[i] = hi;
+            }
+        }
+        for (var i = 0u; i < TOP_MAX; i++) { if (i + 1u == ls.top_k) { kth = top[i]; } }
+    }
     var any = false;
     for (var r = 1u; r < ls.cols; r++) {
-        let v = x[p * ls.cols + r];
-        var larger = 0u;
-        for (var j = 0u; j < ls.cols; j++) { if (x[p * ls.cols + j] > v) { larger++; } }
-        let on = v > th && larger < ls.top_k;
-        labels_out[p * ls.cols + r] = select(0.0, 1.0, on);
+        let v = x[row + r];
+        var on = v > th && v >= kth;
+        if (ls.top_k > TOP_MAX) {
+            var larger = 0u;
+            for (var j = 0u; j < ls.cols; j++) { if (x[row + j] > v) { larger++; } }
+            on = on && larger < ls.top_k;
+        }
+        labels_out[row + r] = select(0.0, 1.0, on);
         any = any || on;
     }
-    labels_out[p * ls.cols] = select(1.0, 0.0, any);
+    labels_out[row] = select(1.0, 0.0, any);
 }
 
 @compute @workgroup_size(64)

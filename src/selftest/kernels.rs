@@ -638,6 +638,17 @@ async fn bilinear_forward_and_backward(gpu: &Gpu, kernel: MatmulKernel) -> Check
 
 async fn losses_labels_and_batchnorm(gpu: &Gpu) -> Checked {
     let mut rng = Rng::new(41);
+    // get_label on its own: ties (whole-number logits), top_k at and past the class count, and
+    // past the kernel's register list of 8 (where it counts).
+    for (p, c, k) in [(40usize, 22usize, 4usize), (17, 5, 8), (23, 13, 9), (12, 30, 8), (5, 3, 1), (9, 97, 3)] {
+        let logits: Vec<f64> = rng.vec(p * c).iter().map(|v| (3.0 * v).round()).collect();
+        let lt = upload(gpu, "l", &[p, c], &logits)?;
+        let mut rec = Recorder::new(gpu);
+        let lab = get_label(&mut rec, &lt, k)?;
+        rec.finish()?;
+        let want: Vec<f64> = (0..p).flat_map(|r| r::get_label(&logits[r * c..(r + 1) * c], k)).collect();
+        ensure(download(gpu, &lab).await? == want, || format!("get_label p{p} c{c} k{k} (tied logits) differs from the reference"))?;
+    }
     for (p, c, k) in [(1usize, 2usize, 1usize), (9, 5, 2), (31, 13, 4)] {
         let logits: Vec<f64> = rng.vec(p * c).iter().map(|v| 3.0 * v).collect();
         let mut labels = vec![0.0; p * c];
