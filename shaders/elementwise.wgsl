@@ -18,6 +18,10 @@
 //   act_forward   x (read), o1 (rw)               o1 = f(x)
 //   accumulate    acc (rw), y (read)              acc += alpha*y[i % nb]
 //   fill          acc (rw)                        acc = alpha
+//   gate_mix      x (read), y (read), out (rw), z (read)
+//                                                 out = z + x * (y - z): the inference layer's
+//                                                 gated fusion R + s(F - R) in one pass instead
+//                                                 of three (no broadcast)
 // The activation f is the override ACT: 0 GELU (erf form, as HF BERT), 1 tanh, 2 ReLU, 3 sigmoid.
 
 struct Ew { n: u32, nb: u32, alpha: f32, beta: f32 }
@@ -35,6 +39,8 @@ override ACT: u32 = 0u;
 @group(0) @binding(2) var<storage, read_write> out4: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> o14: array<vec4<f32>>;
 @group(0) @binding(0) var<storage, read_write> acc4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> z: array<f32>;
+@group(0) @binding(3) var<storage, read> z4: array<vec4<f32>>;
 
 // Abramowitz & Stegun 7.1.26, |error| < 1.5e-7: WGSL has no erf builtin.
 fn erf_approx(v: vec4<f32>) -> vec4<f32> {
@@ -104,6 +110,12 @@ fn accumulate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 @compute @workgroup_size(256)
+fn gate_mix(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = group_index(wid, nwg) * 256u + li;
+    if (i < p.n) { out[i] = z[i] + x[i] * (y[i] - z[i]); }
+}
+
+@compute @workgroup_size(256)
 fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = group_index(wid, nwg) * 256u + li;
     if (i < p.n) { acc[i] = p.alpha; }
@@ -143,6 +155,12 @@ fn act_forward4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 fn accumulate4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let i = group_index(wid, nwg) * 256u + li;
     if (i < p.n) { acc4[i] = acc4[i] + p.alpha * y4[i % p.nb]; }
+}
+
+@compute @workgroup_size(256)
+fn gate_mix4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = group_index(wid, nwg) * 256u + li;
+    if (i < p.n) { out4[i] = z4[i] + x4[i] * (y4[i] - z4[i]); }
 }
 
 @compute @workgroup_size(256)

@@ -12,6 +12,7 @@ const fn twins(entry: [&'static str; 2], bindings: &'static [Access]) -> [Kernel
     [Kernel { shader: &SHADER, entry: entry[0], bindings }, Kernel { shader: &SHADER, entry: entry[1], bindings }]
 }
 static ADD_SCALED: [Kernel; 2] = twins(["add_scaled", "add_scaled4"], BINARY);
+static GATE_MIX: [Kernel; 2] = twins(["gate_mix", "gate_mix4"], &[Access::Read, Access::Read, Access::Write, Access::Read]);
 static MUL: [Kernel; 2] = twins(["mul", "mul4"], BINARY);
 static ACT_BACKWARD: [Kernel; 2] = twins(["act_backward", "act_backward4"], BINARY);
 static SCALE: [Kernel; 2] = twins(["scale", "scale4"], UNARY);
@@ -64,6 +65,20 @@ pub fn add_scaled(rec: &mut Recorder, x: &Tensor, y: &Tensor, alpha: f32, beta: 
 
 pub fn add(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     add_scaled(rec, x, y, 1.0, 1.0)
+}
+
+/// r + gate ⊙ (f − r), all of one shape: the inference layer's gated fusion in one pass.
+pub fn gate_mix(rec: &mut Recorder, gate: &Tensor, f: &Tensor, r: &Tensor) -> Result<Tensor> {
+    for t in [f, r] {
+        t.expect_dtype("gate_mix", DType::F32)?;
+        if t.shape() != gate.shape() {
+            return shape_err("gate_mix", format!("`{}` {:?} and the gate {:?} differ", t.name(), t.shape(), gate.shape()));
+        }
+    }
+    let out = Tensor::uninit(rec.gpu(), "gate_mix", f.shape(), DType::F32)?;
+    let n = f.numel();
+    launch(rec, &GATE_MIX, &[], &[gate, f, &out, r], (n, n), (0.0, 0.0))?;
+    Ok(out)
 }
 
 /// x * y, with y broadcast by wrapping.

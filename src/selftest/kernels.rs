@@ -229,6 +229,7 @@ async fn elementwise_forward_and_backward(gpu: &Gpu) -> Checked {
         ew::accumulate(&mut rec, &acc, &ybt, -0.5)?;
         let filled = Tensor::uninit(gpu, "filled", &[n], DType::F32)?;
         ew::fill(&mut rec, &filled, 2.5)?;
+        let mixed = ew::gate_mix(&mut rec, &xt, &yt, &acc)?;
         let mut acts = Vec::new();
         for act in Activation::ALL {
             acts.push((act, ew::activation(&mut rec, act, &xt)?, ew::activation_backward(&mut rec, act, &xt, &yt)?));
@@ -243,6 +244,9 @@ async fn elementwise_forward_and_backward(gpu: &Gpu) -> Checked {
         close("scale", &download(gpu, &sc).await?, &x.iter().map(|v| 3.0 * v).collect::<Vec<_>>(), atol, rtol)?;
         close("accumulate", &download(gpu, &acc).await?, &r::add_scaled(&y, &yb, 1.0, -0.5), atol, rtol)?;
         close("fill", &download(gpu, &filled).await?, &vec![2.5; n], 0.0, 0.0)?;
+        let accumulated = r::add_scaled(&y, &yb, 1.0, -0.5);
+        let want_mix: Vec<f64> = x.iter().zip(&y).zip(&accumulated).map(|((g, f), r)| r + g * (f - r)).collect();
+        close("gate_mix", &download(gpu, &mixed).await?, &want_mix, atol, rtol)?;
         for (act, fwd, bwd) in acts {
             close(&format!("{act:?}"), &download(gpu, &fwd).await?, &r::activation(act, &x), 2e-6, 1e-5)?;
             close(&format!("{act:?} backward"), &download(gpu, &bwd).await?, &r::activation_backward(act, &x, &y), 2e-6, 1e-5)?;

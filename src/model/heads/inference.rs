@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::gpu::{DType, Recorder, Tensor};
 use crate::model::config::HeadConfig;
 use crate::ops::eca::{attention_backward, attention_forward, PairIndex};
-use crate::ops::elementwise::{accumulate, activation, activation_backward, add, add_scaled, mul, Activation};
+use crate::ops::elementwise::{accumulate, activation, activation_backward, add, add_scaled, gate_mix, mul, Activation};
 use crate::ops::layernorm::{layernorm, layernorm_backward};
 use crate::ops::loss::{batchnorm, batchnorm_backward};
 use crate::ops::matmul::{gemm, linear, linear_backward, linear_cat, linear_cat_backward, Gemm, MatmulKernel, View};
@@ -248,9 +248,8 @@ pub fn layer_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &
         let gate_pre = linear_cat(rec, &[ft, rt], p.get(&format!("{pre}.gate.weight")), Some(p.get(&format!("{pre}.gate.bias"))))?;
         let gate = activation(rec, Activation::Sigmoid, &gate_pre)?;
         // s⊙F̃ + (1 − s)⊙R̃ = R̃ + s⊙(F̃ − R̃)
-        let diff = add_scaled(rec, ft, rt, 1.0, -1.0)?;
-        let sd = mul(rec, &gate, &diff)?;
-        (gate_pre, gate, add(rec, rt, &sd)?)
+        let fused = gate_mix(rec, &gate, ft, rt)?;
+        (gate_pre, gate, fused)
     } else {
         (ft.clone(), ft.clone(), add(rec, ft, rt)?)
     };
