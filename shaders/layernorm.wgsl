@@ -80,6 +80,23 @@ fn layernorm_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
     }
 }
 
+// A row of up to 128 columns in registers (COLS4 of its vec4s are used).
+alias Row = array<vec4<f32>, 32>;
+
+// Writes y and the stats of row r (starting at vec4 `base`) from its values in registers.
+fn normalize_row(xs: ptr<function, Row>, r: u32, base: u32) {
+    let n = f32(COLS4 * 4u);
+    var s = vec4<f32>(0.0);
+    for (var c = 0u; c < COLS4; c++) { s += (*xs)[c]; }
+    let mean = hsum(s) / n;
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < COLS4; c++) { let d = (*xs)[c] - mean; v += d * d; }
+    let rstd = inverseSqrt(hsum(v) / n + p.eps);
+    for (var c = 0u; c < COLS4; c++) { out3v[base + c] = ((*xs)[c] - mean) * rstd * in1v[c] + in2v[c]; }
+    out4[2u * r] = mean;
+    out4[2u * r + 1u] = rstd;
+}
+
 // The row width in vec4s, fixed per pipeline (0: read p.cols): a constant bound lets the
 // compiler unroll the loops, and then gamma's and beta's addresses are constants, which CPU
 // drivers load once for all lanes instead of in a loop over the lanes.
@@ -94,16 +111,9 @@ fn layernorm_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     let n = f32(p.cols);
     if (COLS4 != 0u && COLS4 <= 32u) {
         // Unrolled: the row stays in registers, one load per vec4 instead of three.
-        var xs: array<vec4<f32>, 32>;
-        var s = vec4<f32>(0.0);
-        for (var c = 0u; c < COLS4; c++) { xs[c] = in0v[base + c]; s += xs[c]; }
-        let mean = hsum(s) / n;
-        var v = vec4<f32>(0.0);
-        for (var c = 0u; c < COLS4; c++) { let d = xs[c] - mean; v += d * d; }
-        let rstd = inverseSqrt(hsum(v) / n + p.eps);
-        for (var c = 0u; c < COLS4; c++) { out3v[base + c] = (xs[c] - mean) * rstd * in1v[c] + in2v[c]; }
-        out4[2u * r] = mean;
-        out4[2u * r + 1u] = rstd;
+        var xs: Row;
+        for (var c = 0u; c < COLS4; c++) { xs[c] = in0v[base + c]; }
+        normalize_row(&xs, r, base);
         return;
     }
     var s = vec4<f32>(0.0);
@@ -115,6 +125,26 @@ fn layernorm_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
     for (var c = 0u; c < q; c++) { out3v[base + c] = (in0v[base + c] - mean) * rstd * in1v[c] + in2v[c]; }
     out4[2u * r] = mean;
     out4[2u * r + 1u] = rstd;
+}
+
+// layernorm_residual_rows: LayerNorm of in0 + in5 (a residual sum), and with KEEP_SUM the sum
+// itself into out6 (training keeps it for the backward): one pass instead of an element-wise
+// add and the LayerNorm. Rows of at most 128 columns (COLS4 <= 32), held in registers.
+override KEEP_SUM: bool = false;
+@group(0) @binding(5) var<storage, read> in5v: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> out6v: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn layernorm_residual_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let r = group_index(wid, nwg) * 64u + li;
+    if (r >= p.rows) { return; }
+    let base = r * COLS4;
+    var xs: Row;
+    for (var c = 0u; c < COLS4; c++) {
+        xs[c] = in0v[base + c] + in5v[base + c];
+        if (KEEP_SUM) { out6v[base + c] = xs[c]; }
+    }
+    normalize_row(&xs, r, base);
 }
 
 @compute @workgroup_size(64)

@@ -1,6 +1,7 @@
 //! Launchers for shaders/layernorm.wgsl.
 
 use super::{launch_rows, row_wg, rows_cols};
+use super::elementwise::add;
 use crate::error::{shape_err, Result};
 use crate::gpu::profile::Work;
 use super::softmax::RowKernel;
@@ -14,6 +15,13 @@ static BACKWARD_INPUT: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Write],
 };
 static FORWARD_ROWS: Kernel = Kernel { shader: &SHADER, entry: "layernorm_forward_rows", bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write] };
+static RESIDUAL_ROWS: Kernel = Kernel {
+    shader: &SHADER,
+    entry: "layernorm_residual_rows",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write, Access::Read, Access::Write],
+};
+/// Widest row `layernorm_residual_rows` holds in registers, in vec4s.
+const RESIDUAL_MAX_COLS4: usize = 32;
 static BACKWARD_INPUT_ROWS: Kernel = Kernel {
     shader: &SHADER,
     entry: "layernorm_backward_input_rows",
@@ -73,6 +81,37 @@ pub fn layernorm_using(rec: &mut Recorder, kernel: RowKernel, x: &Tensor, gamma:
     }
     rec.work(Work::bytes(8.0 * x.numel() as f64));
     Ok(LayerNormOut { y, stats })
+}
+
+/// LayerNorm of a + b (a residual sum): its output, and with `keep_sum` the sum, which training
+/// keeps for the backward. One pass where the row kernel runs and rows have at most 128 columns
+/// (`layernorm_residual_rows`); otherwise an add and the LayerNorm.
+pub fn add_layernorm(rec: &mut Recorder, a: &Tensor, b: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32, keep_sum: bool) -> Result<(LayerNormOut, Option<Tensor>)> {
+    add_layernorm_using(rec, RowKernel::Auto, a, b, gamma, beta, eps, keep_sum)
+}
+
+/// `add_layernorm` with a chosen row kernel (tests run each).
+#[allow(clippy::too_many_arguments)]
+pub fn add_layernorm_using(rec: &mut Recorder, kernel: RowKernel, a: &Tensor, b: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32, keep_sum: bool) -> Result<(LayerNormOut, Option<Tensor>)> {
+    let (rows, cols) = check("add_layernorm", a, gamma)?;
+    check("add_layernorm", a, beta)?;
+    if b.shape() != a.shape() {
+        return shape_err("add_layernorm", format!("`{}` {:?} and `{}` {:?} differ", a.name(), a.shape(), b.name(), b.shape()));
+    }
+    if row_kernel(rec.gpu(), kernel, cols)? != RowKernel::Rows || cols / 4 > RESIDUAL_MAX_COLS4 {
+        let sum = add(rec, a, b)?;
+        let out = layernorm_using(rec, kernel, &sum, gamma, beta, eps)?;
+        return Ok((out, keep_sum.then_some(sum)));
+    }
+    let y = Tensor::uninit(rec.gpu(), "layernorm", a.shape(), DType::F32)?;
+    let stats = Tensor::uninit(rec.gpu(), "layernorm_stats", &[rows, 2], DType::F32)?;
+    // The sum's binding is always there; without keep_sum nothing writes it.
+    let sum = Tensor::uninit(rec.gpu(), "residual_sum", if keep_sum { a.shape() } else { &[4] }, DType::F32)?;
+    let imm = Imm::new().u(rows).u(cols).f(eps);
+    let consts = [("COLS4", (cols / 4) as f64), ("KEEP_SUM", keep_sum as u32 as f64)];
+    rec.dispatch(&RESIDUAL_ROWS, &consts, &[a, gamma, beta, &y, &stats, b, &sum], &imm, grid(rec.gpu(), rows.div_ceil(64)))?;
+    rec.work(Work::bytes((12.0 + 4.0 * keep_sum as u32 as f64) * a.numel() as f64));
+    Ok((LayerNormOut { y, stats }, keep_sum.then_some(sum)))
 }
 
 pub struct LayerNormGrads {

@@ -11,7 +11,7 @@ use crate::ops::dropout::{dropout, DropoutRng, Site};
 use crate::ops::eca::{attention_backward_using, attention_forward_using, Attention, EcaKernel, PairIndex};
 use crate::ops::elementwise::{self as ew, Activation};
 use crate::ops::embedding::{gather_rows, scatter_add_rows, RowScatter};
-use crate::ops::layernorm::{layernorm_backward_using, layernorm_using};
+use crate::ops::layernorm::{add_layernorm_using, layernorm_backward_using, layernorm_using};
 use crate::ops::loss::{atloss_backward, atloss_sum, batchnorm, batchnorm_backward, corrupt_labels, cosine_backward, cosine_sum, get_label};
 use crate::ops::matmul::{gemm, linear, linear_backward, matmul, Gemm, MatmulKernel, View};
 use crate::ops::pair::{bilinear_backward_using, bilinear_using, bilinear_weight_grad_sq, context_weights, context_weights_backward, PairEntities};
@@ -385,6 +385,25 @@ async fn layernorm_forward_and_backward(gpu: &Gpu, kernel: RowKernel) -> Checked
         close(&format!("{what} dx"), &download(gpu, &g.dx).await?, &wdx, atol, rtol)?;
         close(&format!("{what} dgamma"), &download(gpu, &g.dgamma).await?, &wdg, atol, rtol)?;
         close(&format!("{what} dbeta"), &download(gpu, &g.dbeta).await?, &wdb, atol, rtol)?;
+        // LayerNorm of a residual sum x + y, with and without the sum kept (fused on the row
+        // kernel up to 128 columns, an add and the LayerNorm past that and on the workgroup one).
+        let y: Vec<f64> = rng.vec(rows * cols);
+        let yt = upload(gpu, "residual", &[rows, cols], &y)?;
+        let sum: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+        let (wy, ws) = r::layernorm(&sum, &gamma, &beta, eps);
+        for keep in [true, false] {
+            let mut rec = Recorder::new(gpu);
+            let (out, kept) = add_layernorm_using(&mut rec, kernel, &xt, &yt, &gt, &bt, eps as f32, keep)?;
+            rec.finish()?;
+            let what = format!("{what} of a residual sum (sum kept: {keep})");
+            close(&what, &download(gpu, &out.y).await?, &wy, atol, rtol)?;
+            close(&format!("{what} stats"), &download(gpu, &out.stats).await?, &ws, atol, rtol)?;
+            match kept {
+                Some(t) if keep => close(&format!("{what} sum"), &download(gpu, &t).await?, &sum, 1e-6, 1e-6)?,
+                None if !keep => {}
+                _ => return Err(Verdict::Fail(format!("{what}: the sum was {} though it was {}asked for", if keep { "missing" } else { "returned" }, if keep { "" } else { "not " }))),
+            }
+        }
     }
     Ok(())
 }

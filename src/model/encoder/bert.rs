@@ -17,7 +17,7 @@ use crate::ops::attention::{attention_rows, fused_attention, fused_lanes};
 use crate::ops::dropout::{dropout, DropoutRng};
 use crate::ops::elementwise::{activation, activation_backward, add, fill, Activation};
 use crate::ops::embedding::{gather_rows, scatter_add_rows, RowScatter};
-use crate::ops::layernorm::{layernorm, layernorm_backward};
+use crate::ops::layernorm::{add_layernorm, layernorm_backward};
 use crate::ops::matmul::{gemm, linear, linear_backward_into, Gemm, MatmulKernel, View};
 use crate::ops::softmax::{softmax, softmax_backward, Mask};
 
@@ -367,8 +367,7 @@ impl Bert {
         let position = gather_rows(rec, &self.params[slot::POSITION], &pos)?;
         let token_type = gather_rows(rec, &self.params[slot::TOKEN_TYPE], &types)?;
         let e = add(rec, &word, &position)?;
-        let emb_sum = add(rec, &e, &token_type)?;
-        let ln = layernorm(rec, &emb_sum, &self.params[slot::EMB_LN_W], &self.params[slot::EMB_LN_B], c.layer_norm_eps as f32)?;
+        let (ln, emb_sum) = add_layernorm(rec, &e, &token_type, &self.params[slot::EMB_LN_W], &self.params[slot::EMB_LN_B], c.layer_norm_eps as f32, pass.grad)?;
         let mut x = dropout_at(rec, &ln.y, c.hidden_dropout_prob, 0)?;
         let mut layers = Vec::new();
         let mut last_probs = None;
@@ -408,16 +407,14 @@ impl Bert {
             };
             let ao = linear(rec, &ctx, self.p(l, slot::AO_W), Some(self.p(l, slot::AO_B)))?;
             let ao = dropout_at(rec, &ao, c.hidden_dropout_prob, 2 + 3 * l)?;
-            let r1 = add(rec, &ao, &x)?;
-            let ln1 = layernorm(rec, &r1, self.p(l, slot::LN1_W), self.p(l, slot::LN1_B), c.layer_norm_eps as f32)?;
+            let (ln1, r1) = add_layernorm(rec, &ao, &x, self.p(l, slot::LN1_W), self.p(l, slot::LN1_B), c.layer_norm_eps as f32, pass.grad)?;
             let pre = linear(rec, &ln1.y, self.p(l, slot::I_W), Some(self.p(l, slot::I_B)))?;
             let act = activation(rec, Activation::Gelu, &pre)?;
             let o = linear(rec, &act, self.p(l, slot::O_W), Some(self.p(l, slot::O_B)))?;
             let o = dropout_at(rec, &o, c.hidden_dropout_prob, 3 + 3 * l)?;
-            let r2 = add(rec, &o, &ln1.y)?;
-            let ln2 = layernorm(rec, &r2, self.p(l, slot::LN2_W), self.p(l, slot::LN2_B), c.layer_norm_eps as f32)?;
+            let (ln2, r2) = add_layernorm(rec, &o, &ln1.y, self.p(l, slot::LN2_W), self.p(l, slot::LN2_B), c.layer_norm_eps as f32, pass.grad)?;
             if pass.grad {
-                let probs = probs.expect("training runs the unfused attention");
+                let (probs, r1, r2) = (probs.expect("training runs the unfused attention"), r1.expect("kept with grad"), r2.expect("kept with grad"));
                 layers.push(LayerTape { x, q, k, v, probs, ctx, r1, ln1_stats: ln1.stats, h1: ln1.y, pre, act, r2, ln2_stats: ln2.stats });
             }
             x = ln2.y;
@@ -439,7 +436,10 @@ impl Bert {
             let (b, len) = (plan.batch, plan.len);
             (EncoderOutput { hidden: x.reshape(&[b, len, d])?, attention: probs }, None, None)
         };
-        let tape = pass.grad.then(|| Tape { pass, plan, windows, emb_sum, emb_stats: ln.stats, layers, merged });
+        let tape = match (pass.grad, emb_sum) {
+            (true, Some(emb_sum)) => Some(Tape { pass, plan, windows, emb_sum, emb_stats: ln.stats, layers, merged }),
+            _ => None,
+        };
         Ok((out, tape))
     }
 

@@ -10,7 +10,7 @@ use crate::gpu::{DType, Recorder, Tensor};
 use crate::model::config::HeadConfig;
 use crate::ops::eca::{attention_backward, attention_forward, PairIndex};
 use crate::ops::elementwise::{accumulate, activation, activation_backward, add, add_scaled, gate_mix, mul, Activation};
-use crate::ops::layernorm::{layernorm, layernorm_backward};
+use crate::ops::layernorm::{add_layernorm, layernorm, layernorm_backward};
 use crate::ops::loss::{batchnorm, batchnorm_backward};
 use crate::ops::matmul::{gemm, linear, linear_backward, linear_cat, linear_cat_backward, Gemm, MatmulKernel, View};
 use crate::ops::reduce::col_sum;
@@ -123,9 +123,10 @@ fn rows_view(first: usize, width: usize, trans: bool) -> View {
     View { offset: first * width, ld: width, s1: 0, s2: 0, trans }
 }
 
-/// LN(x + Dropout(down(ReLU(up(fused))))) with the `name` weights, dropout at `site`.
+/// LN(x + Dropout(down(ReLU(up(fused))))) with the `name` weights, dropout at `site`; with
+/// `grad`, what the backward needs.
 #[allow(clippy::too_many_arguments)]
-fn ffn_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, name: &str, x: &Tensor, fused: &Tensor, drop: Option<HeadDropout>, site: usize) -> Result<(Tensor, FfnTape)> {
+fn ffn_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, name: &str, x: &Tensor, fused: &Tensor, grad: bool, drop: Option<HeadDropout>, site: usize) -> Result<(Tensor, Option<FfnTape>)> {
     let gpu = rec.gpu().clone();
     let (rows, d) = (x.shape()[0], cfg.width);
     let (wu, bu) = (p.get(&format!("{name}.up.weight")), p.get(&format!("{name}.up.bias")));
@@ -142,10 +143,9 @@ fn ffn_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, name: &str, x
         gemm(rec, MatmulKernel::Auto, &g, &up, wd, Some(bd), &res)?;
         chunks.push((r0, n, up_pre, up));
     }
-    let res = hd::apply(rec, &res, drop, site)?;
-    accumulate(rec, &res, x, 1.0)?;
-    let (y, stats) = norm(rec, p, &format!("{name}.norm"), &res, cfg.ln_eps)?;
-    Ok((y, FfnTape { chunks, res, stats }))
+    let down = hd::apply(rec, &res, drop, site)?;
+    let (ln, res) = add_layernorm(rec, &down, x, p.get(&format!("{name}.norm.weight")), p.get(&format!("{name}.norm.bias")), cfg.ln_eps as f32, grad)?;
+    Ok((ln.y, res.map(|res| FfnTape { chunks, res, stats: ln.stats })))
 }
 
 /// Returns (dx, dfused) of `ffn_forward`.
@@ -253,10 +253,13 @@ pub fn layer_forward(rec: &mut Recorder, p: &ParamSet, cfg: &HeadConfig, grid: &
     } else {
         (ft.clone(), ft.clone(), add(rec, ft, rt)?)
     };
-    let (f_next, f_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.feature_ffn"), f, &fused, drop, site + hd::FEATURE_FFN)?;
-    let (r_next, r_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.relation_ffn"), r, &fused, drop, site + hd::RELATION_FFN)?;
+    let (f_next, f_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.feature_ffn"), f, &fused, grad, drop, site + hd::FEATURE_FFN)?;
+    let (r_next, r_ffn) = ffn_forward(rec, p, cfg, &format!("{pre}.relation_ffn"), r, &fused, grad, drop, site + hd::RELATION_FFN)?;
     let values = LayerValues { m: m.clone(), feature_eca: ft.clone(), relation_eca: rt.clone(), gate: gate.clone(), fused: fused.clone(), f: f_next, r: r_next };
-    let tape = grad.then(|| LayerTape { f: f.clone(), r: r.clone(), m_pre, m, m_stats, feature, relation, gate_pre, gate, fused, f_ffn, r_ffn });
+    let tape = match (f_ffn, r_ffn) {
+        (Some(f_ffn), Some(r_ffn)) => Some(LayerTape { f: f.clone(), r: r.clone(), m_pre, m, m_stats, feature, relation, gate_pre, gate, fused, f_ffn, r_ffn }),
+        _ => None,
+    };
     Ok((values, tape))
 }
 
