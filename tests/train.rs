@@ -28,9 +28,8 @@ fn frozen_encoder_cache_gives_the_live_gradients() {
     let batch = Batch::new(&items);
     let heads_n = s.model.encoder.config.num_attention_heads;
     let mut rec = Recorder::new(&g);
-    let (out, _) = s.model.encoder.forward(&mut rec, &batch.tokens, Pass::eval()).unwrap();
-    let hb = HeadBatch::new(&g, batch.input.clone(), batch.tokens.len(), heads_n).unwrap();
-    let live = s.model.heads.stage1(&mut rec, &hb, &out.hidden, &out.attention, &batch.gold).unwrap();
+    let out = s.model.encode(&mut rec, &batch, Pass::eval(), None).unwrap();
+    let live = s.model.heads.stage1(&mut rec, &out.heads_batch, &out.hidden, &out.attention, &batch.gold).unwrap();
     rec.finish().unwrap();
     let cache = EncoderCache::build(&s.model.gpu, &s.model.encoder, &s.exs, None, |_| {}).unwrap().0;
     let (x, a) = cache.inputs(&g, &batch).unwrap();

@@ -117,7 +117,15 @@ pub struct EncoderCache {
 fn encode(gpu: &Gpu, encoder: &Bert, ex: &Example) -> Result<Entry> {
     let heads = encoder.config.num_attention_heads;
     let mut rec = Recorder::new(gpu);
-    let (out, _) = encoder.forward(&mut rec, &TokenBatch { docs: vec![ex.ids.clone()] }, Pass::eval())?;
+    let batch = TokenBatch { docs: vec![ex.ids.clone()] };
+    // As the live evaluation path (Model::encode) runs it, so that the cache equals it.
+    if encoder.fused_attention_runs(gpu)? {
+        let starts: Vec<u32> = ex.mention_starts.iter().flatten().map(|&s| s as u32).collect();
+        let out = encoder.forward_mention_rows(&mut rec, &batch, &starts)?;
+        rec.finish()?;
+        return Ok(Entry { hidden: out.hidden.read_f32(gpu)?, rows: out.attention.read_f32(gpu)? });
+    }
+    let (out, _) = encoder.forward(&mut rec, &batch, Pass::eval())?;
     rec.finish()?;
     let l = ex.ids.len();
     let att = out.attention.read_f32(gpu)?;
