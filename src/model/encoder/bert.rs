@@ -193,6 +193,16 @@ pub struct Tape {
     merged: Option<(Tensor, Tensor)>,
 }
 
+/// How `Bert::forward_with` runs each layer's attention.
+enum Attend {
+    /// Score GEMM, masked softmax and context GEMM over [segments, heads, win, win]: training,
+    /// whose backward reads the probabilities.
+    Unfused { mask: Tensor },
+    /// shaders/encoder_attention.wgsl; `rows`: the output positions whose last-layer attention
+    /// is kept and the segment rows that hold them (None when there are none).
+    Fused { seg_len: Tensor, rows: Option<(Tensor, Tensor)> },
+}
+
 pub struct Bert {
     pub config: BertConfig,
     names: Vec<String>,
@@ -334,11 +344,9 @@ impl Bert {
         let ids = Tensor::from_u32(&gpu, "token_ids", &[rows], &plan.seg_ids)?;
         let pos = Tensor::from_u32(&gpu, "position_ids", &[rows], &position_ids(c, rows, w))?;
         let types = Tensor::from_u32(&gpu, "token_type_ids", &[rows], &vec![0u32; rows])?;
-        let mask = Tensor::from_f32(&gpu, "key_mask", &[s, w], &plan.key_mask())?;
         let windows = if plan.windowed { Some(Windows::upload(&gpu, plan.clone())?) } else { None };
-        // The fused attention's segment lengths, and the rows whose last-layer attention is kept:
-        // (output positions, the segment rows that hold them), None when there are none.
-        let fused = match fused_rows {
+        let attend = match fused_rows {
+            None => Attend::Unfused { mask: Tensor::from_f32(&gpu, "key_mask", &[s, w], &plan.key_mask())? },
             Some(picks) => {
                 let out_rows = plan.batch * plan.len;
                 if let Some(&bad) = picks.iter().find(|&&r| r as usize >= out_rows) {
@@ -352,9 +360,8 @@ impl Bert {
                         Some((Tensor::from_u32(&gpu, "attention_positions", &[picks.len()], picks)?, Tensor::from_u32(&gpu, "attention_segment_rows", &[seg_rows.len()], &seg_rows)?))
                     }
                 };
-                Some((Tensor::from_u32(&gpu, "segment_lengths", &[s], &lens)?, picks))
+                Attend::Fused { seg_len: Tensor::from_u32(&gpu, "segment_lengths", &[s], &lens)?, rows: picks }
             }
-            None => None,
         };
         let dropout_at = |rec: &mut Recorder, x: &Tensor, p: f64, site: usize| -> Result<Tensor> {
             match pass.dropout {
@@ -377,8 +384,8 @@ impl Bert {
             let k = linear(rec, &x, self.p(l, slot::K_W), Some(self.p(l, slot::K_B)))?;
             let v = linear(rec, &x, self.p(l, slot::V_W), Some(self.p(l, slot::V_B)))?;
             let last = l + 1 == c.num_hidden_layers;
-            let (ctx, probs) = match &fused {
-                Some((seg_len, picks)) => {
+            let (ctx, probs) = match &attend {
+                Attend::Fused { seg_len, rows: picks } => {
                     let (ctx, stats) = fused_attention(rec, &q, &k, &v, seg_len, w, heads, alpha)?;
                     if last {
                         last_probs = Some(match (picks, &windows) {
@@ -392,10 +399,10 @@ impl Bert {
                     }
                     (ctx, None)
                 }
-                None => {
+                Attend::Unfused { mask } => {
                     let scores = Tensor::uninit(&gpu, "attention_scores", &[s, heads, w, w], DType::F32)?;
                     gemm(rec, MatmulKernel::Auto, &self.scores_gemm(s, w, alpha), &q, &k, None, &scores)?;
-                    let probs = softmax(rec, &scores, Some(Mask { mask: &mask, div: heads * w }), 1.0)?;
+                    let probs = softmax(rec, &scores, Some(Mask { mask, div: heads * w }), 1.0)?;
                     let probs_used = dropout_at(rec, &probs, c.attention_probs_dropout_prob, 1 + 3 * l)?;
                     let ctx = Tensor::uninit(&gpu, "attention_context", &[rows, d], DType::F32)?;
                     gemm(rec, MatmulKernel::Auto, &self.context_gemm(s, w), &probs_used, &v, None, &ctx)?;
@@ -425,7 +432,7 @@ impl Bert {
         let probs = last_probs.ok_or_else(|| Error::Input("the encoder config has no layers".into()))?;
         let (out, windows, merged) = if let Some(win) = windows {
             let hidden = win.merge_hidden(rec, &x)?;
-            if fused.is_some() {
+            if let Attend::Fused { .. } = attend {
                 (EncoderOutput { hidden, attention: probs }, Some(win), None)
             } else {
                 let (attention, z) = win.merge_attention(rec, &probs, heads)?;
