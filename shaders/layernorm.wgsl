@@ -80,7 +80,8 @@ fn layernorm_backward_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
     }
 }
 
-// A row of up to 128 columns in registers (COLS4 of its vec4s are used).
+// A row of up to 128 columns in registers (COLS4 of its vec4s are used); the host's
+// RESIDUAL_MAX_COLS4 (ops/layernorm.rs) is this length.
 alias Row = array<vec4<f32>, 32>;
 
 // Writes y and the stats of row r (starting at vec4 `base`) from its values in registers.
@@ -97,19 +98,19 @@ fn normalize_row(xs: ptr<function, Row>, r: u32, base: u32) {
     out4[2u * r + 1u] = rstd;
 }
 
-// The row width in vec4s, fixed per pipeline (0: read p.cols): a constant bound lets the
+// The row width in vec4s (p.cols / 4), fixed per pipeline by the host: a constant bound lets the
 // compiler unroll the loops, and then gamma's and beta's addresses are constants, which CPU
 // drivers load once for all lanes instead of in a loop over the lanes.
-override COLS4: u32 = 0u;
+override COLS4: u32 = 1u;
 
 @compute @workgroup_size(64)
 fn layernorm_forward_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let r = group_index(wid, nwg) * 64u + li;
     if (r >= p.rows) { return; }
-    let q = select(p.cols / 4u, COLS4, COLS4 != 0u);
+    let q = COLS4;
     let base = r * q;
     let n = f32(p.cols);
-    if (COLS4 != 0u && COLS4 <= 32u) {
+    if (COLS4 <= 32u) {
         // Unrolled: the row stays in registers, one load per vec4 instead of three.
         var xs: Row;
         for (var c = 0u; c < COLS4; c++) { xs[c] = in0v[base + c]; }

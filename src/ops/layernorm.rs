@@ -20,7 +20,7 @@ static RESIDUAL_ROWS: Kernel = Kernel {
     entry: "layernorm_residual_rows",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::Write, Access::Write, Access::Read, Access::Write],
 };
-/// Widest row `layernorm_residual_rows` holds in registers, in vec4s.
+/// Widest row `layernorm_residual_rows` holds in registers, in vec4s (the shader's `Row`).
 const RESIDUAL_MAX_COLS4: usize = 32;
 static BACKWARD_INPUT_ROWS: Kernel = Kernel {
     shader: &SHADER,

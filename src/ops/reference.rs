@@ -181,12 +181,11 @@ pub fn softmax(x: &[f64], cols: usize, mask: Option<(&[f64], usize)>, scale: f64
     y
 }
 
-/// The encoder's self-attention over segments of `w` token rows (Q, K, V [segments·w, d], heads
-/// of d / heads columns), keys of segment s its first seg_len[s] rows: (context [segments·w, d],
-/// probabilities [segments, heads, w, w] with zeros past the keys).
-pub fn self_attention(q: &[f64], k: &[f64], v: &[f64], d: usize, w: usize, heads: usize, seg_len: &[usize], scale: f64) -> (Vec<f64>, Vec<f64>) {
+/// The encoder's attention probabilities over segments of `w` token rows (Q, K [segments·w, d],
+/// heads of d / heads columns), keys of segment s its first seg_len[s] rows:
+/// [segments, heads, w, w], zero past the keys.
+pub fn attention_probs(q: &[f64], k: &[f64], d: usize, w: usize, heads: usize, seg_len: &[usize], scale: f64) -> Vec<f64> {
     let dh = d / heads;
-    let mut ctx = vec![0.0; q.len()];
     let mut probs = vec![0.0; seg_len.len() * heads * w * w];
     for (s, &len) in seg_len.iter().enumerate() {
         for h in 0..heads {
@@ -196,16 +195,23 @@ pub fn self_attention(q: &[f64], k: &[f64], v: &[f64], d: usize, w: usize, heads
                 let mx = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let sum: f64 = scores.iter().map(|x| (x - mx).exp()).sum();
                 for (j, x) in scores.iter().enumerate() {
-                    let p = (x - mx).exp() / sum;
-                    probs[((s * heads + h) * w + i) * w + j] = p;
-                    for t in 0..dh {
-                        ctx[qi + t] += p * v[(s * w + j) * d + h * dh + t];
-                    }
+                    probs[((s * heads + h) * w + i) * w + j] = (x - mx).exp() / sum;
                 }
             }
         }
     }
-    (ctx, probs)
+    probs
+}
+
+/// The attention context from `attention_probs`' layout and V [segments·w, d]: [segments·w, d].
+pub fn attention_context(probs: &[f64], v: &[f64], d: usize, w: usize, heads: usize) -> Vec<f64> {
+    let dh = d / heads;
+    let mut ctx = vec![0.0; v.len()];
+    for (row, c) in ctx.iter_mut().enumerate() {
+        let (s, i, h, t) = (row / (w * d), (row / d) % w, (row % d) / dh, row % dh);
+        *c = (0..w).map(|j| probs[((s * heads + h) * w + i) * w + j] * v[(s * w + j) * d + h * dh + t]).sum();
+    }
+    ctx
 }
 
 pub fn softmax_backward(y: &[f64], dy: &[f64], cols: usize, scale: f64) -> Vec<f64> {

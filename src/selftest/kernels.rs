@@ -323,7 +323,8 @@ async fn fused_encoder_attention_and_rows(gpu: &Gpu) -> Checked {
         let (ctx, stats) = fused_attention(&mut rec, &qt, &kt, &vt, &lt, w, heads, scale as f32)?;
         let probs = attention_rows(&mut rec, &qt, &kt, &stats, &lt, &pt, w, heads, scale as f32)?;
         rec.finish()?;
-        let (want_ctx, want_probs) = r::self_attention(&q, &k, &v, d, w, heads, &seg_len, scale);
+        let want_probs = r::attention_probs(&q, &k, d, w, heads, &seg_len, scale);
+        let want_ctx = r::attention_context(&want_probs, &v, d, w, heads);
         let what = format!("fused attention w {w}, segments {seg_len:?}, {heads} heads of {}", d / heads);
         close(&what, &download(gpu, &ctx).await?, &want_ctx, atol, rtol)?;
         let mut want_rows = Vec::new();

@@ -30,24 +30,15 @@ pub fn encoder_forward(c: &BertConfig, params: &[Vec<f64>], batch: &TokenBatch, 
         .collect();
     let eps = c.layer_norm_eps;
     let mut x = drop(r::layernorm(&emb, &params[slot::EMB_LN_W], &params[slot::EMB_LN_B], eps).0, c.hidden_dropout_prob, 0);
-    let mask: Vec<f64> = plan.key_mask().into_iter().map(f64::from).collect();
     let mut probs_last = Vec::new();
     for l in 0..c.num_hidden_layers {
         let p = |f: usize| &params[layer_param(l, f)];
         let q = r::linear(&x, p(slot::Q_W), Some(p(slot::Q_B)), rows, d, d);
         let k = r::linear(&x, p(slot::K_W), Some(p(slot::K_B)), rows, d, d);
         let v = r::linear(&x, p(slot::V_W), Some(p(slot::V_B)), rows, d, d);
-        let mut scores = vec![0.0; s * heads * w * w];
-        for (si, h, i, j) in iter4(s, heads, w, w) {
-            let dot: f64 = (0..dh).map(|e| q[(si * w + i) * d + h * dh + e] * k[(si * w + j) * d + h * dh + e]).sum();
-            scores[((si * heads + h) * w + i) * w + j] = dot;
-        }
-        let probs = r::softmax(&scores, w, Some((&mask, heads * w)), 1.0 / (dh as f64).sqrt());
+        let probs = r::attention_probs(&q, &k, d, w, heads, &plan.seg_lens, 1.0 / (dh as f64).sqrt());
         let probs = drop(probs, c.attention_probs_dropout_prob, 1 + 3 * l);
-        let mut ctx = vec![0.0; rows * d];
-        for (si, h, i, e) in iter4(s, heads, w, dh) {
-            ctx[(si * w + i) * d + h * dh + e] = (0..w).map(|j| probs[((si * heads + h) * w + i) * w + j] * v[(si * w + j) * d + h * dh + e]).sum();
-        }
+        let ctx = r::attention_context(&probs, &v, d, w, heads);
         let ao = drop(r::linear(&ctx, p(slot::AO_W), Some(p(slot::AO_B)), rows, d, d), c.hidden_dropout_prob, 2 + 3 * l);
         let h1 = r::layernorm(&r::add_scaled(&ao, &x, 1.0, 1.0), p(slot::LN1_W), p(slot::LN1_B), eps).0;
         let f = c.intermediate_size;
@@ -60,10 +51,6 @@ pub fn encoder_forward(c: &BertConfig, params: &[Vec<f64>], batch: &TokenBatch, 
         return Ok((x, probs_last));
     }
     Ok((merge_hidden(&plan, &x, d), merge_attention(&plan, &probs_last, heads)))
-}
-
-fn iter4(a: usize, b: usize, c: usize, d: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
-    (0..a).flat_map(move |i| (0..b).flat_map(move |j| (0..c).flat_map(move |k| (0..d).map(move |l| (i, j, k, l)))))
 }
 
 /// Rows each output position receives: (segment, row) pairs from the plan's tables.
